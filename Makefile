@@ -1,0 +1,50 @@
+# ser-book: two commands on a fresh machine.
+#   make book   set up .venv, execute every chapter with papermill, build the Jupyter Book into _build/html
+#   make test   set up .venv, run the unit/integration tests, then nbval over the chapters in quick mode
+#
+# Options: make book BOOK_ARGS="--dataset tess --data-dir /path/to/TESS"   (see python -m ser_utils book --help)
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+BOOK_ARGS ?=
+PYTEST_ARGS ?=
+TEST_ARTIFACTS := $(CURDIR)/_build/test-artifacts
+
+.PHONY: book test install unit notebooks browser-deps clean
+
+install: $(STAMP)
+
+# Re-install whenever the dependency list changes. torch is pinned to the CPU build in pyproject.toml.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+book: $(STAMP)
+	$(BIN)/python -m ser_utils book $(BOOK_ARGS)
+
+test: $(STAMP) browser-deps
+	$(MAKE) unit notebooks
+
+unit: $(STAMP)
+	SER_QUICK=1 SER_ARTIFACTS_DIR=$(TEST_ARTIFACTS) $(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+# nbval re-runs each chapter in quick mode on the demo corpus and fails on any error.
+notebooks: $(STAMP)
+	SER_QUICK=1 SER_DATASET=demo SER_ARTIFACTS_DIR=$(TEST_ARTIFACTS) \
+		$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider book/ $(PYTEST_ARGS)
+
+# Headless Chromium for the browser test of the built book (Debian package); best effort:
+# the test skips with its reason when the browser cannot be installed.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+			|| echo "warning: could not install chromium; the browser test will be skipped"; \
+		else echo "note: chromium not found and not root; the browser test will be skipped"; fi; }
+
+clean:
+	rm -rf _build

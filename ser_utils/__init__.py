@@ -1,0 +1,1 @@
+"""ser_utils: support package for ser-book."""

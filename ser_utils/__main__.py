@@ -1,0 +1,7 @@
+"""``python -m ser_utils``: see :mod:`ser_utils.cli`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

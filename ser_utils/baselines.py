@@ -1,0 +1,84 @@
+"""Simple scikit-learn baselines shown beside every deep model.
+
+- ``duration``: logistic regression on the clip length alone. On TESS it is far
+  above chance on a random split, which is a leak (length is not emotion).
+- ``logreg`` / ``rf``: logistic regression / random forest on the paper's
+  187-d time-averaged vector, standardised on the training clips only.
+- ``<name>-spknorm``: the same after per-speaker standardisation (each
+  speaker's unlabelled statistics, the test speaker's included; see
+  :func:`ser_utils.features.standardize_per_speaker`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from .evaluation import FoldResult
+from .features import FeatureSet, standardize_per_speaker
+from .labels import EMOTIONS
+from .splits import Split
+
+BASELINES = ("duration", "logreg", "rf", "logreg-spknorm", "rf-spknorm")
+
+
+def make_classifier(kind: str, seed: int = 0):
+    """A scikit-learn pipeline (scaler fitted on the training rows, then the classifier)."""
+    if kind == "logreg":
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
+    if kind == "rf":
+        return make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=300, n_jobs=-1, random_state=seed))
+    raise ValueError(f"unknown classifier {kind!r}; use 'logreg' or 'rf'")
+
+
+def duration_fold(manifest: pd.DataFrame, split: Split, seed: int = 0) -> FoldResult:
+    """Fit the duration-only classifier on ``split.train`` and predict ``split.test``."""
+    dur = manifest.set_index("clip_id")["duration"].astype(float)
+    y = manifest.set_index("clip_id")["emotion"].map(EMOTIONS.index)
+    x_train = dur.loc[list(split.train)].to_numpy()[:, None]
+    x_test = dur.loc[list(split.test)].to_numpy()[:, None]
+    clf = make_classifier("logreg", seed).fit(x_train, y.loc[list(split.train)])
+    return FoldResult(
+        fold=split.fold,
+        test_ids=list(split.test),
+        y_true=y.loc[list(split.test)].tolist(),
+        y_pred=clf.predict(x_test).tolist(),
+        n_train=len(split.train),
+        n_val=0,
+    )
+
+
+def vector_fold(fs: FeatureSet, split: Split, kind: str = "logreg", seed: int = 0) -> FoldResult:
+    """Fit a baseline on the 187-d vectors of ``split.train`` and predict ``split.test``.
+
+    ``kind`` is ``"logreg"`` or ``"rf"``, with ``"-spknorm"`` appended for per-speaker
+    standardisation. The validation clips are not needed (no early stopping) and are
+    added to training, so every baseline sees the same clips as the deep models.
+    """
+    base, _, norm = kind.partition("-")
+    x = fs.vectors
+    if norm == "spknorm":
+        x = standardize_per_speaker(x, fs.meta["speaker"].to_numpy())
+    elif norm:
+        raise ValueError(f"unknown baseline variant {kind!r}")
+    train = fs.index(split.train + split.val)
+    test = fs.index(split.test)
+    y = fs.labels
+    clf = make_classifier(base, seed).fit(x[train], y[train])
+    return FoldResult(
+        fold=split.fold,
+        test_ids=list(fs.ids[test]),
+        y_true=y[test].tolist(),
+        y_pred=clf.predict(x[test]).tolist(),
+        n_train=len(train),
+        n_val=0,
+    )
+
+
+def chance_level(y: np.ndarray) -> float:
+    """Accuracy of always predicting the most frequent class."""
+    return float(np.bincount(y).max() / len(y)) if len(y) else 0.0

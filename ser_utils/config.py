@@ -1,0 +1,136 @@
+"""Resolving a chapter's parameters: which dataset, where the artifacts go, quick mode.
+
+Every chapter has the same ``parameters`` cell (DESIGN.md section 3) and hands
+it to :func:`resolve_run`, which answers the questions once: is real TESS
+here, or do we run on the synthetic demo corpus? The answer is carried by a
+:class:`RunContext` that the banner, the manifest and the results files all
+read, so a demo result can never be presented as a TESS one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .data import TESS_HELP, TessNotFoundError, find_audio_files
+
+#: Words in the demo corpus: full run and quick (CI) run.
+DEMO_WORDS = 30
+DEMO_WORDS_QUICK = 10
+PROTOCOLS = ("random", "speaker", "word")
+
+
+def project_root() -> Path:
+    """The repository root (the folder holding ``pyproject.toml``), else the current folder."""
+    here = Path(__file__).resolve().parent
+    for parent in (here, *here.parents):
+        if (parent / "pyproject.toml").exists() and (parent / "ser_utils").is_dir():
+            return parent
+    return Path.cwd()
+
+
+def env_flag(name: str) -> bool:
+    """True when the environment variable is set to 1/true/yes (case-insensitive)."""
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def is_quick(quick: bool | None = None) -> bool:
+    """Quick mode (tiny sizes for CI): the parameter if given, else ``SER_QUICK=1``."""
+    return env_flag("SER_QUICK") if quick is None else bool(quick)
+
+
+def tess_candidates(data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Folders searched for TESS, in order: the parameter, ``SER_TESS_DIR``, ``data/TESS``."""
+    out: list[Path] = []
+    if data_dir:
+        out.append(Path(data_dir).expanduser())
+    if os.environ.get("SER_TESS_DIR"):
+        out.append(Path(os.environ["SER_TESS_DIR"]).expanduser())
+    out.append(project_root() / "data" / "TESS")
+    return out
+
+
+def find_tess(data_dir: str | os.PathLike | None = None) -> Path | None:
+    """The first candidate folder that holds WAV files, or None."""
+    for candidate in tess_candidates(data_dir):
+        if candidate.is_dir() and find_audio_files(candidate):
+            return candidate
+    return None
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """The resolved parameters of one chapter run."""
+
+    dataset: str  # "tess" or "demo"
+    data_dir: Path
+    artifacts_dir: Path
+    protocol: str
+    seed: int
+    epochs: int | None
+    quick: bool
+
+    @property
+    def is_demo(self) -> bool:
+        return self.dataset == "demo"
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["data_dir"], d["artifacts_dir"] = str(self.data_dir), str(self.artifacts_dir)
+        return d
+
+
+def resolve_run(
+    dataset: str = "auto",
+    data_dir: str | os.PathLike | None = None,
+    artifacts_dir: str | os.PathLike | None = None,
+    protocol: str = "random",
+    seed: int = 0,
+    epochs: int | None = None,
+    quick: bool | None = None,
+    *,
+    make_demo: bool = True,
+) -> RunContext:
+    """Turn a chapter's parameters into a :class:`RunContext`.
+
+    ``dataset="auto"`` uses real TESS when a candidate folder holds audio
+    (:func:`tess_candidates`) and the demo corpus otherwise; ``"tess"`` insists
+    on TESS and raises :class:`TessNotFoundError` naming every folder it
+    tried; ``"demo"`` always uses the demo corpus, generating it on first use
+    under the artifacts folder. ``SER_DATASET`` overrides ``"auto"``.
+    """
+    if dataset == "auto" and os.environ.get("SER_DATASET"):
+        dataset = os.environ["SER_DATASET"]
+    if dataset not in {"auto", "tess", "demo"}:
+        raise ValueError(f"dataset must be 'auto', 'tess' or 'demo', not {dataset!r}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
+    quick = is_quick(quick)
+    root = None
+    if dataset in {"auto", "tess"}:
+        root = find_tess(data_dir)
+        if root is None and (dataset == "tess" or data_dir):
+            looked = "\n".join(f"  - {c}" for c in tess_candidates(data_dir))
+            raise TessNotFoundError(f"no TESS audio found. Looked in:\n{looked}\n{TESS_HELP}")
+    name = "tess" if root is not None else "demo"
+    if artifacts_dir is None:
+        artifacts_dir = os.environ.get("SER_ARTIFACTS_DIR") or project_root() / "artifacts"
+        artifacts_dir = Path(artifacts_dir) / (name + ("-quick" if quick and name == "demo" else ""))
+    artifacts_dir = Path(artifacts_dir).expanduser().resolve()
+    if root is None:
+        root = artifacts_dir / "demo_corpus"
+        if make_demo:
+            from .synth import ensure_demo_corpus
+
+            ensure_demo_corpus(root, n_words=DEMO_WORDS_QUICK if quick else DEMO_WORDS, seed=0)
+    artifacts_dir.mkdir(parents=True, exist_ok=True)
+    return RunContext(
+        dataset=name,
+        data_dir=Path(root).resolve(),
+        artifacts_dir=artifacts_dir,
+        protocol=protocol,
+        seed=int(seed),
+        epochs=epochs,
+        quick=quick,
+    )

@@ -1,0 +1,336 @@
+"""Chroma, mel, spectral contrast and MFCC from one STFT per clip, cached on disk.
+
+Per clip we compute, from a single magnitude STFT:
+
+========  =====  ==============================================================
+group     size   what it measures
+========  =====  ==============================================================
+chroma    12     energy per pitch class (C, C#, ..., B), octave folded
+mel       128    log-power (dB) in 128 mel-spaced bands: the spectral envelope
+contrast  7      peak-minus-valley level in 6 octave bands + 1: how "peaky"
+mfcc      40     DCT of the log-mel spectrum: a compact envelope description
+========  =====  ==============================================================
+
+and store three views of it:
+
+- ``vectors`` (N, 187): the paper's time-averaged vector, columns named by
+  :data:`FEATURE_NAMES` (``chroma_3``, ``mfcc_12``...).
+- ``frames`` (N, T, 187): the frame sequence **time-normalised** to
+  ``n_frames`` steps by linear interpolation. Padding with zeros would tell a
+  model how long the clip was, and TESS clip length leaks the label (fear is
+  short, disgust long), so every clip is stretched to the same length instead.
+  The true frame count is kept in ``n_frames_raw`` for anyone who wants to add
+  duration back on purpose.
+- ``images`` (N, S, S) uint8: the log-mel spectrogram (row 0 = lowest band),
+  time-normalised like the frames and resized to S x S, scaled from
+  [max - 80 dB, max] to [0, 255]. :func:`as_rgb` repeats it to 3 channels for
+  the vision models, whose own processors then apply their mean/std.
+
+Extraction runs in parallel over chunks of clips (joblib), shows a tqdm bar,
+and writes each finished chunk to ``<artifacts>/features/<config-hash>/``, so
+a second run is near-instant and an interrupted run resumes at the first
+missing chunk. A clip that fails is reported with its reason and left out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .labels import EMOTIONS
+
+N_CHROMA, N_MELS, N_CONTRAST, N_MFCC = 12, 128, 7, 40
+#: Column slices of the 187-d vector (and of each frame), by feature group.
+FEATURE_GROUPS: dict[str, slice] = {
+    "chroma": slice(0, N_CHROMA),
+    "mel": slice(N_CHROMA, N_CHROMA + N_MELS),
+    "contrast": slice(N_CHROMA + N_MELS, N_CHROMA + N_MELS + N_CONTRAST),
+    "mfcc": slice(N_CHROMA + N_MELS + N_CONTRAST, N_CHROMA + N_MELS + N_CONTRAST + N_MFCC),
+}
+N_FEATURES = N_CHROMA + N_MELS + N_CONTRAST + N_MFCC
+#: Name of each of the 187 positions, e.g. ``"chroma_1"`` ... ``"mfcc_40"`` (1-based within a group).
+FEATURE_NAMES: tuple[str, ...] = tuple(
+    f"{group}_{i + 1}" for group, sl in FEATURE_GROUPS.items() for i in range(sl.stop - sl.start)
+)
+_CHUNK = 50
+# Bump when the extraction code changes in a way that alters its output.
+_CODE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Every parameter that changes the features; its hash names the cache folder."""
+
+    sample_rate: int = 22050
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_mels: int = N_MELS
+    n_mfcc: int = N_MFCC
+    trim_db: float | None = 30.0  # librosa.effects.trim threshold; None keeps silences
+    n_frames: int = 64
+    image_size: int = 128
+    top_db: float = 80.0
+
+    def key(self) -> str:
+        """Short stable hash of the parameters (and the extraction code version)."""
+        blob = json.dumps({**asdict(self), "_v": _CODE_VERSION}, sort_keys=True)
+        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class ClipFeatures:
+    """The three views of one clip (see the module docstring)."""
+
+    vector: np.ndarray  # (187,)
+    frames: np.ndarray  # (n_frames, 187)
+    image: np.ndarray  # (image_size, image_size) uint8
+    n_frames_raw: int
+    trimmed_duration: float
+
+
+def extract_from_audio(audio: np.ndarray, cfg: FeatureConfig = FeatureConfig()) -> ClipFeatures:
+    """Compute all features of one mono clip already at ``cfg.sample_rate`` (one STFT).
+
+    >>> import numpy as np
+    >>> t = np.arange(22050) / 22050
+    >>> f = extract_from_audio((0.1 * np.sin(2 * np.pi * 220 * t)).astype("float32"))
+    >>> f.vector.shape, f.frames.shape, f.image.shape
+    ((187,), (64, 187), (128, 128))
+    """
+    import librosa
+
+    if audio.ndim != 1 or audio.size == 0:
+        raise ValueError(f"expected a non-empty mono signal, got shape {audio.shape}")
+    if cfg.trim_db is not None:
+        trimmed, _ = librosa.effects.trim(audio, top_db=cfg.trim_db)
+        audio = trimmed if trimmed.size >= cfg.n_fft else audio
+    if float(np.max(np.abs(audio))) < 1e-6:
+        raise ValueError("the clip is silent")
+    sr = cfg.sample_rate
+    mag = np.abs(librosa.stft(audio, n_fft=cfg.n_fft, hop_length=cfg.hop_length))
+    power = mag**2
+    chroma = librosa.feature.chroma_stft(S=power, sr=sr, n_fft=cfg.n_fft, hop_length=cfg.hop_length)
+    mel_db = librosa.power_to_db(
+        librosa.feature.melspectrogram(S=power, sr=sr, n_fft=cfg.n_fft, n_mels=cfg.n_mels),
+        ref=np.max, top_db=cfg.top_db,
+    )
+    contrast = librosa.feature.spectral_contrast(S=mag, sr=sr, n_fft=cfg.n_fft, hop_length=cfg.hop_length)
+    mfcc = librosa.feature.mfcc(S=mel_db, n_mfcc=cfg.n_mfcc)
+    per_frame = np.vstack([chroma, mel_db, contrast, mfcc]).astype(np.float32)  # (187, T)
+    return ClipFeatures(
+        vector=per_frame.mean(axis=1),
+        frames=_time_normalise(per_frame, cfg.n_frames).T,
+        image=_to_image(mel_db, cfg),
+        n_frames_raw=per_frame.shape[1],
+        trimmed_duration=audio.size / sr,
+    )
+
+
+def extract_clip(path: str | os.PathLike, cfg: FeatureConfig = FeatureConfig()) -> ClipFeatures:
+    """Load one file (any rate, channels or container) and compute its features."""
+    from .data import load_clip
+
+    return extract_from_audio(load_clip(path, cfg.sample_rate), cfg)
+
+
+def _time_normalise(x: np.ndarray, n: int) -> np.ndarray:
+    """Linearly interpolate (features, T) to (features, n) along time."""
+    t_old = np.linspace(0.0, 1.0, x.shape[1])
+    t_new = np.linspace(0.0, 1.0, n)
+    return np.stack([np.interp(t_new, t_old, row) for row in x]).astype(np.float32)
+
+
+def _to_image(mel_db: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    from PIL import Image
+
+    scaled = np.clip((mel_db - mel_db.max() + cfg.top_db) / cfg.top_db, 0.0, 1.0).astype(np.float32)
+    img = Image.fromarray(scaled, mode="F").resize((cfg.image_size, cfg.image_size), Image.BILINEAR)
+    return np.clip(np.asarray(img) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def as_rgb(images: np.ndarray) -> np.ndarray:
+    """(N, S, S) uint8 spectrogram images -> (N, 3, S, S) float32 in [0, 1], channels repeated."""
+    x = images.astype(np.float32) / 255.0
+    return np.repeat(x[:, None], 3, axis=1)
+
+
+@dataclass
+class FeatureSet:
+    """Features of every usable clip, aligned with ``meta`` (one row per clip)."""
+
+    ids: np.ndarray
+    vectors: np.ndarray
+    frames: np.ndarray
+    images: np.ndarray
+    n_frames_raw: np.ndarray
+    meta: pd.DataFrame
+    failed: pd.DataFrame
+    config: FeatureConfig
+    cache_dir: Path | None = None
+    wall_time: float = 0.0
+    chunks_computed: int = 0
+    _pos: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._pos = {cid: i for i, cid in enumerate(self.ids)}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Class index of each clip (position in :data:`EMOTIONS`)."""
+        return self.meta["emotion"].map(EMOTIONS.index).to_numpy()
+
+    def index(self, ids) -> np.ndarray:
+        """Row positions of the given clip ids; ids whose features failed are skipped."""
+        return np.array([self._pos[i] for i in ids if i in self._pos], dtype=int)
+
+    def vector_frame(self) -> pd.DataFrame:
+        """The 187-d vectors as a DataFrame with named columns plus speaker/word/emotion."""
+        df = pd.DataFrame(self.vectors, columns=list(FEATURE_NAMES))
+        return pd.concat([self.meta[["clip_id", "speaker", "word", "emotion"]].reset_index(drop=True), df], axis=1)
+
+
+def ensure_features(
+    manifest: pd.DataFrame,
+    artifacts_dir: str | os.PathLike,
+    cfg: FeatureConfig = FeatureConfig(),
+    *,
+    jobs: int | None = None,
+    progress: bool = True,
+) -> FeatureSet:
+    """Return the features of every usable clip, computing only what the cache lacks.
+
+    Chunks of 50 clips are cached under ``<artifacts_dir>/features/<cfg.key()>/``
+    by a hash of their clip ids and file sizes. ``jobs`` processes run in
+    parallel (default: all cores). Failed clips are listed in ``failed``.
+    """
+    from joblib import Parallel, delayed
+    from tqdm.auto import tqdm
+
+    from .data import usable
+
+    start = time.perf_counter()
+    ok = usable(manifest)
+    cache = Path(artifacts_dir) / "features" / cfg.key()
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    chunks = [ok.iloc[i : i + _CHUNK] for i in range(0, len(ok), _CHUNK)]
+    paths = [cache / f"chunk_{_chunk_key(c)}.npz" for c in chunks]
+    todo = [(c, p) for c, p in zip(chunks, paths, strict=True) if not p.exists()]
+    if todo:
+        jobs = jobs or os.cpu_count() or 1
+        runner = Parallel(n_jobs=min(jobs, len(todo)), return_as="generator_unordered")
+        work = runner(delayed(_extract_chunk)(c[["clip_id", "path"]], cfg, p) for c, p in todo)
+        for _ in tqdm(work, total=len(todo), desc="Extracting features", unit="chunk", disable=not progress):
+            pass
+    fs = _assemble(ok, paths, cfg)
+    fs.cache_dir = cache
+    fs.wall_time = time.perf_counter() - start
+    fs.chunks_computed = len(todo)
+    return fs
+
+
+def _chunk_key(chunk: pd.DataFrame) -> str:
+    h = hashlib.sha1()
+    for cid, path in zip(chunk["clip_id"], chunk["path"], strict=True):
+        size = Path(path).stat().st_size if Path(path).exists() else -1
+        h.update(f"{cid}:{size};".encode())
+    return h.hexdigest()[:16]
+
+
+def _extract_chunk(chunk: pd.DataFrame, cfg: FeatureConfig, out: Path) -> Path:
+    """Worker: extract one chunk and save it atomically (tmp file, then rename)."""
+    vecs, frames, images, raw, ids, failed = [], [], [], [], [], []
+    for cid, path in zip(chunk["clip_id"], chunk["path"], strict=True):
+        try:
+            f = extract_clip(path, cfg)
+        except Exception as exc:  # one bad clip must not stop a 2800-clip run
+            failed.append((cid, f"{type(exc).__name__}: {exc}"[:200]))
+            continue
+        ids.append(cid)
+        vecs.append(f.vector)
+        frames.append(f.frames)
+        images.append(f.image)
+        raw.append(f.n_frames_raw)
+    s = cfg.image_size
+    tmp = out.with_suffix(".tmp.npz")
+    np.savez(
+        tmp,
+        ids=np.array(ids, dtype=str),
+        vectors=np.array(vecs, dtype=np.float32).reshape(-1, N_FEATURES),
+        frames=np.array(frames, dtype=np.float32).reshape(-1, cfg.n_frames, N_FEATURES),
+        images=np.array(images, dtype=np.uint8).reshape(-1, s, s),
+        n_frames_raw=np.array(raw, dtype=np.int32),
+        failed=np.array(failed, dtype=str).reshape(-1, 2),
+    )
+    tmp.replace(out)
+    return out
+
+
+def _assemble(ok: pd.DataFrame, paths: list[Path], cfg: FeatureConfig) -> FeatureSet:
+    parts = [dict(np.load(p)) for p in paths]
+    s = cfg.image_size
+    ids = np.concatenate([p["ids"] for p in parts]) if parts else np.array([], dtype=str)
+    failed_rows = [tuple(r) for p in parts for r in p["failed"]]
+    meta = ok.set_index("clip_id").loc[ids].reset_index() if len(ids) else ok.iloc[:0]
+    return FeatureSet(
+        ids=ids,
+        vectors=np.concatenate([p["vectors"] for p in parts]) if parts else np.zeros((0, N_FEATURES), np.float32),
+        frames=np.concatenate([p["frames"] for p in parts]) if parts else np.zeros((0, cfg.n_frames, N_FEATURES), np.float32),
+        images=np.concatenate([p["images"] for p in parts]) if parts else np.zeros((0, s, s), np.uint8),
+        n_frames_raw=np.concatenate([p["n_frames_raw"] for p in parts]) if parts else np.zeros(0, np.int32),
+        meta=meta,
+        failed=pd.DataFrame(failed_rows, columns=["clip_id", "reason"]),
+        config=cfg,
+    )
+
+
+def quick_config(cfg: FeatureConfig = FeatureConfig()) -> FeatureConfig:
+    """The same extraction with smaller images and sequences, for quick (CI) runs."""
+    return replace(cfg, n_frames=32, image_size=64)
+
+
+# --- standardisation: statistics from training clips only ------------------------------
+
+
+def fit_standardizer(x: np.ndarray, train_idx: np.ndarray):
+    """Fit a scikit-learn ``StandardScaler`` on the training rows only (any trailing shape).
+
+    For frame sequences (N, T, F) the mean and sd are per feature over all
+    training frames. Test rows are never looked at.
+    """
+    from sklearn.preprocessing import StandardScaler
+
+    train = x[train_idx]
+    return StandardScaler().fit(train.reshape(-1, train.shape[-1]))
+
+
+def apply_standardizer(scaler, x: np.ndarray) -> np.ndarray:
+    """Apply a scaler from :func:`fit_standardizer` to an array of any leading shape."""
+    return scaler.transform(x.reshape(-1, x.shape[-1])).reshape(x.shape).astype(np.float32)
+
+
+def standardize_per_speaker(x: np.ndarray, speakers: np.ndarray) -> np.ndarray:
+    """Standardise each speaker's clips with that speaker's own mean and sd (no labels used).
+
+    This is speaker normalisation as used in speaker-independent SER: it uses
+    the *unlabelled* audio statistics of every speaker, the test speaker
+    included. That is legitimate when the test speaker's recordings are all
+    available at once (transductive), and must be stated beside the score.
+    """
+    out = np.empty_like(x, dtype=np.float32)
+    for spk in np.unique(speakers):
+        rows = speakers == spk
+        flat = x[rows].reshape(-1, x.shape[-1])
+        mu, sd = flat.mean(axis=0), flat.std(axis=0) + 1e-6
+        out[rows] = (x[rows] - mu) / sd
+    return out

@@ -1,0 +1,148 @@
+"""Train/validation/test splits for the three evaluation protocols (DESIGN.md section 4).
+
+- ``random``: stratified 80/20 by emotion, as in the paper; validation is a
+  stratified slice of the training part.
+- ``speaker``: train on one speaker, test on the other, in both directions
+  (two folds); validation comes only from the training speaker.
+- ``word``: no word appears in both train and test (and validation words are
+  disjoint from both), with grouped splits so each word's 14 clips stay together.
+
+A split never lets a test clip choose a model: early stopping, model
+selection and normalisation statistics only see ``train`` and ``val``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold, train_test_split
+
+PROTOCOLS = ("random", "speaker", "word")
+TEST_FRACTION = 0.2
+VAL_FRACTION = 0.1  # of the training part
+
+
+@dataclass(frozen=True)
+class Split:
+    """One fold: clip ids for train, validation and test, and a readable name."""
+
+    protocol: str
+    fold: str  # "random", "OAF->YAF", "word"
+    seed: int
+    train: tuple[str, ...]
+    val: tuple[str, ...]
+    test: tuple[str, ...]
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("train", "val", "test"):
+            d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Split:
+        return cls(
+            protocol=d["protocol"],
+            fold=d["fold"],
+            seed=int(d["seed"]),
+            train=tuple(d["train"]),
+            val=tuple(d["val"]),
+            test=tuple(d["test"]),
+        )
+
+
+def make_splits(manifest: pd.DataFrame, protocol: str, seed: int = 0) -> list[Split]:
+    """Build the fold(s) of ``protocol`` over the usable clips of ``manifest``, deterministic by seed.
+
+    Returns one :class:`Split` for ``random`` and ``word``, and one per
+    direction for ``speaker`` (``"OAF->YAF"`` and ``"YAF->OAF"``).
+    """
+    from .data import usable
+
+    ok = usable(manifest)
+    if ok.empty:
+        raise ValueError("the manifest holds no usable clip to split")
+    ids = ok["clip_id"].to_numpy()
+    y = ok["emotion"].to_numpy()
+    if protocol == "random":
+        train, test = train_test_split(ids, test_size=TEST_FRACTION, stratify=y, random_state=seed)
+        train, val = _stratified_val(ok, train, seed)
+        return [Split("random", "random", seed, *map(_sorted, (train, val, test)))]
+    if protocol == "speaker":
+        speakers = sorted(ok["speaker"].unique())
+        if len(speakers) < 2:
+            raise ValueError(f"the speaker protocol needs two speakers; found {speakers}")
+        folds = []
+        for test_speaker in speakers:
+            train_speakers = [s for s in speakers if s != test_speaker]
+            train_all = ids[ok["speaker"].isin(train_speakers).to_numpy()]
+            test = ids[(ok["speaker"] == test_speaker).to_numpy()]
+            train, val = _stratified_val(ok, train_all, seed)
+            name = f"{'+'.join(train_speakers)}->{test_speaker}"
+            folds.append(Split("speaker", name, seed, *map(_sorted, (train, val, test))))
+        return folds
+    if protocol == "word":
+        groups = ok["word"].to_numpy()
+        if len(set(groups)) < 3:
+            raise ValueError("the word protocol needs at least 3 distinct words")
+        gss = GroupShuffleSplit(n_splits=1, test_size=TEST_FRACTION, random_state=seed)
+        train_idx, test_idx = next(gss.split(ids, y, groups))
+        train_ids = ids[train_idx]
+        train_rows = ok.set_index("clip_id").loc[train_ids]
+        sgk = StratifiedGroupKFold(n_splits=max(2, round(1 / VAL_FRACTION)), shuffle=True, random_state=seed)
+        fit_idx, val_idx = next(sgk.split(train_ids, train_rows["emotion"], train_rows["word"]))
+        return [
+            Split(
+                "word", "word", seed,
+                _sorted(train_ids[fit_idx]), _sorted(train_ids[val_idx]), _sorted(ids[test_idx]),
+            )
+        ]
+    raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
+
+
+def _stratified_val(ok: pd.DataFrame, train_ids: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    labels = ok.set_index("clip_id").loc[train_ids, "emotion"].to_numpy()
+    return tuple(train_test_split(train_ids, test_size=VAL_FRACTION, stratify=labels, random_state=seed))
+
+
+def _sorted(ids) -> tuple[str, ...]:
+    return tuple(sorted(str(i) for i in ids))
+
+
+def split_path(artifacts_dir: str | os.PathLike, protocol: str, seed: int) -> Path:
+    """Where the folds of one protocol and seed are saved: ``splits/<protocol>__seed<k>.json``."""
+    return Path(artifacts_dir) / "splits" / f"{protocol}__seed{seed}.json"
+
+
+def save_splits(splits: list[Split], path: str | os.PathLike) -> Path:
+    """Write folds as JSON (a list of dicts with train/val/test id lists)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([s.as_dict() for s in splits], indent=1))
+    return path
+
+
+def load_splits(path: str | os.PathLike) -> list[Split]:
+    """Read folds written by :func:`save_splits`."""
+    return [Split.from_dict(d) for d in json.loads(Path(path).read_text())]
+
+
+def ensure_splits(manifest: pd.DataFrame, artifacts_dir: str | os.PathLike, protocol: str, seed: int) -> list[Split]:
+    """Load the saved folds for (protocol, seed) if they match the manifest, else make and save them."""
+    path = split_path(artifacts_dir, protocol, seed)
+    from .data import usable
+
+    known = set(usable(manifest)["clip_id"])
+    if path.exists():
+        splits = load_splits(path)
+        used = {i for s in splits for part in (s.train, s.val, s.test) for i in part}
+        if used == known and all(len(s.test) for s in splits):
+            return splits
+    splits = make_splits(manifest, protocol, seed)
+    save_splits(splits, path)
+    return splits
