@@ -94,7 +94,9 @@ def make_splits(manifest: pd.DataFrame, protocol: str, seed: int = 0) -> list[Sp
         train_idx, test_idx = next(gss.split(ids, y, groups))
         train_ids = ids[train_idx]
         train_rows = ok.set_index("clip_id").loc[train_ids]
-        sgk = StratifiedGroupKFold(n_splits=max(2, round(1 / VAL_FRACTION)), shuffle=True, random_state=seed)
+        n_words = train_rows["word"].nunique()
+        n_splits = max(2, min(round(1 / VAL_FRACTION), n_words))
+        sgk = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
         fit_idx, val_idx = next(sgk.split(train_ids, train_rows["emotion"], train_rows["word"]))
         return [
             Split(

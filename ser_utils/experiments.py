@@ -1,0 +1,127 @@
+"""One entry point to train and score any model under any protocol and seed.
+
+:func:`run_experiment` is what the chapters and ``python -m ser_utils train``
+call. It loads the folds of the protocol, asks the model family's
+``fit_predict`` for each fold, and writes one results JSON through
+:mod:`ser_utils.evaluation`. Model families:
+
+- baselines (``duration``, ``logreg``, ``rf`` and their ``-spknorm`` variants): :mod:`ser_utils.baselines`
+- Keras models (``cnn``, ``lstm``, ``hybrid``): :mod:`ser_utils.training`
+- vision transformers (``vit``, ``beit``): :mod:`ser_utils.vision`
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from .baselines import BASELINES, duration_fold, vector_fold
+from .evaluation import dataset_info, make_record, run_folds, save_record, summary_table
+from .notebook import Chapter
+
+KERAS_MODELS = ("cnn", "lstm", "hybrid")
+VISION_MODELS = ("vit", "beit")
+ALL_MODELS = BASELINES + KERAS_MODELS + VISION_MODELS
+
+
+def model_family(model: str) -> str:
+    """``"baseline"``, ``"keras"`` or ``"vision"`` for a model name (its ``-variant`` suffix ignored)."""
+    base = model.split("-")[0]
+    if model in BASELINES:
+        return "baseline"
+    if base in KERAS_MODELS:
+        return "keras"
+    if base in VISION_MODELS:
+        return "vision"
+    raise ValueError(f"unknown model {model!r}; choose from {', '.join(ALL_MODELS)}")
+
+
+def run_experiment(
+    ch: Chapter,
+    model: str,
+    protocol: str | None = None,
+    seed: int | None = None,
+    *,
+    epochs: int | None = None,
+    options: dict | None = None,
+    save: bool = True,
+    progress: bool = True,
+) -> dict:
+    """Train and score ``model`` on every fold of ``protocol`` with ``seed``; return the results record.
+
+    ``options`` go to the model family (e.g. ``{"input": "frames"}`` for the
+    Keras models, ``{"pretrained": "..."}`` for the vision ones). The record
+    is saved to ``<artifacts>/results/`` unless ``save`` is false.
+    """
+    protocol = protocol or ch.ctx.protocol
+    seed = ch.ctx.seed if seed is None else seed
+    epochs = epochs if epochs is not None else ch.ctx.epochs
+    options = dict(options or {})
+    splits = ch.splits(protocol, seed)
+    family = model_family(model)
+    n_params = None
+    if family == "baseline":
+        if model == "duration":
+            folds, wall = run_folds(splits, lambda s: duration_fold(ch.manifest, s, seed), progress=progress)
+        else:
+            folds, wall = run_folds(splits, lambda s: vector_fold(ch.features, s, model, seed), progress=progress)
+    elif family == "keras":
+        from .training import keras_fold
+
+        model_dir = ch.ctx.artifacts_dir / "models"
+        folds, wall = run_folds(
+            splits,
+            lambda s: keras_fold(ch.features, s, model, seed=seed, epochs=epochs, quick=ch.ctx.quick,
+                                 options=options, model_dir=model_dir, progress=progress),
+            progress=progress,
+        )
+    else:
+        from .vision import vision_fold
+
+        model_dir = ch.ctx.artifacts_dir / "models"
+        folds, wall = run_folds(
+            splits,
+            lambda s: vision_fold(ch.features, s, model, seed=seed, epochs=epochs, quick=ch.ctx.quick,
+                                  options=options, model_dir=model_dir, progress=progress),
+            progress=progress,
+        )
+    n_params = next((f.extra.get("n_params") for f in folds if f.extra.get("n_params")), None)
+    record = make_record(
+        model, protocol, seed, folds,
+        dataset=dataset_info(ch.ctx, len(ch.features) if family != "baseline" or model != "duration" else ch.summary.n_ok),
+        wall_time=wall, n_params=n_params,
+        config={"features": ch.feature_config.key(), "epochs": epochs, **options},
+    )
+    if save:
+        record["_path"] = str(save_record(record, ch.ctx.artifacts_dir))
+    return record
+
+
+def run_grid(
+    ch: Chapter,
+    models: Sequence[str],
+    protocols: Sequence[str],
+    seeds: Sequence[int],
+    **kwargs,
+) -> list[dict]:
+    """:func:`run_experiment` over every model x protocol x seed; returns the records."""
+    return [run_experiment(ch, m, p, s, **kwargs) for m in models for p in protocols for s in seeds]
+
+
+def scores_table(records: list[dict], paper: dict[str, float] | None = None) -> pd.DataFrame:
+    """Accuracy / macro-F1 / UAR (mean and sd over seeds, in %) per model and protocol, with the paper's figure."""
+    table = summary_table(records)
+    if table.empty:
+        return table
+    pct = [c for c in table.columns if c.endswith(("_mean", "_sd"))]
+    table[pct] = (table[pct] * 100).round(2)
+    if paper is not None:
+        table["paper_accuracy"] = table["model"].map(paper)
+    return table
+
+
+def results_dir(ch: Chapter) -> Path:
+    """Where this chapter's results files live."""
+    return ch.ctx.artifacts_dir / "results"

@@ -1,0 +1,138 @@
+"""What every chapter does first: resolve parameters, show the dataset banner, load the data.
+
+A chapter's setup cell is one call::
+
+    ch = start_chapter(dataset, data_dir, artifacts_dir, protocol, seed, epochs, quick)
+
+which returns a :class:`Chapter` holding the run context, the manifest and
+the feature configuration, and displays a banner that says plainly whether
+the numbers below come from real TESS or from the synthetic demo corpus.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from functools import cached_property
+
+import pandas as pd
+
+from .config import RunContext, resolve_run
+from .data import ManifestSummary, build_manifest, summarise_manifest
+from .features import FeatureConfig, FeatureSet, ensure_features, quick_config
+from .splits import Split, ensure_splits
+
+
+def quiet_libraries() -> None:
+    """Silence the start-up chatter of TensorFlow, transformers and friends (errors still show)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    for name in ("tensorflow", "absl", "transformers", "numba", "matplotlib", "h5py"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*is_categorical_dtype.*")
+
+
+def banner_html(ctx: RunContext, summary: ManifestSummary | None = None) -> str:
+    """The HTML banner naming the dataset of this run (orange for demo, green for real TESS)."""
+    n = f"{summary.n_ok} clips" if summary else "clips"
+    if ctx.is_demo:
+        colour, title = "#fff3cd", "DEMO DATA: synthetic corpus, not TESS"
+        body = (
+            f"This run uses the synthetic TESS-shaped demo corpus ({n}, speakers SYNA/SYNB) generated "
+            "by <code>ser_utils.synth</code>. Every number and figure on this page describes that toy "
+            "corpus, <b>not</b> real speech. To run on real TESS, set <code>SER_TESS_DIR</code> or the "
+            "<code>data_dir</code> parameter (see the introduction)."
+        )
+    else:
+        colour, title = "#d1e7dd", "Real data: TESS"
+        part = ""
+        if summary is not None and not summary.is_full:
+            part = f" This is a <b>partial</b> set ({summary.n_ok} of 2800 clips), so scores are not one-to-one comparable with the full corpus."
+        body = f"This run uses real TESS recordings ({n}) from <code>{html.escape(str(ctx.data_dir))}</code>.{part}"
+    mode = " Quick mode: tiny sizes and 1-2 epochs, for testing only." if ctx.quick else ""
+    return (
+        f'<div style="background:{colour};border:1px solid #999;border-radius:6px;padding:0.6em 1em;'
+        f'margin:0.5em 0"><b>{title}.</b> {body}{mode}</div>'
+    )
+
+
+def banner_text(ctx: RunContext, summary: ManifestSummary | None = None) -> str:
+    """Plain-text form of the banner (for consoles and logs)."""
+    n = f"{summary.n_ok} clips" if summary else ""
+    if ctx.is_demo:
+        text = f"DEMO DATA: synthetic corpus ({n}), not TESS. Numbers describe the toy corpus only."
+    else:
+        full = "full" if summary is not None and summary.is_full else "partial"
+        text = f"Real data: TESS ({n}, {full} set) from {ctx.data_dir}"
+    return text + (" [quick mode]" if ctx.quick else "")
+
+
+@dataclass
+class Chapter:
+    """The resolved inputs of one chapter: context, manifest, feature configuration."""
+
+    ctx: RunContext
+    manifest: pd.DataFrame
+    summary: ManifestSummary
+    feature_config: FeatureConfig
+
+    @cached_property
+    def features(self) -> FeatureSet:
+        """Features of every usable clip (computed once, then read from the cache)."""
+        return ensure_features(self.manifest, self.ctx.artifacts_dir, self.feature_config)
+
+    def splits(self, protocol: str | None = None, seed: int | None = None) -> list[Split]:
+        """The folds of a protocol (default: the chapter's), saved under ``splits/``."""
+        return ensure_splits(
+            self.manifest, self.ctx.artifacts_dir, protocol or self.ctx.protocol,
+            self.ctx.seed if seed is None else seed,
+        )
+
+    def banner(self) -> None:
+        """Display the dataset banner (HTML in notebooks, text elsewhere)."""
+        from IPython.display import display
+
+        display(
+            {"text/html": banner_html(self.ctx, self.summary), "text/plain": banner_text(self.ctx, self.summary)},
+            raw=True,
+        )
+
+
+def start_chapter(
+    dataset: str = "auto",
+    data_dir: str | None = None,
+    artifacts_dir: str | None = None,
+    protocol: str = "random",
+    seed: int = 0,
+    epochs: int | None = None,
+    quick: bool | None = None,
+    *,
+    show_banner: bool = True,
+) -> Chapter:
+    """Resolve a chapter's parameters, build the manifest, show the banner; see module docstring.
+
+    The manifest is written to ``<artifacts>/manifest.csv`` each time, so the
+    artifacts folder always describes the data the chapter actually used.
+    """
+    quiet_libraries()
+    import matplotlib
+    import seaborn as sns
+
+    sns.set_theme(context="notebook", style="whitegrid")
+    matplotlib.rcParams["figure.dpi"] = 90
+    ctx = resolve_run(dataset, data_dir, artifacts_dir, protocol, seed, epochs, quick)
+    manifest = build_manifest(ctx.data_dir, progress=False)
+    manifest.to_csv(ctx.artifacts_dir / "manifest.csv", index=False)
+    expected = len(manifest) if ctx.is_demo else 2800
+    summary = summarise_manifest(manifest, expected_size=expected)
+    cfg = quick_config() if ctx.quick else FeatureConfig()
+    chapter = Chapter(ctx, manifest, summary, cfg)
+    if show_banner:
+        chapter.banner()
+    return chapter
