@@ -89,6 +89,10 @@ def probe_audio(path: str | os.PathLike) -> AudioProbe:
         return _bad(base, f"truncated or corrupt audio data ({_short(exc)})")
     if audio.shape[0] < info.frames:
         return _bad(base, f"truncated: header says {info.frames} samples, file holds {audio.shape[0]}")
+    declared = _declared_wav_bytes(path) if info.format == "WAV" else None
+    if declared is not None and declared[0] + declared[1] > Path(path).stat().st_size:
+        return _bad(base, f"truncated: the WAV header declares {declared[1]} bytes of audio, "
+                          f"the file ends after {Path(path).stat().st_size - declared[0]}")
     if not np.all(np.isfinite(audio)):
         return _bad(base, "audio holds NaN or infinite samples")
     if info.duration < MIN_DURATION_S:
@@ -96,6 +100,28 @@ def probe_audio(path: str | os.PathLike) -> AudioProbe:
     if float(np.max(np.abs(audio))) < SILENCE_PEAK:
         return _bad(base, "silent (peak amplitude below 1e-4)")
     return base
+
+
+def _declared_wav_bytes(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(offset, size) of the ``data`` chunk a RIFF/WAVE header declares, or None if not found.
+
+    libsndfile quietly reads what is there when a WAV file was cut short, so
+    truncation is only visible by comparing the declared size with the file's.
+    """
+    import struct
+
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        while True:
+            chunk = fh.read(8)
+            if len(chunk) < 8:
+                return None
+            cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if cid == b"data":
+                return fh.tell(), size
+            fh.seek(size + (size & 1), 1)
 
 
 def _bad(probe: AudioProbe, reason: str) -> AudioProbe:

@@ -1,0 +1,24 @@
+"""Small audio factories shared by the tests (tiny synthetic signals, written to tmp folders)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+
+def tone(seconds: float = 0.6, sr: int = 24414, freq: float = 220.0, channels: int = 1) -> np.ndarray:
+    """A voiced-like tone with harmonics and a fade, shape (n,) or (n, channels)."""
+    t = np.arange(int(seconds * sr)) / sr
+    y = sum(0.2 / k * np.sin(2 * np.pi * freq * k * t) for k in range(1, 6))
+    y *= np.minimum(1, np.minimum(t, t[::-1]) / 0.05)
+    y = y.astype(np.float32)
+    return np.stack([y] * channels, axis=1) if channels > 1 else y
+
+
+def write_wav(path: Path, audio: np.ndarray, sr: int = 24414, fmt: str = "WAV") -> Path:
+    """Write audio with soundfile (16-bit PCM), creating parent folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), audio, sr, format=fmt, subtype="PCM_16")
+    return path

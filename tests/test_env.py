@@ -1,0 +1,28 @@
+"""Project files agree with each other: environment.yml installs what pyproject.toml declares."""
+
+import tomllib
+
+import yaml
+
+from .conftest import ROOT
+
+
+def test_environment_yml_matches_pyproject():
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    assert sorted(p for p in pip if p != "-e .") == sorted(deps)
+    assert "python=3.11" in env["dependencies"] and "-e ." in pip
+
+
+def test_torch_is_pinned_to_the_cpu_build_and_jupyter_book_below_2():
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert "torch==2.13.0" in deps
+    assert any(d.startswith("jupyter-book") and "<2" in d for d in deps)
+
+
+def test_ci_runs_make_test():
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert readme.index("make book") < readme.index("## Using real TESS")
+    assert readme.index("make test") < readme.index("## Using real TESS")
