@@ -1,0 +1,385 @@
+"""Grad-CAM for the Keras Conv1D models, mapped back to features and time, and a faithfulness check.
+
+Grad-CAM (Selvaraju et al., 2017) explains one prediction of a convolutional
+network by the activations ``A_k(t)`` of its last convolution: each channel
+``k`` is weighted by the average gradient of the class score over positions,
+``alpha_k = mean_t d score_c / d A_k(t)``, and the map is
+``relu(sum_k alpha_k A_k(t))``. We compute it with ``tf.GradientTape`` on the
+layer named ``"last_conv"`` (every CNN and hybrid in :mod:`ser_utils.models`
+names its last Conv1D that way) and upsample it from the convolution's own
+axis to the model's input axis:
+
+- vector input ``(187, 1)``: the convolution slides over the 187 *feature
+  positions*, so the map says which positions of the paper's vector (chroma,
+  mel, contrast, MFCC; :data:`ser_utils.features.FEATURE_GROUPS`) drove the
+  decision; :func:`group_importance` and :func:`band_importance` summarise it.
+- frame input ``(T, 187)``: the convolution slides over *time*, so the map is an
+  importance per frame, drawn over the log-mel spectrogram.
+
+The score differentiated is the class **logit** (the input of the final
+softmax) when the model ends in a softmax, as in the original method: the
+softmax probability of a confident model is flat (gradient near zero), which
+would make maps of correct 99 % predictions mostly noise.
+
+A heat map is not evidence by itself. :func:`deletion_test` masks input
+positions (sets them to 0, the training mean after standardisation) in order
+of Grad-CAM importance and in random orders, and records the true-class
+probability. A faithful map makes it fall faster than random; the area
+between the two curves is reported, and a map no better than random shows up
+as an area near zero (or below).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .features import FEATURE_GROUPS, N_MELS
+from .labels import EMOTIONS
+
+#: Name of the layer Grad-CAM reads, by convention of :mod:`ser_utils.models`.
+LAST_CONV = "last_conv"
+
+
+# --- the Grad-CAM model ----------------------------------------------------------------
+
+
+def _find_layer(model, name: str):
+    """The layer called ``name`` at the top level of ``model`` (clear error when missing or nested)."""
+    for layer in model.layers:
+        if layer.name == name:
+            return layer
+    for layer in model.layers:  # nested sub-models: a graph across them cannot be cut cleanly
+        if hasattr(layer, "layers") and any(sub.name == name for sub in layer.layers):
+            raise ValueError(
+                f"layer {name!r} sits inside the nested sub-model {layer.name!r}; Grad-CAM needs it at "
+                "the top level of the model (build the model as one functional graph)"
+            )
+    names = ", ".join(layer.name for layer in model.layers)
+    raise ValueError(f"model {model.name!r} has no layer named {name!r} (its layers: {names})")
+
+
+def _score_head(model):
+    """(tensor the score is read from, function turning it into the class score, is that score a logit).
+
+    When the output layer is a Dense with softmax (or a separate softmax
+    layer), the score is the pre-softmax logit, recomputed from that layer's
+    input; otherwise the model output itself is used (and treated as a
+    probability).
+    """
+    import keras
+
+    out_layer = model.layers[-1]
+    act_name = getattr(getattr(out_layer, "activation", None), "__name__", "")
+    if isinstance(out_layer, keras.layers.Dense) and act_name == "softmax":
+
+        def logits(h):
+            z = keras.ops.matmul(h, out_layer.kernel)
+            return z + out_layer.bias if out_layer.use_bias else z
+
+        return out_layer.input, logits, True
+    if isinstance(out_layer, keras.layers.Softmax) or (
+        isinstance(out_layer, keras.layers.Activation) and act_name == "softmax"
+    ):
+        return out_layer.input, lambda h: h, True
+    return model.outputs[0], lambda h: h, False
+
+
+def cam_model(model, layer: str = LAST_CONV):
+    """A Keras model mapping the inputs of ``model`` to ``[last_conv activations, class logits input]``.
+
+    Works for functional and Sequential Keras 3 models (both expose
+    ``model.inputs`` once built). The second output is the tensor the class
+    score is computed from (see :func:`_score_head`).
+    """
+    import keras
+
+    conv = _find_layer(model, layer)
+    if len(conv.output.shape) != 3:
+        raise ValueError(f"layer {layer!r} must be a Conv1D-like layer with output (batch, steps, channels), "
+                         f"got {conv.output.shape}")
+    head, _, _ = _score_head(model)
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs=inputs, outputs=[conv.output, head])
+
+
+def conv_cam(
+    model,
+    x: np.ndarray,
+    class_idx: int | np.ndarray | None = None,
+    *,
+    layer: str = LAST_CONV,
+    batch_size: int = 64,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Raw Grad-CAM maps on the convolution's own axis, and the predicted probabilities.
+
+    ``x`` is a batch of model inputs (already standardised and shaped, e.g.
+    ``(N, 187, 1)`` or ``(N, T, 187)``). ``class_idx`` picks the class explained
+    per sample (an int, an array of N ints, or None for the predicted class).
+    Returns ``(cams, probs)`` with ``cams`` of shape ``(N, L_conv)`` (non-negative)
+    and ``probs`` of shape ``(N, n_classes)`` (softmax of the logits).
+    """
+    import tensorflow as tf
+
+    sub = cam_model(model, layer)
+    _, to_score, is_logit = _score_head(model)
+    x = np.asarray(x, dtype=np.float32)
+    cams, probs = [], []
+    for start in range(0, len(x), batch_size):
+        xb = tf.convert_to_tensor(x[start : start + batch_size])
+        with tf.GradientTape() as tape:
+            acts, head = sub(xb, training=False)
+            logits = to_score(head)
+            if class_idx is None:
+                idx = tf.argmax(logits, axis=-1, output_type=tf.int32)
+            else:
+                ci = np.broadcast_to(np.asarray(class_idx, dtype=np.int32), (len(x),))
+                idx = tf.constant(ci[start : start + batch_size])
+            score = tf.gather(logits, idx, axis=1, batch_dims=1)
+        grads = tape.gradient(score, acts)  # (B, L, K)
+        alpha = tf.reduce_mean(grads, axis=1, keepdims=True)  # (B, 1, K)
+        cam = tf.nn.relu(tf.reduce_sum(alpha * acts, axis=-1))  # (B, L)
+        cams.append(cam.numpy())
+        p = tf.nn.softmax(logits, axis=-1) if is_logit else logits
+        probs.append(np.asarray(p))
+    return np.concatenate(cams).astype(np.float32), np.concatenate(probs).astype(np.float32)
+
+
+def upsample(cam: np.ndarray, length: int) -> np.ndarray:
+    """Linearly resample maps ``(N, L)`` to ``(N, length)``, aligning the centres of the positions.
+
+    Position ``i`` of a length-``L`` map covers the input interval
+    ``[i, i+1) * length / L`` (true for 'same' padding and pooling), so it is
+    placed at that interval's centre before interpolation.
+    """
+    cam = np.atleast_2d(np.asarray(cam, dtype=np.float32))
+    n_in = cam.shape[1]
+    if n_in == length:
+        return cam.copy()
+    src = (np.arange(n_in) + 0.5) * length / n_in - 0.5
+    dst = np.arange(length, dtype=np.float64)
+    return np.stack([np.interp(dst, src, row) for row in cam]).astype(np.float32)
+
+
+def normalise(cam: np.ndarray) -> np.ndarray:
+    """Scale each map to [0, 1] by its maximum (all-zero maps stay zero)."""
+    cam = np.atleast_2d(np.asarray(cam, dtype=np.float32))
+    peak = cam.max(axis=1, keepdims=True)
+    return np.where(peak > 0, cam / np.where(peak > 0, peak, 1), 0.0).astype(np.float32)
+
+
+def grad_cam(
+    model,
+    x: np.ndarray,
+    class_idx: int | np.ndarray | None = None,
+    *,
+    layer: str = LAST_CONV,
+    normalize: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Grad-CAM maps over the **input** axis (187 positions or T frames), and the probabilities.
+
+    The one-call version of :func:`conv_cam` + :func:`upsample` (+
+    :func:`normalise` when ``normalize``): returns ``(cams, probs)`` with
+    ``cams`` of shape ``(N, x.shape[1])``, every value in [0, 1] when normalised.
+
+    >>> cams, probs = grad_cam(model, x_test[:8])          # doctest: +SKIP
+    >>> cams.shape, probs.shape                              # doctest: +SKIP
+    ((8, 187), (8, 7))
+    """
+    raw, probs = conv_cam(model, x, class_idx, layer=layer)
+    cams = upsample(raw, np.asarray(x).shape[1])
+    return (normalise(cams) if normalize else cams), probs
+
+
+# --- summaries of a vector map -----------------------------------------------------------
+
+
+def group_importance(cams: np.ndarray, *, share: bool = False) -> dict[str, np.ndarray]:
+    """Importance per feature group from maps over the 187 positions.
+
+    Returns ``{group: (N,) array}``. By default the **mean** importance per
+    position of the group, so the 128 mel positions do not win just by being
+    many; with ``share=True`` the group's fraction of the map's total mass.
+    """
+    cams = np.atleast_2d(np.asarray(cams, dtype=np.float64))
+    if cams.shape[1] != sum(s.stop - s.start for s in FEATURE_GROUPS.values()):
+        raise ValueError(f"group importance needs maps over the 187 vector positions, got {cams.shape[1]}")
+    if share:
+        total = np.clip(cams.sum(axis=1), 1e-12, None)
+        return {g: cams[:, s].sum(axis=1) / total for g, s in FEATURE_GROUPS.items()}
+    return {g: cams[:, s].mean(axis=1) for g, s in FEATURE_GROUPS.items()}
+
+
+def mel_band_edges(n_bands: int = 8, *, sr: int = 22050, fmax: float | None = None) -> list[tuple[float, float]]:
+    """Frequency range (Hz) of each of ``n_bands`` equal slices of the 128 mel bins."""
+    import librosa
+
+    freqs = librosa.mel_frequencies(n_mels=N_MELS + 2, fmin=0.0, fmax=fmax or sr / 2)
+    cuts = np.linspace(0, N_MELS, n_bands + 1).astype(int)
+    return [(float(freqs[a]), float(freqs[b + 1])) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+
+def band_importance(cams: np.ndarray, *, n_bands: int = 8, sr: int = 22050) -> "pd.DataFrame":  # noqa: F821
+    """Mean importance over each band of positions: mel in ``n_bands`` frequency bands, MFCC in 4 ranges.
+
+    Returns a DataFrame with one row per band: ``group``, ``band`` (a label
+    such as ``"mel 0-345 Hz"`` or ``"mfcc 1-10"``) and ``importance`` (mean
+    over the band's positions and over the maps given).
+    """
+    import pandas as pd
+
+    cams = np.atleast_2d(np.asarray(cams, dtype=np.float64))
+    mean_map = cams.mean(axis=0)
+    rows = []
+    mel = mean_map[FEATURE_GROUPS["mel"]]
+    cuts = np.linspace(0, N_MELS, n_bands + 1).astype(int)
+    for (lo, hi), a, b in zip(mel_band_edges(n_bands, sr=sr), cuts[:-1], cuts[1:], strict=True):
+        rows.append({"group": "mel", "band": f"mel {lo:.0f}-{hi:.0f} Hz", "importance": float(mel[a:b].mean())})
+    mfcc = mean_map[FEATURE_GROUPS["mfcc"]]
+    for a in range(0, len(mfcc), 10):
+        rows.append({"group": "mfcc", "band": f"mfcc {a + 1}-{min(a + 10, len(mfcc))}",
+                     "importance": float(mfcc[a : a + 10].mean())})
+    for g in ("chroma", "contrast"):
+        rows.append({"group": g, "band": g, "importance": float(mean_map[FEATURE_GROUPS[g]].mean())})
+    return pd.DataFrame(rows)
+
+
+def class_average_maps(cams: np.ndarray, labels: np.ndarray, n_classes: int = len(EMOTIONS)) -> np.ndarray:
+    """Mean map per class, ``(n_classes, L)``; a class with no sample gets a row of NaN."""
+    cams = np.atleast_2d(np.asarray(cams, dtype=np.float32))
+    labels = np.asarray(labels)
+    out = np.full((n_classes, cams.shape[1]), np.nan, dtype=np.float32)
+    for c in range(n_classes):
+        if np.any(labels == c):
+            out[c] = cams[labels == c].mean(axis=0)
+    return out
+
+
+# --- faithfulness: deletion curves --------------------------------------------------------
+
+
+@dataclass
+class DeletionResult:
+    """True-class probability as the most important inputs are masked, Grad-CAM order vs random.
+
+    ``fractions``: share of input positions masked at each step (0 ... 1).
+    ``cam`` / ``random``: mean true-class probability at each step (random
+    averaged over ``n_random`` orders); ``random_sd``: sd of the random curve
+    over its orders. ``area_cam`` / ``area_random``: area under each curve
+    (trapezoid over the fractions); ``area_between = area_random - area_cam``,
+    positive when the map finds the evidence faster than chance.
+    """
+
+    fractions: np.ndarray
+    cam: np.ndarray
+    random: np.ndarray
+    random_sd: np.ndarray
+    n_samples: int
+    n_random: int
+    per_sample_cam: np.ndarray = field(repr=False)
+    per_sample_random: np.ndarray = field(repr=False)
+
+    @property
+    def area_cam(self) -> float:
+        return float(np.trapezoid(self.cam, self.fractions))
+
+    @property
+    def area_random(self) -> float:
+        return float(np.trapezoid(self.random, self.fractions))
+
+    @property
+    def area_between(self) -> float:
+        return self.area_random - self.area_cam
+
+    def area_between_ci(self, level: float = 0.95) -> tuple[float, float]:
+        """Normal-approximation confidence interval of ``area_between`` over the samples."""
+        per = np.trapezoid(self.per_sample_random, self.fractions, axis=1) - np.trapezoid(
+            self.per_sample_cam, self.fractions, axis=1)
+        from scipy.stats import norm
+
+        half = norm.ppf(0.5 + level / 2) * per.std(ddof=1) / math.sqrt(len(per)) if len(per) > 1 else np.nan
+        return float(per.mean() - half), float(per.mean() + half)
+
+    def summary(self) -> dict:
+        """The numbers to report: areas, the difference and its confidence interval."""
+        lo, hi = self.area_between_ci()
+        return {"n_samples": self.n_samples, "area_cam": round(self.area_cam, 4),
+                "area_random": round(self.area_random, 4), "area_between": round(self.area_between, 4),
+                "ci95_low": round(lo, 4), "ci95_high": round(hi, 4)}
+
+
+def _masked_probs(model, x: np.ndarray, orders: np.ndarray, counts: np.ndarray, y: np.ndarray,
+                  baseline: float, batch_size: int) -> np.ndarray:
+    """True-class probability of each sample after masking its first ``counts[k]`` positions of ``orders``.
+
+    Builds every masked copy of a chunk of samples at once (samples x steps)
+    and scores them in one ``predict`` call per chunk.
+    """
+    n, length = orders.shape
+    steps = len(counts)
+    rank = np.empty_like(orders)
+    np.put_along_axis(rank, orders, np.arange(length)[None, :].repeat(n, axis=0), axis=1)
+    out = np.empty((n, steps), dtype=np.float32)
+    per_chunk = max(1, batch_size // steps)
+    trailing = (1,) * (x.ndim - 2)
+    for start in range(0, n, per_chunk):
+        sl = slice(start, start + per_chunk)
+        mask = rank[sl, None, :] < counts[None, :, None]  # (c, steps, L)
+        masked = np.where(mask.reshape(mask.shape + trailing), np.float32(baseline), x[sl, None])
+        flat = masked.reshape((-1,) + x.shape[1:])
+        p = np.asarray(model.predict(flat, batch_size=batch_size, verbose=0)).reshape(len(mask), steps, -1)
+        out[sl] = p[np.arange(len(mask)), :, y[sl]]
+    return out
+
+
+def deletion_test(
+    model,
+    x: np.ndarray,
+    y: np.ndarray,
+    cams: np.ndarray,
+    *,
+    steps: int = 20,
+    n_random: int = 5,
+    baseline: float = 0.0,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> DeletionResult:
+    """Deletion curves: mask input positions by decreasing Grad-CAM importance vs in random order.
+
+    ``x`` (N, L, ...) are standardised model inputs, ``y`` their true classes
+    and ``cams`` (N, L) their maps over the input axis (from :func:`grad_cam`,
+    explaining the true class). A masked position is set to ``baseline``
+    (0 = the training mean after standardisation), i.e. a whole feature for
+    vector inputs and a whole frame for frame inputs. Ties in the map (e.g.
+    zeros after the ReLU) are broken at random so they cannot favour the map.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    y = np.asarray(y, dtype=int)
+    cams = np.asarray(cams, dtype=np.float64)
+    n, length = cams.shape
+    if x.shape[:2] != (n, length):
+        raise ValueError(f"maps {cams.shape} do not match inputs {x.shape} on (N, L)")
+    rng = np.random.default_rng(seed)
+    counts = np.unique(np.round(np.linspace(0, length, steps + 1)).astype(int))
+    fractions = counts / length
+    jitter = rng.random(cams.shape) * 1e-9  # random tie-breaking, far below any real difference
+    cam_order = np.argsort(-(cams + jitter), axis=1, kind="stable")
+    per_cam = _masked_probs(model, x, cam_order, counts, y, baseline, batch_size)
+    rand = np.stack([
+        _masked_probs(model, x, np.stack([rng.permutation(length) for _ in range(n)]), counts, y, baseline,
+                      batch_size)
+        for _ in range(n_random)
+    ])  # (R, N, steps)
+    per_rand = rand.mean(axis=0)
+    return DeletionResult(
+        fractions=fractions,
+        cam=per_cam.mean(axis=0),
+        random=per_rand.mean(axis=0),
+        random_sd=rand.mean(axis=1).std(axis=0),
+        n_samples=n,
+        n_random=n_random,
+        per_sample_cam=per_cam,
+        per_sample_random=per_rand,
+    )

@@ -1,0 +1,191 @@
+"""Grad-CAM on tiny hand-built Keras models whose important inputs are known exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from ser_utils import gradcam  # noqa: E402
+from ser_utils.features import FEATURE_GROUPS, N_FEATURES  # noqa: E402
+
+SIGNAL = np.arange(100, 111)  # the only positions the toy models read
+
+
+def _bump_data(n: int = 40, seed: int = 0, length: int = N_FEATURES):
+    """Class 1: noise plus a bump of +2 at SIGNAL; class 0: noise only. Shape (n, length, 1)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 0.3, size=(n, length, 1)).astype("float32")
+    y = np.arange(n) % 2
+    x[y == 1, SIGNAL[0] : SIGNAL[-1] + 1, 0] += 2.0
+    return x, y
+
+
+def _toy_model(*, pool: bool = False, sequential: bool = False):
+    """conv (identity, ReLU) -> flatten -> dense whose class-1 logit sums the activations at SIGNAL.
+
+    The class-1 logit is ``sum_{t in SIGNAL} relu(x_t) - 11`` and the class-0
+    logit is 0, so only SIGNAL matters. With ``pool`` an average pooling
+    halves the axis before the conv, so the map must be upsampled back.
+    """
+    from keras import layers
+
+    stack = [keras.Input((N_FEATURES, 1))]
+    if pool:
+        stack.append(layers.AveragePooling1D(2))
+    stack += [
+        layers.Conv1D(1, 3, padding="same", use_bias=False, activation="relu", name="last_conv"),
+        layers.Flatten(),
+        layers.Dense(2, activation="softmax", name="out"),
+    ]
+    if sequential:
+        model = keras.Sequential(stack)
+    else:
+        h = stack[0]
+        for layer in stack[1:]:
+            h = layer(h)
+        model = keras.Model(stack[0], h)
+    conv = model.get_layer("last_conv")
+    conv.set_weights([np.array([0.0, 1.0, 0.0], dtype="float32").reshape(3, 1, 1)])
+    steps = conv.output.shape[1]
+    w = np.zeros((steps, 2), dtype="float32")
+    sig = np.unique(SIGNAL // 2) if pool else SIGNAL
+    w[sig, 1] = 1.0
+    model.get_layer("out").set_weights([w, np.array([0.0, -float(len(sig))], "float32")])
+    return model
+
+
+@pytest.mark.parametrize("sequential", [False, True])
+def test_cam_shape_range_and_peak_on_the_known_signal(sequential):
+    model = _toy_model(sequential=sequential)
+    x, y = _bump_data()
+    cams, probs = gradcam.grad_cam(model, x, class_idx=1)
+    assert cams.shape == (len(x), N_FEATURES)
+    assert probs.shape == (len(x), 2)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert (cams >= 0).all() and (cams <= 1 + 1e-6).all()
+    # Every clip with the bump: the map's maximum lies on the signal positions.
+    peaks = cams[y == 1].argmax(axis=1)
+    assert np.isin(peaks, SIGNAL).all(), peaks
+    # And the signal holds most of the mass on average.
+    assert cams[y == 1][:, SIGNAL].mean() > 3 * np.delete(cams[y == 1], SIGNAL, axis=1).mean()
+
+
+def test_upsampling_maps_pooled_conv_back_to_input_positions():
+    model = _toy_model(pool=True)
+    x, y = _bump_data()
+    raw, _ = gradcam.conv_cam(model, x, class_idx=1)
+    assert raw.shape == (len(x), N_FEATURES // 2)
+    cams, _ = gradcam.grad_cam(model, x, class_idx=1)
+    assert cams.shape == (len(x), N_FEATURES)
+    peaks = cams[y == 1].argmax(axis=1)
+    assert ((peaks >= SIGNAL[0] - 1) & (peaks <= SIGNAL[-1] + 1)).all(), peaks
+
+
+def test_default_class_is_the_predicted_one():
+    model = _toy_model()
+    x, y = _bump_data()
+    probs = model.predict(x, verbose=0)
+    assert (probs.argmax(axis=1) == y).all()  # the toy model is right on every clip
+    cams_pred, _ = gradcam.grad_cam(model, x)
+    cams_true, _ = gradcam.grad_cam(model, x, class_idx=y)
+    np.testing.assert_allclose(cams_pred, cams_true, atol=1e-6)
+
+
+def test_frame_input_gives_a_map_over_time():
+    from keras import layers
+
+    t, f = 16, 5
+    model = keras.Sequential([
+        keras.Input((t, f)),
+        layers.Conv1D(4, 3, padding="same", activation="relu", name="last_conv"),
+        layers.MaxPooling1D(2),
+        layers.LSTM(3),
+        layers.Dense(7, activation="softmax"),
+    ])
+    x = np.random.default_rng(0).normal(size=(6, t, f)).astype("float32")
+    cams, probs = gradcam.grad_cam(model, x)
+    assert cams.shape == (6, t)
+    assert (cams >= 0).all()
+    np.testing.assert_allclose(probs, model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_missing_layer_is_a_clear_error():
+    from keras import layers
+
+    model = keras.Sequential([keras.Input((10, 1)), layers.Conv1D(2, 3, name="conv"), layers.Flatten(),
+                              layers.Dense(2, activation="softmax")])
+    with pytest.raises(ValueError, match="no layer named 'last_conv'"):
+        gradcam.grad_cam(model, np.zeros((1, 10, 1), "float32"))
+
+
+def test_deletion_curves_favour_a_faithful_map_and_not_a_random_one():
+    model = _toy_model()
+    x, y = _bump_data(n=20)
+    keep = y == 1  # the bump is the evidence for class 1
+    x, y = x[keep], y[keep]
+    cams, _ = gradcam.grad_cam(model, x, class_idx=y)
+    res = gradcam.deletion_test(model, x, y, cams, steps=10, n_random=3)
+    assert res.fractions[0] == 0 and res.fractions[-1] == 1
+    assert res.cam.shape == res.random.shape == res.fractions.shape
+    assert res.cam[0] == pytest.approx(res.random[0])  # nothing masked yet: same start
+    assert res.cam[0] > 0.9
+    # Grad-CAM order removes the bump first: the probability collapses far sooner than at random.
+    assert res.area_between > 0.3
+    lo, hi = res.area_between_ci()
+    assert lo > 0
+    # A map that knows nothing is no better than random.
+    noise = np.random.default_rng(1).random(cams.shape)
+    res_noise = gradcam.deletion_test(model, x, y, noise, steps=10, n_random=3)
+    assert abs(res_noise.area_between) < 0.15
+    assert set(res.summary()) >= {"area_cam", "area_random", "area_between"}
+
+
+def test_deletion_masks_whole_frames_for_sequence_input():
+    from keras import layers
+
+    model = keras.Sequential([keras.Input((8, 3)), layers.Conv1D(2, 3, padding="same", name="last_conv"),
+                              layers.GlobalAveragePooling1D(), layers.Dense(7, activation="softmax")])
+    x = np.random.default_rng(0).normal(size=(4, 8, 3)).astype("float32")
+    cams, _ = gradcam.grad_cam(model, x)
+    res = gradcam.deletion_test(model, x, np.zeros(4, int), cams, steps=4, n_random=2)
+    assert res.per_sample_cam.shape == (4, len(res.fractions))
+    # Everything masked: both orders end on the same all-baseline input.
+    assert res.cam[-1] == pytest.approx(res.random[-1], abs=1e-6)
+
+
+def test_group_and_band_importance():
+    cams = np.zeros((3, N_FEATURES))
+    cams[:, FEATURE_GROUPS["mfcc"]] = 1.0
+    cams[:, FEATURE_GROUPS["chroma"]] = 0.5
+    groups = gradcam.group_importance(cams)
+    assert set(groups) == set(FEATURE_GROUPS)
+    assert groups["mfcc"] == pytest.approx(np.ones(3))
+    assert groups["mel"] == pytest.approx(np.zeros(3))
+    share = gradcam.group_importance(cams, share=True)
+    assert sum(v[0] for v in share.values()) == pytest.approx(1.0)
+    bands = gradcam.band_importance(cams)
+    assert {"group", "band", "importance"} <= set(bands.columns)
+    assert bands.loc[bands.group == "mfcc", "importance"].eq(1.0).all()
+    assert (bands.loc[bands.group == "mel", "importance"] == 0).all()
+    with pytest.raises(ValueError):
+        gradcam.group_importance(np.zeros((1, 10)))
+
+
+def test_class_average_maps():
+    cams = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    avg = gradcam.class_average_maps(cams, np.array([0, 0, 2]))
+    assert avg.shape == (7, 2)
+    np.testing.assert_allclose(avg[0], [0.5, 0.5])
+    np.testing.assert_allclose(avg[2], [1.0, 1.0])
+    assert np.isnan(avg[1]).all()
+
+
+def test_upsample_and_normalise():
+    up = gradcam.upsample(np.array([[0.0, 1.0]]), 4)
+    assert up.shape == (1, 4)
+    assert up[0, 0] == pytest.approx(0.0) and up[0, -1] == pytest.approx(1.0)
+    assert np.all(np.diff(up[0]) >= 0)
+    norm = gradcam.normalise(np.array([[0.0, 2.0], [0.0, 0.0]]))
+    np.testing.assert_allclose(norm, [[0.0, 1.0], [0.0, 0.0]])
