@@ -71,6 +71,92 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("features")
+def _features(args: argparse.Namespace) -> int:
+    from .data import TessNotFoundError, build_manifest, summarise_manifest
+    from .features import FeatureConfig, ensure_features, quick_config
+
+    try:
+        manifest = build_manifest(args.data_dir)
+    except TessNotFoundError as exc:
+        raise UserError(str(exc)) from exc
+    out = Path(args.output or Path("artifacts") / Path(args.data_dir).name)
+    cfg = quick_config() if args.quick else FeatureConfig()
+    fs = ensure_features(manifest, out, cfg, jobs=args.jobs)
+    summary = summarise_manifest(manifest)
+    print(f"clips: {len(fs)} with features, {len(fs.failed)} failed during extraction, "
+          f"{len(summary.problems)} skipped as bad files")
+    for _, row in fs.failed.iterrows():
+        print(f"  failed: {row['clip_id']}: {row['reason']}")
+    print(f"vectors {fs.vectors.shape}, frames {fs.frames.shape}, images {fs.images.shape}")
+    cached = "all from cache" if fs.chunks_computed == 0 else f"{fs.chunks_computed} chunks computed"
+    print(f"wall time {fs.wall_time:.1f} s ({cached}); cache: {fs.cache_dir}")
+    return 0 if len(fs) else 1
+
+
+TRAIN_MODELS = ("cnn", "lstm", "hybrid", "vit", "beit", "logreg", "rf", "duration")
+
+
+@command("train")
+def _train(args: argparse.Namespace) -> int:
+    from .data import TessNotFoundError
+
+    name, options = _train_model_name(args)
+    from .experiments import run_experiment, scores_table
+    from .notebook import banner_text, start_chapter
+    from .paper import PAPER_ACCURACY
+
+    try:
+        ch = start_chapter(args.dataset, args.data_dir, args.artifacts, args.protocol, args.seeds[0],
+                           args.epochs, True if args.quick else None, show_banner=False)
+    except TessNotFoundError as exc:
+        raise UserError(str(exc)) from exc
+    print(banner_text(ch.ctx, ch.summary))
+    records = []
+    for seed in args.seeds:
+        try:
+            records.append(run_experiment(ch, name, args.protocol, seed, epochs=args.epochs, options=options))
+        except ImportError as exc:  # e.g. a model family whose module or library is not installed
+            raise UserError(f"cannot train {name!r}: {exc}") from exc
+    table = scores_table(records, PAPER_ACCURACY if args.protocol == "random" else None)
+    print(f"\n{name} under the {args.protocol!r} protocol, seeds {args.seeds} (scores in %, mean and sd over seeds):")
+    print(table.to_string(index=False))
+    print("\nResults written to:")
+    for rec in records:
+        print(f"  {rec.get('_path')}")
+    return 0
+
+
+def _train_model_name(args: argparse.Namespace) -> tuple[str, dict]:
+    """Check the ``train`` options against the model family; return the results name and the options."""
+    keras_models, vision_models = ("cnn", "lstm", "hybrid"), ("vit", "beit")
+    if args.epochs is not None and args.epochs < 1:
+        raise UserError(f"--epochs must be at least 1, not {args.epochs}")
+    if not args.seeds or any(s < 0 for s in args.seeds):
+        raise UserError("--seeds needs one or more non-negative integers")
+    if args.model not in keras_models and (args.input is not None):
+        raise UserError(f"--input applies only to {', '.join(keras_models)}, not {args.model}")
+    if args.model not in vision_models and (args.pretrained or args.augment):
+        raise UserError(f"--pretrained and --augment apply only to {', '.join(vision_models)}, not {args.model}")
+    if args.model in keras_models:
+        from .training import variant_name
+
+        options = {"input": args.input or "vector", "spknorm": args.spknorm}
+        return variant_name(args.model, options), options
+    if args.model in vision_models:
+        if args.spknorm:
+            raise UserError(f"--spknorm is not available for {args.model}")
+        options = {"augment": bool(args.augment)}
+        if args.pretrained:
+            options["pretrained"] = args.pretrained
+        return args.model, options
+    if args.spknorm:
+        if args.model == "duration":
+            raise UserError("--spknorm does not apply to the duration baseline")
+        return f"{args.model}-spknorm", {}
+    return args.model, {}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     from .download import TESS_URL
@@ -91,6 +177,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dest", help="folder to download and extract into")
     p.add_argument("--url", default=TESS_URL, help=argparse.SUPPRESS)
     p.add_argument("--sha256", help="expected SHA-256 of the archive (optional)")
+
+    p = sub.add_parser("features", help="extract and cache chroma/mel/contrast/MFCC features")
+    p.add_argument("data_dir", help="folder holding TESS or the demo corpus")
+    p.add_argument("-o", "--output", help="artifacts folder (default artifacts/<data folder name>)")
+    p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: all cores)")
+    p.add_argument("--quick", action="store_true", help="smaller images and sequences (as in quick mode)")
+
+    p = sub.add_parser("train", help="train and score a model under one protocol, for one or more seeds")
+    p.add_argument("model", choices=TRAIN_MODELS, help="model to train")
+    p.add_argument("--data-dir", help="folder holding TESS (default: SER_TESS_DIR or data/TESS)")
+    p.add_argument("--dataset", choices=("auto", "tess", "demo"), default="auto",
+                   help="auto: TESS when found, else the demo corpus (default auto)")
+    p.add_argument("-o", "--artifacts", help="artifacts folder (default artifacts/<dataset>)")
+    p.add_argument("--protocol", choices=("random", "speaker", "word"), default="random")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed (default 0)")
+    p.add_argument("--epochs", type=int, help="maximum epochs (default: 100 with early stopping; 2 in quick mode)")
+    p.add_argument("--input", choices=("vector", "frames"), help="Keras models: the 187-d vector or frame sequences")
+    p.add_argument("--spknorm", action="store_true",
+                   help="per-speaker standardisation (uses the test speaker's unlabelled statistics)")
+    p.add_argument("--pretrained", metavar="ID_OR_PATH", help="vision models: weights to start from")
+    p.add_argument("--augment", action="store_true", help="vision models: data augmentation")
+    p.add_argument("--quick", action="store_true", help="tiny sizes and 1-2 epochs (for testing)")
 
     return parser
 
