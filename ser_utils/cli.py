@@ -157,6 +157,51 @@ def _train_model_name(args: argparse.Namespace) -> tuple[str, dict]:
     return args.model, {}
 
 
+@command("report")
+def _report(args: argparse.Namespace) -> int:
+    from .config import project_root
+    from .report import README_END, README_START, build_report, default_results_dir, update_readme
+
+    results = Path(args.results) if args.results else default_results_dir()
+    if results is None or not results.is_dir():
+        where = args.results or "the artifacts folder (tess, demo or demo-quick)"
+        raise UserError(f"no results folder found in {where}; run the chapters or "
+                        "`python -m ser_utils train MODEL`, or pass --results DIR")
+    records, block = build_report(results)
+    if not records:
+        raise UserError(f"no results files (*__*__seed*.json) in {results}; run the chapters or "
+                        "`python -m ser_utils train MODEL` first")
+    print(block)
+    if args.no_readme:
+        return 0
+    readme = Path(args.readme) if args.readme else project_root() / "README.md"
+    if update_readme(readme, block):
+        print(f"\nUpdated the results block of {readme}")
+        return 0
+    print(f"\n{readme} has no '{README_START}' ... '{README_END}' markers (or does not exist); "
+          "add them where the table should go. The table above was not written.", file=sys.stderr)
+    return 1
+
+
+@command("predict")
+def _predict(args: argparse.Namespace) -> int:
+    from .notebook import quiet_libraries
+
+    quiet_libraries()
+    from .predict import predict_clip, write_cam
+    from .training import load_model_bundle
+
+    pred = predict_clip(args.clip, args.model)
+    print(pred.as_text())
+    if pred.sidecar.get("standardizer", {}).get("kind") == "spknorm":
+        print("note: this model uses per-speaker normalisation; a single new clip was standardised with the "
+              "training speakers' average statistics instead", file=sys.stderr)
+    if args.cam:
+        model, _ = load_model_bundle(pred.model_path)
+        print(f"Grad-CAM figure written to {write_cam(pred, model, args.cam)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     from .download import TESS_URL
@@ -199,6 +244,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", metavar="ID_OR_PATH", help="vision models: weights to start from")
     p.add_argument("--augment", action="store_true", help="vision models: data augmentation")
     p.add_argument("--quick", action="store_true", help="tiny sizes and 1-2 epochs (for testing)")
+
+    p = sub.add_parser("report", help="results table from the results JSON files; rewrites README's results block")
+    p.add_argument("--results", metavar="DIR",
+                   help="folder of results JSON (default: artifacts/tess/results, else demo, else demo-quick)")
+    p.add_argument("--readme", metavar="README.md", help="README to update between the results markers "
+                   "(default: the project's README.md)")
+    p.add_argument("--no-readme", action="store_true", help="only print the table")
+
+    p = sub.add_parser("predict", help="classify one audio file with a saved model (7 probabilities)")
+    p.add_argument("clip", help="audio file (WAV/FLAC/AIFF, any rate, mono or stereo)")
+    p.add_argument("--model", metavar="PATH", help="saved .keras model (default: the newest hybrid under artifacts/)")
+    p.add_argument("--cam", metavar="OUT.png", help="also write a Grad-CAM figure of the decision")
 
     return parser
 

@@ -133,3 +133,115 @@ def scores_bar(table: pd.DataFrame, *, metric: str = "accuracy_mean", title: str
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# --- comparison (chapter 7) and Grad-CAM (chapter 8) ------------------------------------
+
+
+def confusion_grid(confusions: dict, *, title: str = "Confusion matrices", ncols: int = 4) -> plt.Figure:
+    """Row-normalised confusion matrices of several models side by side (``{model: 7x7 counts}``)."""
+    n = max(1, len(confusions))
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.9 * nrows), squeeze=False)
+    for ax, (name, cm) in zip(axes.flat, confusions.items()):
+        confusion_heatmap(cm, title=name, ax=ax)
+    for ax in list(axes.flat)[len(confusions):]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _shade_groups(ax, length: int = 187) -> None:
+    """Shade and label the feature groups (chroma/mel/contrast/MFCC) along a 187-position x axis."""
+    from .features import FEATURE_GROUPS
+
+    colours = sns.color_palette("pastel", len(FEATURE_GROUPS))
+    for (name, sl), colour in zip(FEATURE_GROUPS.items(), colours, strict=True):
+        ax.axvspan(sl.start - 0.5, sl.stop - 0.5, color=colour, alpha=0.35, lw=0)
+        ax.text((sl.start + sl.stop) / 2, 1.0, name, transform=ax.get_xaxis_transform(), ha="center",
+                va="bottom", fontsize=8)
+    ax.set_xlim(-0.5, length - 0.5)
+
+
+def cam_vector_figure(cam: np.ndarray, groups: dict | None = None, *, title: str = "Grad-CAM") -> plt.Figure:
+    """Grad-CAM over the 187 feature positions (groups shaded) and, if given, the mean per group."""
+    fig, axes = plt.subplots(1, 2 if groups else 1, figsize=(12, 3.2), squeeze=False,
+                             gridspec_kw={"width_ratios": [4, 1]} if groups else None)
+    ax = axes[0, 0]
+    _shade_groups(ax, len(cam))
+    ax.plot(np.arange(len(cam)), cam, color="black", lw=1.2)
+    ax.set(xlabel="feature position (chroma 0-11, mel 12-139, contrast 140-146, MFCC 147-186)",
+           ylabel="importance (0-1)", ylim=(0, 1.05))
+    ax.set_title(title, pad=14)
+    if groups:
+        names = list(groups)
+        vals = [float(np.mean(groups[g])) for g in names]
+        axes[0, 1].bar(names, vals, color=sns.color_palette("pastel", len(names)), edgecolor="grey")
+        axes[0, 1].set(title="mean per group", ylabel="importance", ylim=(0, 1.05))
+        axes[0, 1].tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    return fig
+
+
+def cam_spectrogram_figure(mel_db: np.ndarray, cam: np.ndarray, *, title: str = "Grad-CAM over time",
+                           ax=None):
+    """Log-mel spectrogram (frames x 128 bands, dB) with the Grad-CAM importance per frame drawn over it."""
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, 3.4))
+    t = len(cam)
+    ax.imshow(np.asarray(mel_db).T, origin="lower", aspect="auto", cmap="magma", extent=(-0.5, t - 0.5, 0, 128))
+    ax.set(xlabel="time (normalised frames)", ylabel="mel band", title=title)
+    twin = ax.twinx()
+    twin.fill_between(np.arange(t), cam, color="cyan", alpha=0.35, step="mid")
+    twin.plot(np.arange(t), cam, color="cyan", lw=1.5)
+    twin.set(ylim=(0, 1.05), ylabel="Grad-CAM importance")
+    twin.grid(False)
+    if fig is not None:
+        fig.tight_layout()
+        return fig
+    return ax
+
+
+def deletion_curves(results: dict, *, title: str = "Deletion test: true-class probability as inputs are masked"
+                    ) -> plt.Figure:
+    """One panel per model: mean true-class probability vs fraction masked, Grad-CAM order vs random.
+
+    ``results`` maps a model name to a :class:`ser_utils.gradcam.DeletionResult`.
+    The shaded band is the random curve +- 1 sd over random orders.
+    """
+    n = max(1, len(results))
+    fig, axes = plt.subplots(1, n, figsize=(4.3 * n, 3.4), squeeze=False, sharey=True)
+    for ax, (name, res) in zip(axes.flat, results.items()):
+        ax.plot(res.fractions, res.cam, "-o", ms=3, label="Grad-CAM order")
+        ax.plot(res.fractions, res.random, "--", color="grey", label="random order")
+        ax.fill_between(res.fractions, res.random - res.random_sd, res.random + res.random_sd, color="grey",
+                        alpha=0.2)
+        ax.set(title=f"{name}\narea between = {res.area_between:+.3f}", xlabel="fraction of inputs masked",
+               ylim=(0, 1.02))
+        ax.legend(fontsize=8)
+    axes[0, 0].set_ylabel("P(true class)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def class_cam_maps(maps: np.ndarray, *, title: str = "Mean Grad-CAM per emotion", xlabel: str | None = None
+                   ) -> plt.Figure:
+    """Heat map of the class-average maps (emotions x positions); feature groups marked for 187 positions."""
+    from .features import FEATURE_GROUPS, N_FEATURES
+
+    maps = np.asarray(maps, dtype=float)
+    fig, ax = plt.subplots(figsize=(11, 3.4))
+    sns.heatmap(maps, cmap="viridis", vmin=0, ax=ax, yticklabels=[EMOTION_SHORT[e] for e in EMOTIONS],
+                xticklabels=False, cbar_kws={"label": "mean importance"})
+    if maps.shape[1] == N_FEATURES:
+        for name, sl in FEATURE_GROUPS.items():
+            ax.axvline(sl.start, color="white", lw=1)
+            ax.text((sl.start + sl.stop) / 2, -0.2, name, ha="center", va="bottom", fontsize=8)
+        xlabel = xlabel or "feature position"
+    ax.set(title=title, xlabel=xlabel or "time (normalised frames)", ylabel="true emotion")
+    fig.tight_layout()
+    return fig

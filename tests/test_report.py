@@ -1,0 +1,197 @@
+"""The comparison tables, the McNemar test and the README block, from synthetic results records."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ser_utils import report
+from ser_utils.cli import main
+from ser_utils.evaluation import FoldResult, make_record, save_record
+
+IDS = [f"SYN_w{i}_x" for i in range(70)]
+TRUTH = np.arange(70) % 7
+
+
+def _record(model: str, protocol: str = "random", seed: int = 0, *, wrong: int = 0, n_params=None,
+            dataset: dict | None = None, folds: int = 1) -> dict:
+    """A record whose model gets the first ``wrong`` of the 70 clips wrong (by predicting class+1)."""
+    pred = TRUTH.copy()
+    pred[:wrong] = (pred[:wrong] + 1) % 7
+    parts = np.array_split(np.arange(70), folds)
+    fold_results = [
+        FoldResult(fold=f"f{k}", test_ids=[IDS[i] for i in idx], y_true=TRUTH[idx].tolist(),
+                   y_pred=pred[idx].tolist(), n_train=100, n_val=10, epochs=3)
+        for k, idx in enumerate(parts)
+    ]
+    dataset = dataset or {"name": "tess", "synthetic": False, "n_clips": 2800, "partial": False, "quick": False}
+    return make_record(model, protocol, seed, fold_results, dataset=dataset, wall_time=1.5, n_params=n_params)
+
+
+@pytest.fixture
+def records():
+    return [
+        _record("logreg", wrong=7),
+        _record("logreg", seed=1, wrong=14),
+        _record("hybrid", wrong=1, n_params=12345),
+        _record("hybrid", seed=1, wrong=3, n_params=12345),
+        _record("cnn", wrong=10, n_params=999),
+        _record("duration", wrong=40),
+        _record("hybrid", "speaker", wrong=35, n_params=12345, folds=2),
+        _record("logreg", "speaker", wrong=42, folds=2),
+    ]
+
+
+def test_comparison_table_means_and_sds_over_seeds(records):
+    t = report.comparison_table(records)
+    row = t[(t.model == "logreg") & (t.protocol == "random")].iloc[0]
+    assert row["seeds"] == "0,1" and row["n_seeds"] == 2
+    assert row["accuracy_mean"] == pytest.approx(100 * (63 / 70 + 56 / 70) / 2)
+    assert row["accuracy_sd"] == pytest.approx(np.std([100 * 63 / 70, 100 * 56 / 70], ddof=1))
+    assert row["dataset"] == "TESS, 2800 clips"
+    assert {"precision_macro_mean", "recall_macro_mean", "f1_macro_mean", "uar_mean"} <= set(t.columns)
+    single = t[(t.model == "cnn")].iloc[0]
+    assert np.isnan(single["accuracy_sd"]) and single["n_params"] == 999
+    # Reading order: baselines first, then deep models; random before speaker.
+    assert t["model"].tolist()[:2] == ["duration", "logreg"]
+    assert t[t.model == "hybrid"]["protocol"].tolist() == ["random", "speaker"]
+    shown = report.formatted_table(t)
+    assert "±" in shown.loc[(shown.model == "logreg") & (shown.protocol == "random"), "accuracy (%)"].iloc[0]
+
+
+def test_datasets_are_never_mixed(records):
+    demo = _record("hybrid", wrong=0, dataset={"name": "demo", "synthetic": True, "n_clips": 140,
+                                               "partial": False, "quick": True})
+    part = _record("hybrid", seed=5, dataset={"name": "tess", "synthetic": False, "n_clips": 1400,
+                                              "partial": True, "quick": False})
+    t = report.comparison_table([*records, demo])
+    labels = set(t["dataset"])
+    assert "demo corpus (synthetic, not TESS), 140 clips, quick mode" in labels
+    assert report.dataset_label([part]) == "TESS, 1400 of 2800 clips (partial)"
+    assert len(t[(t.model == "hybrid") & (t.protocol == "random")]) == 2
+
+
+def test_paper_comparison_differences_and_missing_models(records):
+    p = report.paper_comparison(records)
+    hyb = p[p.model == "hybrid"].iloc[0]
+    assert hyb["paper"] == pytest.approx(99.01)
+    assert hyb["difference"] == pytest.approx(hyb["ours_mean"] - 99.01)
+    assert p[p.model == "vit"].iloc[0]["status"] == "no results yet"
+    assert "logreg" in set(p.model)  # our baselines are shown too, without a paper figure
+    missing = report.missing_models(records)
+    assert set(missing["model"]) == {"cnn", "lstm", "hybrid", "vit", "beit"}
+    assert missing.set_index("model").loc["hybrid", "missing protocols"] == "word"
+    assert "chapter 4" in missing.set_index("model").loc["lstm", "how to produce"]
+
+
+def test_mcnemar_exact_counts_and_p_value():
+    a = _record("hybrid", wrong=2)
+    b = _record("logreg", wrong=12)
+    res = report.mcnemar(a, b)
+    assert (res.n, res.only_a, res.only_b, res.both_wrong) == (70, 10, 0, 2)
+    assert res.p_value == pytest.approx(2 * 0.5**10)  # exact two-sided binomial
+    same = report.mcnemar(a, _record("cnn", wrong=2))
+    assert same.only_a == same.only_b == 0 and same.p_value == 1.0
+    with pytest.raises(ValueError, match="same protocol and seed"):
+        report.mcnemar(a, _record("cnn", seed=3))
+
+
+def test_compare_best_two_pairs_per_seed(records):
+    assert report.best_models(records, "random") == ["hybrid", "cnn"]
+    out = report.compare_best_two(records, "random")
+    assert len(out) == 1 and out.iloc[0]["model_a"] == "hybrid" and out.iloc[0]["model_b"] == "cnn"
+    out = report.compare_best_two(records, "speaker")
+    assert out.iloc[0]["n"] == 70  # both speaker folds pooled: every clip once
+
+
+def test_cost_gap_and_confusions(records):
+    cost = report.cost_table(records)
+    assert cost.set_index(["model", "protocol"]).loc[("hybrid", "random"), "n_params"] == 12345
+    gap = report.protocol_gap(records, "accuracy")
+    row = gap[gap.model == "hybrid"].iloc[0]
+    assert row["random - speaker"] == pytest.approx(row["random"] - row["speaker"])
+    cms = report.confusions(records, "random")
+    assert cms["logreg"].sum() == 140  # two seeds x 70 clips
+    assert list(cms)[0] == "duration"
+
+
+def test_markdown_table_names_dataset_protocol_and_seeds(records):
+    md = report.markdown_table(records, source="artifacts/tess/results")
+    assert "**Dataset: TESS, 2800 clips**" in md
+    assert "| `hybrid` | random | 0,1 |" in md
+    assert "| `hybrid` | speaker | 0 |" in md
+    assert "99.01" in md  # the paper's figure beside ours, random split only
+    assert md.count("99.01") == 1
+    assert "artifacts/tess/results" in md
+    assert "No results" in report.markdown_table([])
+
+
+def test_update_readme_replaces_only_the_marked_block(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# T\n\nbefore\n<!-- results:start -->\nold table\n<!-- results:end -->\nafter\n")
+    assert report.update_readme(readme, "NEW")
+    text = readme.read_text()
+    assert text == "# T\n\nbefore\n<!-- results:start -->\nNEW\n<!-- results:end -->\nafter\n"
+    assert report.update_readme(readme, "NEW")  # idempotent
+    assert readme.read_text() == text
+    bare = tmp_path / "BARE.md"
+    bare.write_text("no markers\n")
+    assert not report.update_readme(bare, "NEW")
+    assert bare.read_text() == "no markers\n"
+    assert not report.update_readme(tmp_path / "missing.md", "NEW")
+
+
+def test_report_command_regenerates_readme_from_results_files(tmp_path, records, capsys):
+    art = tmp_path / "art"
+    for r in records:
+        save_record(r, art)
+    (art / "results" / "junk__random__seed0.json").write_text("{not json")
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:start -->\nstale\n<!-- results:end -->\nend\n")
+    with pytest.warns(UserWarning, match="unreadable"):
+        assert main(["report", "--results", str(art / "results"), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "stale" not in text and text.startswith("intro\n") and text.endswith("end\n")
+    expected = report.comparison_table(records)
+    hyb = expected[(expected.model == "hybrid") & (expected.protocol == "random")].iloc[0]
+    assert f"{hyb['accuracy_mean']:.1f} ± {hyb['accuracy_sd']:.1f}" in text
+    out = capsys.readouterr().out
+    assert "Updated the results block" in out
+
+
+def test_report_command_without_markers_prints_and_says_so(tmp_path, records, capsys):
+    art = tmp_path / "art"
+    save_record(records[0], art)
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers here\n")
+    assert main(["report", "--results", str(art / "results"), "--readme", str(readme)]) == 1
+    captured = capsys.readouterr()
+    assert "| `logreg` | random | 0 |" in captured.out
+    assert "markers" in captured.err
+    assert readme.read_text() == "no markers here\n"
+
+
+def test_report_command_errors(tmp_path, capsys):
+    empty = tmp_path / "results"
+    empty.mkdir()
+    assert main(["report", "--results", str(empty)]) == 2
+    assert "no results files" in capsys.readouterr().err
+    assert main(["report", "--results", str(tmp_path / "nope")]) == 2
+
+
+def test_default_results_dir_prefers_tess(tmp_path, records):
+    assert report.default_results_dir(tmp_path) is None
+    save_record(records[0], tmp_path / "demo")
+    assert report.default_results_dir(tmp_path) == tmp_path / "demo" / "results"
+    save_record(records[0], tmp_path / "tess")
+    assert report.default_results_dir(tmp_path) == tmp_path / "tess" / "results"
+
+
+def test_ensure_cheap_results_runs_only_missing_baselines(quick_chapter):
+    first = report.ensure_cheap_results(quick_chapter, ["random"], [0], models=("duration", "logreg"))
+    assert set(first) == {"duration/random/seed0", "logreg/random/seed0"}
+    assert report.ensure_cheap_results(quick_chapter, ["random"], [0], models=("duration", "logreg")) == []
+    path = quick_chapter.ctx.artifacts_dir / "results" / "logreg__random__seed0.json"
+    assert json.loads(path.read_text())["dataset"]["name"] == "demo"
