@@ -157,6 +157,34 @@ def _train_model_name(args: argparse.Namespace) -> tuple[str, dict]:
     return args.model, {}
 
 
+@command("book")
+def _book(args: argparse.Namespace) -> int:
+    from .config import project_root
+    from .data import TessNotFoundError
+    from .pipeline import BookSetupError, PipelineError, resolve_parameters, run_book
+
+    if args.epochs is not None and args.epochs < 1:
+        raise UserError(f"--epochs must be at least 1, not {args.epochs}")
+    split = lambda values: [v for item in values for v in item.split(",") if v]  # noqa: E731
+    try:
+        seeds = None if args.seeds is None else [int(s) for s in split(args.seeds)]
+        params = resolve_parameters(
+            args.dataset, args.data_dir, args.artifacts_dir, True if args.quick else None, args.epochs,
+            None if args.protocols is None else split(args.protocols), seeds,
+        )
+    except (TessNotFoundError, ValueError) as exc:
+        raise UserError(str(exc)) from exc
+    try:
+        run_book(args.book_root or project_root(), args.path_output, parameters=params, only=args.only,
+                 force=args.force, html=not args.no_html)
+    except BookSetupError as exc:
+        raise UserError(str(exc)) from exc
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 @command("report")
 def _report(args: argparse.Namespace) -> int:
     from .config import project_root
@@ -244,6 +272,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", metavar="ID_OR_PATH", help="vision models: weights to start from")
     p.add_argument("--augment", action="store_true", help="vision models: data augmentation")
     p.add_argument("--quick", action="store_true", help="tiny sizes and 1-2 epochs (for testing)")
+
+    p = sub.add_parser("book", help="execute every chapter with papermill and build the Jupyter Book")
+    p.add_argument("--dataset", choices=("auto", "tess", "demo"), default="auto",
+                   help="auto: TESS when found, else the demo corpus (default auto)")
+    p.add_argument("--data-dir", help="folder holding TESS (default: SER_TESS_DIR or data/TESS)")
+    p.add_argument("--artifacts-dir", help="artifacts folder (default artifacts/<dataset>)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes and 1-2 epochs (for testing)")
+    p.add_argument("--only", metavar="NN,NN", help="execute only these chapters, e.g. 03,05 (others are kept)")
+    p.add_argument("--protocols", nargs="+", metavar="P",
+                   help="protocols, for the chapters that declare a 'protocols' parameter")
+    p.add_argument("--seeds", nargs="+", metavar="K", help="seeds, for the chapters that declare 'seeds'")
+    p.add_argument("--epochs", type=int, help="maximum epochs passed to every chapter")
+    p.add_argument("--force", action="store_true", help="re-execute chapters that are up to date")
+    p.add_argument("--no-html", action="store_true", help="execute the chapters but do not build the HTML")
+    p.add_argument("--path-output", metavar="DIR",
+                   help="write _build/ (executed copies, html, timings) under DIR (default: the book root)")
+    p.add_argument("--book-root", help=argparse.SUPPRESS)
 
     p = sub.add_parser("report", help="results table from the results JSON files; rewrites README's results block")
     p.add_argument("--results", metavar="DIR",
