@@ -1,0 +1,187 @@
+"""Classify one new recording with a saved model: ``python -m ser_utils predict CLIP.wav``.
+
+A model saved by :func:`ser_utils.training.keras_fold` is a ``.keras`` file
+plus a JSON sidecar holding the feature configuration and the standardisation
+of its training data (:func:`ser_utils.training.load_model_bundle`). To
+classify any WAV (any sample rate, mono or stereo) we
+
+1. read it by content and resample it to the model's rate
+   (:func:`ser_utils.data.load_clip`), refusing non-audio, empty and silent
+   files with a clear message,
+2. compute the same features the model was trained on
+   (:func:`ser_utils.features.extract_from_audio` with the sidecar's config),
+3. standardise and shape them as in training
+   (:func:`ser_utils.training.prepare_inputs`) and return the seven class
+   probabilities, sorted,
+4. optionally draw a Grad-CAM figure of the decision (:mod:`ser_utils.gradcam`).
+
+Without an explicit model, the newest saved hybrid under the artifacts folder
+(``SER_ARTIFACTS_DIR`` or ``<project>/artifacts``) is used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .cli import UserError
+from .data import SILENCE_PEAK
+from .labels import EMOTIONS
+
+DEFAULT_MODEL = "hybrid"
+
+
+def default_artifacts_root() -> Path:
+    """Where saved models are looked for: ``SER_ARTIFACTS_DIR`` or ``<project>/artifacts``."""
+    from .config import project_root
+
+    return Path(os.environ.get("SER_ARTIFACTS_DIR") or project_root() / "artifacts")
+
+
+def find_models(root: str | os.PathLike | None = None, base: str | None = DEFAULT_MODEL) -> list[Path]:
+    """Saved ``.keras`` models (with a sidecar) under ``root``, newest first; ``base`` filters the model family."""
+    root = Path(root) if root is not None else default_artifacts_root()
+    found = []
+    for path in root.rglob("*.keras") if root.is_dir() else []:
+        side = path.with_suffix(".json")
+        if not side.is_file():
+            continue
+        try:
+            meta = json.loads(side.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if base is None or meta.get("base_model", str(meta.get("model", "")).split("-")[0]) == base:
+            found.append(path)
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def newest_model(root: str | os.PathLike | None = None, base: str = DEFAULT_MODEL) -> Path:
+    """The most recently saved ``base`` model under ``root``; :class:`UserError` when there is none."""
+    root = Path(root) if root is not None else default_artifacts_root()
+    models = find_models(root, base)
+    if not models:
+        raise UserError(f"no saved {base} model found under {root}; train one with "
+                        f"`python -m ser_utils train {base}` (or run chapter 5), or pass --model PATH")
+    return models[0]
+
+
+def load_audio(path: str | os.PathLike, sr: int) -> np.ndarray:
+    """Read any audio file as mono float32 at ``sr`` Hz; :class:`UserError` for missing, non-audio, empty or silent files."""
+    import soundfile as sf
+
+    from .data import load_clip
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no such file: {path}")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path} is empty (0 bytes)")
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:  # libsndfile raises a generic error for non-audio data
+        raise UserError(f"{path} is not an audio file soundfile can read ({type(exc).__name__})") from exc
+    if info.frames == 0:
+        raise UserError(f"{path} holds no audio samples")
+    audio = load_clip(path, sr)
+    if audio.size == 0 or float(np.max(np.abs(audio))) < SILENCE_PEAK:
+        raise UserError(f"{path} is silent (peak amplitude below {SILENCE_PEAK}); nothing to classify")
+    return audio
+
+
+@dataclass
+class Prediction:
+    """The model's answer for one clip."""
+
+    clip: Path
+    model_path: Path
+    model_name: str
+    probabilities: pd.Series  # emotion -> probability, highest first
+    inputs: np.ndarray = field(repr=False)  # (1, ...) standardised model input
+    features: object = field(repr=False)  # ClipFeatures of the clip
+    sidecar: dict = field(repr=False)
+
+    @property
+    def label(self) -> str:
+        return str(self.probabilities.index[0])
+
+    def as_text(self) -> str:
+        """The sorted probabilities as aligned lines, e.g. ``angry      0.912``."""
+        width = max(len(e) for e in self.probabilities.index)
+        lines = [f"{self.clip.name}: {self.label} (model {self.model_name}, {self.model_path.name})"]
+        lines += [f"  {e:<{width}}  {p:6.3f}" for e, p in self.probabilities.items()]
+        return "\n".join(lines)
+
+
+def predict_clip(clip: str | os.PathLike, model_path: str | os.PathLike | None = None, *,
+                 bundle: tuple | None = None) -> Prediction:
+    """Classify one audio file with a saved model; see the module docstring.
+
+    ``model_path`` is a ``.keras`` file (or its sidecar); None picks
+    :func:`newest_model`. A ``bundle`` ``(keras_model, sidecar)`` already
+    loaded can be passed instead to avoid loading it again.
+    """
+    from .features import extract_from_audio
+    from .training import feature_config_of, load_model_bundle, prepare_inputs
+
+    if bundle is None:
+        model_path = Path(model_path) if model_path is not None else newest_model()
+        try:
+            model, sidecar = load_model_bundle(model_path)
+        except FileNotFoundError as exc:
+            raise UserError(str(exc)) from exc
+    else:
+        model, sidecar = bundle
+        model_path = Path(model_path or sidecar.get("path", "model.keras"))
+    cfg = feature_config_of(sidecar)
+    audio = load_audio(clip, cfg.sample_rate)
+    try:
+        feats = extract_from_audio(audio, cfg)
+    except ValueError as exc:  # e.g. silent after trimming
+        raise UserError(f"cannot compute features of {clip}: {exc}") from exc
+    raw = feats.vector if sidecar["input"] == "vector" else feats.frames
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the spknorm fallback warning is reported in the text below
+        x = prepare_inputs(raw, sidecar)
+    probs = np.asarray(model.predict(x, verbose=0))[0].astype(float)
+    emotions = sidecar.get("emotions", list(EMOTIONS))
+    series = pd.Series(probs, index=emotions, name="probability").sort_values(ascending=False)
+    return Prediction(clip=Path(clip), model_path=Path(model_path), model_name=sidecar.get("model", "?"),
+                      probabilities=series, inputs=x, features=feats, sidecar=sidecar)
+
+
+def cam_figure(pred: Prediction, model, *, title: str | None = None):
+    """Grad-CAM of the predicted class for one prediction, as a matplotlib Figure.
+
+    Vector models: importance over the 187 feature positions (groups shaded)
+    and the mean per group; frame models: importance over time above the
+    clip's log-mel spectrogram.
+    """
+    from . import plots
+    from .features import FEATURE_GROUPS
+    from .gradcam import grad_cam, group_importance
+
+    cls = list(pred.sidecar.get("emotions", EMOTIONS)).index(pred.label)
+    cams, _ = grad_cam(model, pred.inputs, class_idx=cls)
+    title = title or f"Grad-CAM of '{pred.label}' for {pred.clip.name} ({pred.model_name})"
+    if pred.sidecar["input"] == "vector":
+        return plots.cam_vector_figure(cams[0], group_importance(cams), title=title)
+    mel = pred.features.frames[:, FEATURE_GROUPS["mel"]]
+    return plots.cam_spectrogram_figure(mel, cams[0], title=title)
+
+
+def write_cam(pred: Prediction, model, out: str | os.PathLike) -> Path:
+    """Save :func:`cam_figure` to ``out`` (format from the extension, e.g. ``.png``)."""
+    import matplotlib.pyplot as plt
+
+    fig = cam_figure(pred, model)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return out
