@@ -345,6 +345,28 @@ def _source_cell_number(nb, index: int) -> int:
     return index - injected + 1
 
 
+def _failed_cell_number(source: Path, executed: Path, failed_source: str) -> int | None:
+    """1-based position in the source notebook of the cell that raised.
+
+    Found by the cell id of the executed cell holding the error (papermill adds
+    an injected-parameters cell and error banners, so positions shift), else
+    by the cell's source text.
+    """
+    import nbformat
+
+    src = nbformat.read(str(source), as_version=4)
+    out = nbformat.read(str(executed), as_version=4)
+    ids = [c.get("id") for c in src.cells]
+    for cell in out.cells:
+        raised = any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+        if raised or cell.get("metadata", {}).get("papermill", {}).get("exception") is True:
+            if cell.get("id") in ids:
+                return ids.index(cell.get("id")) + 1
+            break
+    sources = [c.source for c in src.cells]
+    return sources.index(failed_source) + 1 if failed_source in sources else None
+
+
 def execute_chapter(
     entry: TocEntry,
     output: Path,
@@ -381,7 +403,7 @@ def execute_chapter(
     except PapermillExecutionError as exc:
         cell = None
         with contextlib.suppress(Exception):
-            cell = _source_cell_number(nbformat.read(str(output), as_version=4), exc.cell_index + 1)
+            cell = _failed_cell_number(entry.path, output, exc.source)
         first = next((ln for ln in str(exc.source).splitlines() if ln.strip()), "")
         message = f"{exc.ename}: {exc.evalue}".rstrip(": ")
         if first:

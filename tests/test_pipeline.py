@@ -1,0 +1,265 @@
+"""The book runner (ser_utils.pipeline) on tiny throwaway books: toc, parameters, resume, failures, build.
+
+Each test writes a small book into its tmp dir (a ``_toc.yml`` and notebooks of
+two or three one-line cells), so the runner is exercised end to end, with
+real papermill kernels, without running the real chapters.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from ser_utils import pipeline
+from ser_utils.cli import main
+from ser_utils.pipeline import (
+    BookBuildFailed,
+    BookSetupError,
+    ChapterFailed,
+    ChapterSelectionError,
+    read_toc,
+    run_book,
+    select_chapters,
+)
+
+STANDARD = 'dataset = "auto"\ndata_dir = None\nartifacts_dir = None\nprotocol = "random"\nseed = 0\nepochs = None\nquick = None'
+CONFIG = """title: tiny
+author: tests
+only_build_toc_files: true
+execute:
+  execute_notebooks: "off"
+bibtex_bibfiles:
+  - book/references.bib
+html:
+  use_repository_button: false
+"""
+BIB = "@misc{tiny2024,\n  author = {Doe, Jane},\n  title = {A tiny reference},\n  year = {2024}\n}\n"
+
+
+def write_notebook(path: Path, params: str, *cells: str, title: str | None = None) -> Path:
+    """A notebook with a title, a ``parameters`` cell holding ``params``, then ``cells``."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                   "language_info": {"name": "python"}}
+    p = nbformat.v4.new_code_cell(params)
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {title or path.stem}\n\nSome prose."), p]
+    nb.cells += [nbformat.v4.new_code_cell(c) for c in cells]
+    for i, c in enumerate(nb.cells):
+        c["id"] = f"cell-{i:02d}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+    return path
+
+
+def write_book(root: Path, chapters: dict[str, tuple[str, ...]], intro: str | None = "# Intro\n\nHello.\n") -> Path:
+    """A book at ``root``: ``_config.yml``, ``_toc.yml`` listing ``chapters`` (name -> (params, *cells))."""
+    (root / "book").mkdir(parents=True, exist_ok=True)
+    (root / "_config.yml").write_text(CONFIG)
+    (root / "book" / "references.bib").write_text(BIB)
+    if intro is not None:
+        (root / "book" / "intro.md").write_text(intro)
+    toc = "format: jb-book\nroot: book/intro\nchapters:\n" + "".join(f"  - file: book/{n}\n" for n in chapters)
+    (root / "_toc.yml").write_text(toc)
+    for name, (params, *cells) in chapters.items():
+        write_notebook(root / "book" / f"{name}.ipynb", params, *cells)
+    return root
+
+
+def outputs_text(path: Path) -> str:
+    """All stdout text of an executed notebook."""
+    nb = nbformat.read(str(path), as_version=4)
+    return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stdout")
+
+
+def params(**overrides) -> dict:
+    base = {"dataset": "demo", "data_dir": None, "artifacts_dir": None, "quick": True, "epochs": None,
+            "protocols": None, "seeds": None}
+    base.update(overrides)
+    return base
+
+
+def statuses(report) -> dict[str, str]:
+    return {c.chapter: c.status for c in report.chapters}
+
+
+# --- toc and selection ---------------------------------------------------------------
+
+
+def test_read_toc_follows_parts_and_sections(tmp_path):
+    for name in ("01_a", "02_b", "03_c"):
+        write_notebook(tmp_path / "book" / f"{name}.ipynb", "x = 1")
+    (tmp_path / "book" / "notes.md").write_text("# Notes\n")
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nparts:\n"
+        "  - caption: One\n    chapters:\n      - file: book/02_b\n        sections:\n          - file: book/notes\n"
+        "  - caption: Two\n    chapters:\n      - file: book/01_a\n      - file: book/03_c.ipynb\n"
+    )
+    root, entries = read_toc(tmp_path)
+    assert root.docname == "book/intro" and root.path == tmp_path / "book" / "intro.md"
+    assert [e.stem for e in entries] == ["02_b", "notes", "01_a", "03_c"]
+    assert [e.is_notebook for e in entries] == [True, False, True, True]
+
+
+def test_read_toc_names_a_missing_chapter(tmp_path):
+    write_book(tmp_path, {"01_a": ("x = 1",)})
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/09_gone\n")
+    with pytest.raises(BookSetupError, match="09_gone"):
+        read_toc(tmp_path)
+
+
+def test_select_chapters_by_number_or_name(tmp_path):
+    write_book(tmp_path, {"01_a": ("x = 1",), "02_b": ("x = 1",), "03_c": ("x = 1",)})
+    _, entries = read_toc(tmp_path)
+    assert [e.stem for e in select_chapters(entries, None)] == ["01_a", "02_b", "03_c"]
+    assert [e.stem for e in select_chapters(entries, "3,01")] == ["01_a", "03_c"]
+    assert [e.stem for e in select_chapters(entries, ["02_b"])] == ["02_b"]
+    with pytest.raises(ChapterSelectionError, match="07"):
+        select_chapters(entries, "02,07")
+
+
+# --- executing ----------------------------------------------------------------------
+
+
+def test_parameters_reach_only_the_chapters_declaring_them(tmp_path, capfd):
+    show = "print(f'dataset={dataset} quick={quick} epochs={epochs}')"
+    write_book(tmp_path, {
+        "01_std": (STANDARD, show, "print('protocols' in dir())"),
+        "02_extra": (STANDARD + '\nprotocols = ["random"]\nseeds = [0]', show,
+                     "print(f'protocols={protocols} seeds={seeds}')",
+                     # tqdm in a kernel without ipywidgets: must leave no stderr noise in the page
+                     "from tqdm.auto import tqdm\nprint(sum(tqdm(range(3))))"),
+    })
+    report = run_book(tmp_path, parameters=params(epochs=3, protocols=["speaker", "word"], seeds=[1, 2]),
+                      html=False, progress=False, echo=lambda s: None)
+    assert statuses(report) == {"01_std": "executed", "02_extra": "executed"}
+    out1 = outputs_text(tmp_path / "_build/src/book/01_std.ipynb")
+    out2 = outputs_text(tmp_path / "_build/src/book/02_extra.ipynb")
+    assert "dataset=demo quick=True epochs=3" in out1
+    assert "False" in out1  # protocols was not injected into a chapter that does not declare it
+    assert "dataset=demo quick=True epochs=3" in out2
+    assert "protocols=['speaker', 'word'] seeds=[1, 2]" in out2
+    nb2 = nbformat.read(str(tmp_path / "_build/src/book/02_extra.ipynb"), as_version=4)
+    stderr = [o for c in nb2.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
+    assert stderr == []
+    assert "without encryption" not in capfd.readouterr().err
+    timings = json.loads((tmp_path / "_build/book-timings.json").read_text())
+    assert [c["chapter"] for c in timings["chapters"]] == ["01_std", "02_extra"]
+    assert all(c["wall_s"] > 0 for c in timings["chapters"])
+
+
+def test_resume_skips_up_to_date_chapters_and_reruns_changed_ones(tmp_path):
+    write_book(tmp_path, {"01_a": (STANDARD, "print(quick)"), "02_b": (STANDARD, "print(quick)")})
+    quiet = {"html": False, "progress": False, "echo": lambda s: None}
+    first = run_book(tmp_path, parameters=params(), **quiet)
+    assert set(statuses(first).values()) == {"executed"}
+    copy = tmp_path / "_build/src/book/01_a.ipynb"
+    mtime = copy.stat().st_mtime_ns
+
+    again = run_book(tmp_path, parameters=params(), **quiet)
+    assert statuses(again) == {"01_a": "cached", "02_b": "cached"}
+    assert copy.stat().st_mtime_ns == mtime
+
+    # A changed source notebook, changed parameters or --force re-execute.
+    write_notebook(tmp_path / "book" / "02_b.ipynb", STANDARD, "print('edited', quick)")
+    assert statuses(run_book(tmp_path, parameters=params(), **quiet)) == {"01_a": "cached", "02_b": "executed"}
+    assert "edited True" in outputs_text(tmp_path / "_build/src/book/02_b.ipynb")
+    changed = run_book(tmp_path, parameters=params(quick=False), only="01", **quiet)
+    assert statuses(changed) == {"01_a": "executed", "02_b": "kept"}
+    assert "False" in outputs_text(copy)
+    assert statuses(run_book(tmp_path, parameters=params(quick=False), only="1", force=True, **quiet))["01_a"] == "executed"
+
+
+def test_failing_chapter_stops_the_run_naming_chapter_and_cell(tmp_path):
+    write_book(tmp_path, {
+        "01_ok": (STANDARD, "print('one')"),
+        "02_bad": (STANDARD, "x = 1", "y = x / 0", "print('never')"),
+        "03_after": (STANDARD, "print('three')"),
+    })
+    quiet = {"html": False, "progress": False, "echo": lambda s: None}
+    with pytest.raises(ChapterFailed) as info:
+        run_book(tmp_path, parameters=params(), **quiet)
+    err = info.value
+    assert err.chapter == "02_bad"
+    # Cells of 02_bad: 1 title, 2 parameters, 3 "x = 1", 4 "y = x / 0" (the injected cell not counted).
+    assert err.cell == 4
+    assert "02_bad" in str(err) and "cell 4" in str(err) and "ZeroDivisionError" in str(err)
+    assert "y = x / 0" in str(err)
+    assert not (tmp_path / "_build/src/book/03_after.ipynb").exists()
+    report = json.loads((tmp_path / "_build/book-timings.json").read_text())
+    assert report["failed"] == "02_bad"
+    assert [c["status"] for c in report["chapters"]] == ["executed", "failed"]
+
+    # The fix: the next run resumes at the failed chapter, reusing the first one.
+    write_notebook(tmp_path / "book" / "02_bad.ipynb", STANDARD, "print('fixed')")
+    resumed = run_book(tmp_path, parameters=params(), **quiet)
+    assert statuses(resumed) == {"01_ok": "cached", "02_bad": "executed", "03_after": "executed"}
+
+
+def test_cli_reports_a_failing_chapter_without_traceback(tmp_path, capsys):
+    write_book(tmp_path, {"01_bad": (STANDARD, "raise RuntimeError('broken on purpose')")})
+    out = tmp_path / "out"
+    code = main(["book", "--book-root", str(tmp_path), "--path-output", str(out), "--dataset", "demo",
+                 "--quick", "--no-html", "--artifacts-dir", str(tmp_path / "art")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "chapter 01_bad failed at cell 3" in err and "RuntimeError: broken on purpose" in err
+    assert "Traceback" not in err
+    assert main(["book", "--book-root", str(tmp_path), "--path-output", str(out), "--only", "5"]) == 2
+    assert "no such chapter" in capsys.readouterr().err
+
+
+def test_only_stages_unselected_chapters_unexecuted(tmp_path):
+    write_book(tmp_path, {"01_a": (STANDARD, "print('a')"), "02_b": (STANDARD, "print('b')")})
+    report = run_book(tmp_path, parameters=params(), only="02", html=False, progress=False, echo=lambda s: None)
+    assert statuses(report) == {"01_a": "not-run", "02_b": "executed"}
+    staged = nbformat.read(str(tmp_path / "_build/src/book/01_a.ipynb"), as_version=4)
+    assert "not executed in this build" in staged.cells[1].source
+    assert all(not c.get("outputs") for c in staged.cells if c.cell_type == "code")
+
+
+# --- building ------------------------------------------------------------------------
+
+
+def test_build_html_with_citation_image_and_placeholder_root(tmp_path):
+    book = write_book(tmp_path / "src", {"01_plot": (
+        STANDARD,
+        "import matplotlib\nmatplotlib.use('agg')\nimport matplotlib.pyplot as plt\n%matplotlib inline",
+        "plt.plot([1, 2]); plt.title('a line');",
+    )}, intro=None)
+    nb = nbformat.read(str(book / "book/01_plot.ipynb"), as_version=4)
+    nb.cells[0].source += "\n\nAs shown by {cite}`tiny2024`.\n\n```{bibliography}\n```\n\n![A pixel](pixel.png)"
+    nbformat.write(nb, str(book / "book/01_plot.ipynb"))
+    (book / "book/pixel.png").write_bytes(bytes.fromhex(
+        "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+        "1f15c4890000000d4944415478da63f8cfc0f01f0005000201a5b1e1a20000000049454e44ae426082"))
+    messages = []
+    report = run_book(book, tmp_path / "out", parameters=params(), progress=False, echo=messages.append)
+    html = tmp_path / "out/_build/html"
+    assert report.html == str(html / "index.html") and (html / "index.html").exists()
+    page = (html / "book/01_plot.html").read_text()
+    assert "Doe" in page and "pixel.png" in page and "<img" in page
+    assert not (book / "book/intro.md").exists()  # the placeholder went to the staging copy only
+    assert any("placeholder" in m for m in messages)
+    assert report.build_s is not None and report.build_s > 0
+
+
+def test_build_fails_on_any_warning(tmp_path):
+    book = write_book(tmp_path, {"01_a": (STANDARD, "print(1)")},
+                      intro="# Intro\n\nSee {ref}`no-such-label` and {cite}`nobody1999`.\n")
+    with pytest.raises(BookBuildFailed) as info:
+        run_book(book, parameters=params(), progress=False, echo=lambda s: None)
+    text = str(info.value)
+    assert "no-such-label" in text and "nobody1999" in text
+    assert any(w.startswith("book/intro.md") for w in info.value.warnings)
+    assert json.loads((tmp_path / "_build/book-timings.json").read_text())["failed"] == "jupyter-book build"
+
+
+def test_sphinx_warnings_parses_the_log(tmp_path):
+    log = (f"reading sources...\n\x1b[91m{tmp_path}/book/a.md:3: WARNING: undefined label: 'x'\x1b[39;49;00m\n"
+           "build succeeded, 1 warning.\nWARNING: unknown config value\n")
+    assert pipeline.sphinx_warnings(log, tmp_path) == [
+        "book/a.md:3: WARNING: undefined label: 'x'", "WARNING: unknown config value"]
