@@ -111,15 +111,31 @@ def run_grid(
 
 
 def scores_table(records: list[dict], paper: dict[str, float] | None = None) -> pd.DataFrame:
-    """Accuracy / macro-F1 / UAR (mean and sd over seeds, in %) per model and protocol, with the paper's figure."""
+    """A readable score table: accuracy, macro-F1 and UAR in %, "mean ± sd" over seeds, per model and protocol.
+
+    With ``paper`` (e.g. :data:`ser_utils.paper.PAPER_ACCURACY`) a column gives the
+    paper's accuracy for the same model, on the random split only (the only
+    protocol the paper reports).
+    """
     table = summary_table(records)
     if table.empty:
         return table
-    pct = [c for c in table.columns if c.endswith(("_mean", "_sd"))]
-    table[pct] = (table[pct] * 100).round(2)
+
+    def fmt(mean: float, sd: float) -> str:
+        return f"{100 * mean:.1f}" if pd.isna(sd) else f"{100 * mean:.1f} ± {100 * sd:.1f}"
+
+    out = table[["model", "protocol"]].copy()
+    for metric, label in (("accuracy", "accuracy %"), ("f1_macro", "macro-F1 %"), ("uar", "UAR %")):
+        out[label] = [fmt(m, s) for m, s in zip(table[f"{metric}_mean"], table[f"{metric}_sd"], strict=True)]
+    out["seeds"] = table["seeds"]
+    datasets = {f"{r['dataset']['name']} ({r['dataset']['n_clips']} clips)" for r in records}
+    out["data"] = ", ".join(sorted(datasets))
     if paper is not None:
-        table["paper_accuracy"] = table["model"].map(paper)
-    return table
+        out["paper accuracy %"] = [
+            paper.get(m.split("-")[0], float("nan")) if p == "random" else float("nan")
+            for m, p in zip(out["model"], out["protocol"], strict=True)
+        ]
+    return out
 
 
 def results_dir(ch: Chapter) -> Path:

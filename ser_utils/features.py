@@ -114,6 +114,21 @@ def extract_from_audio(audio: np.ndarray, cfg: FeatureConfig = FeatureConfig()) 
         audio = trimmed if trimmed.size >= cfg.n_fft else audio
     if float(np.max(np.abs(audio))) < 1e-6:
         raise ValueError("the clip is silent")
+    per_frame = per_frame_features(audio, cfg)  # (187, T)
+    mel_db = per_frame[FEATURE_GROUPS["mel"]]
+    return ClipFeatures(
+        vector=per_frame.mean(axis=1),
+        frames=_time_normalise(per_frame, cfg.n_frames).T,
+        image=_to_image(mel_db, cfg),
+        n_frames_raw=per_frame.shape[1],
+        trimmed_duration=audio.size / cfg.sample_rate,
+    )
+
+
+def per_frame_features(audio: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """The (187, T) matrix of chroma, log-mel, contrast and MFCC frames, from one STFT."""
+    import librosa
+
     sr = cfg.sample_rate
     mag = np.abs(librosa.stft(audio, n_fft=cfg.n_fft, hop_length=cfg.hop_length))
     power = mag**2
@@ -124,14 +139,7 @@ def extract_from_audio(audio: np.ndarray, cfg: FeatureConfig = FeatureConfig()) 
     mel_db = librosa.power_to_db(mel_fb @ power, ref=np.max, top_db=cfg.top_db)
     contrast = librosa.feature.spectral_contrast(S=mag, sr=sr, n_fft=cfg.n_fft, hop_length=cfg.hop_length)
     mfcc = librosa.feature.mfcc(S=mel_db, n_mfcc=cfg.n_mfcc)
-    per_frame = np.vstack([chroma, mel_db, contrast, mfcc]).astype(np.float32)  # (187, T)
-    return ClipFeatures(
-        vector=per_frame.mean(axis=1),
-        frames=_time_normalise(per_frame, cfg.n_frames).T,
-        image=_to_image(mel_db, cfg),
-        n_frames_raw=per_frame.shape[1],
-        trimmed_duration=audio.size / sr,
-    )
+    return np.vstack([chroma, mel_db, contrast, mfcc]).astype(np.float32)
 
 
 def extract_clip(path: str | os.PathLike, cfg: FeatureConfig = FeatureConfig()) -> ClipFeatures:

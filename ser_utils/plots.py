@@ -194,6 +194,7 @@ def cam_spectrogram_figure(mel_db: np.ndarray, cam: np.ndarray, *, title: str = 
     t = len(cam)
     ax.imshow(np.asarray(mel_db).T, origin="lower", aspect="auto", cmap="magma", extent=(-0.5, t - 0.5, 0, 128))
     ax.set(xlabel="time (normalised frames)", ylabel="mel band", title=title)
+    ax.grid(False)
     twin = ax.twinx()
     twin.fill_between(np.arange(t), cam, color="cyan", alpha=0.35, step="mid")
     twin.plot(np.arange(t), cam, color="cyan", lw=1.5)
@@ -219,7 +220,7 @@ def deletion_curves(results: dict, *, title: str = "Deletion test: true-class pr
         ax.plot(res.fractions, res.random, "--", color="grey", label="random order")
         ax.fill_between(res.fractions, res.random - res.random_sd, res.random + res.random_sd, color="grey",
                         alpha=0.2)
-        ax.set(title=f"{name}\narea between = {res.area_between:+.3f}", xlabel="fraction of inputs masked",
+        ax.set(title=f"{name}: {res.verdict}\narea between = {res.area_between:+.3f}", xlabel="fraction of inputs masked",
                ylim=(0, 1.02))
         ax.legend(fontsize=8)
     axes[0, 0].set_ylabel("P(true class)")
@@ -238,10 +239,83 @@ def class_cam_maps(maps: np.ndarray, *, title: str = "Mean Grad-CAM per emotion"
     sns.heatmap(maps, cmap="viridis", vmin=0, ax=ax, yticklabels=[EMOTION_SHORT[e] for e in EMOTIONS],
                 xticklabels=False, cbar_kws={"label": "mean importance"})
     if maps.shape[1] == N_FEATURES:
-        for name, sl in FEATURE_GROUPS.items():
+        for sl in FEATURE_GROUPS.values():
             ax.axvline(sl.start, color="white", lw=1)
-            ax.text((sl.start + sl.stop) / 2, -0.2, name, ha="center", va="bottom", fontsize=8)
-        xlabel = xlabel or "feature position"
+        ax.set_xticks([(sl.start + sl.stop) / 2 for sl in FEATURE_GROUPS.values()], list(FEATURE_GROUPS),
+                      rotation=0)
+        xlabel = xlabel or "feature position, by group"
     ax.set(title=title, xlabel=xlabel or "time (normalised frames)", ylabel="true emotion")
+    fig.tight_layout()
+    return fig
+
+
+# --- chapter 2: features ----------------------------------------------------------------
+
+
+def feature_panels(path: str, *, title: str = "", cfg=None) -> plt.Figure:
+    """The four feature groups of one clip over time: chroma, log-mel, spectral contrast, MFCC."""
+    import librosa
+    import librosa.display
+
+    from .data import load_clip
+    from .features import FEATURE_GROUPS, FeatureConfig, per_frame_features
+
+    cfg = cfg or FeatureConfig()
+    y = load_clip(path, cfg.sample_rate)
+    if cfg.trim_db is not None:
+        y, _ = librosa.effects.trim(y, top_db=cfg.trim_db)
+    per_frame = per_frame_features(y, cfg)
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
+    kw = dict(sr=cfg.sample_rate, hop_length=cfg.hop_length, x_axis="time")
+    for ax, (group, sl) in zip(axes, FEATURE_GROUPS.items(), strict=True):
+        img = librosa.display.specshow(per_frame[sl], ax=ax, cmap="magma" if group == "mel" else "coolwarm", **kw)
+        ax.set(title=f"{group} ({sl.stop - sl.start} rows)", xlabel="time (s)", ylabel=f"{group} index")
+        fig.colorbar(img, ax=ax, shrink=0.8)
+    fig.suptitle(title or "Feature groups of one clip")
+    fig.tight_layout()
+    return fig
+
+
+def group_profiles(vectors: np.ndarray, emotions: Sequence[str]) -> plt.Figure:
+    """Mean time-averaged value of every position, per emotion, one panel per feature group."""
+    from .features import FEATURE_GROUPS
+
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
+    emotions = np.asarray(emotions)
+    for ax, (group, sl) in zip(axes, FEATURE_GROUPS.items(), strict=True):
+        for emo in EMOTIONS:
+            rows = vectors[emotions == emo]
+            if len(rows):
+                ax.plot(np.arange(1, sl.stop - sl.start + 1), rows[:, sl].mean(axis=0), label=EMOTION_SHORT[emo],
+                        color=EMOTION_PALETTE[emo], lw=1.2)
+        ax.set(title=f"{group}: mean per emotion", xlabel=f"{group} index", ylabel="mean value")
+    axes[-1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def projection_2d(coords: np.ndarray, meta: pd.DataFrame, *, method: str = "PCA") -> plt.Figure:
+    """Scatter of a 2-D projection coloured by emotion (left) and by speaker (right)."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    df = pd.DataFrame({"x": coords[:, 0], "y": coords[:, 1], "emotion": meta["emotion"].to_numpy(),
+                       "speaker": meta["speaker"].to_numpy()})
+    sns.scatterplot(data=df, x="x", y="y", hue="emotion", hue_order=list(EMOTIONS), palette=EMOTION_PALETTE,
+                    s=12, ax=axes[0], linewidth=0)
+    sns.scatterplot(data=df, x="x", y="y", hue="speaker", s=12, ax=axes[1], linewidth=0, palette="Set1")
+    for ax, by in zip(axes, ("emotion", "speaker"), strict=True):
+        ax.set(title=f"{method} of the 187-d vectors, coloured by {by}", xlabel=f"{method} 1", ylabel=f"{method} 2")
+        ax.legend(fontsize=7, markerscale=1.5)
+    fig.tight_layout()
+    return fig
+
+
+def image_grid(images: np.ndarray, titles: Sequence[str], *, suptitle: str = "Mel-spectrogram images") -> plt.Figure:
+    """The model-ready spectrogram images (row 0 = lowest band, drawn at the bottom)."""
+    fig, axes = plt.subplots(1, len(images), figsize=(2.2 * len(images), 2.6))
+    for ax, img, t in zip(np.atleast_1d(axes), images, titles, strict=True):
+        ax.imshow(img, origin="lower", cmap="magma", aspect="auto")
+        ax.set(title=t, xticks=[], yticks=[])
+    np.atleast_1d(axes)[0].set(ylabel="mel band (low to high)")
+    fig.suptitle(f"{suptitle} ({images.shape[1]}x{images.shape[2]}, time-normalised)")
     fig.tight_layout()
     return fig
