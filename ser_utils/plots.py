@@ -74,6 +74,7 @@ def word_across_emotions(
         axes[0, j].set(title=emo.replace("_", " "), xlabel="time (s)")
         mel = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, n_mels=128), ref=np.max)
         librosa.display.specshow(mel, sr=sr, x_axis="time", y_axis="mel", ax=axes[1, j], cmap="magma")
+        axes[1, j].xaxis.set_major_locator(plt.MaxNLocator(3))
         axes[1, j].set(xlabel="time (s)", ylabel="")
     axes[0, 0].set_ylabel("amplitude")
     axes[1, 0].set_ylabel("frequency (Hz, mel scale)")
@@ -268,7 +269,10 @@ def feature_panels(path: str, *, title: str = "", cfg=None) -> plt.Figure:
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
     kw = dict(sr=cfg.sample_rate, hop_length=cfg.hop_length, x_axis="time")
     for ax, (group, sl) in zip(axes, FEATURE_GROUPS.items(), strict=True):
-        img = librosa.display.specshow(per_frame[sl], ax=ax, cmap="magma" if group == "mel" else "coolwarm", **kw)
+        vmin, vmax = np.percentile(per_frame[sl], [2, 98])  # robust limits: MFCC 1 would swamp the rest
+        img = librosa.display.specshow(per_frame[sl], ax=ax, cmap="magma" if group == "mel" else "coolwarm",
+                                       vmin=vmin, vmax=vmax, **kw)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(4))
         ax.set(title=f"{group} ({sl.stop - sl.start} rows)", xlabel="time (s)", ylabel=f"{group} index")
         fig.colorbar(img, ax=ax, shrink=0.8)
     fig.suptitle(title or "Feature groups of one clip")
