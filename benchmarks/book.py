@@ -38,7 +38,7 @@ def print_report(report) -> None:
         print(f"{c.chapter:<24}{c.status:<10}{wall:>10}{share:>8}{c.cells if c.cells is not None else '-':>7}")
     if any(c.status == "cached" for c in timed):
         print("(cached chapters show the wall time of the run that executed them)")
-    print(f"{"chapters (sum)":<34}{sum(c.wall_s for c in timed):>10.1f}")
+    print(f"{'chapters (sum)':<34}{sum(c.wall_s for c in timed):>10.1f}")
     if report.build_s is not None:
         print(f"{'jupyter-book build':<34}{report.build_s:>10.1f}")
     print(f"{'total of that run':<34}{report.total_s:>10.1f}")
