@@ -1,0 +1,123 @@
+"""The paper's three Keras models: a Conv1D CNN, an LSTM and the hybrid CNN-LSTM.
+
+All three take either view of a clip computed by :mod:`ser_utils.features`:
+
+- ``"vector"``: the paper's 187-d time-averaged vector read as a 1-D sequence
+  of shape ``(187, 1)``: position = feature (chroma 1-12, mel 13-140,
+  contrast 141-147, MFCC 148-187), one channel. This is how the paper feeds
+  its Conv1D and LSTM layers; neighbouring positions are neighbouring mel
+  bands or MFCC coefficients, so a small convolution kernel has something
+  local to look at, but the "sequence" is not time.
+- ``"frames"``: the frame sequence ``(T, 187)`` (time-normalised to ``T``
+  steps), so convolution and recurrence run over **time** with the 187
+  features as channels.
+
+Architectures (``k`` = kernel size; every Conv1D uses ``padding="same"`` and ReLU)::
+
+    cnn     Conv1D(64,k5) BN MaxPool2 Drop .2 | Conv1D(128,k5) BN MaxPool2 Drop .2
+            | Conv1D(128,k3) "last_conv" BN MaxPool2 | Flatten Dense(64) Drop .4 | Dense(7, softmax)
+    lstm    LSTM(128, sequences) Drop .2 | LSTM(64) | Dense(64) Drop .4 | Dense(7, softmax)
+    hybrid  Conv1D(64,k5) BN MaxPool2 Drop .2 | Conv1D(128,k5) "last_conv" BN MaxPool2 Drop .2
+            | LSTM(128) | Dense(64) Drop .4 | Dense(7, softmax)
+
+The CNN flattens (it does not average over positions) because on the vector
+input a position *is* a feature identity. The hybrid lets the convolutions
+turn the long input into a shorter sequence of local patterns (187 -> 46
+steps) that the LSTM then reads in order. The last Conv1D layer of the CNN and
+the hybrid is always named ``"last_conv"`` so Grad-CAM
+(:mod:`ser_utils.gradcam`) can find it by name.
+"""
+
+from __future__ import annotations
+
+from .notebook import quiet_libraries
+
+quiet_libraries()
+
+import keras  # noqa: E402  (TF logging must be quietened before the import)
+from keras import layers  # noqa: E402
+
+from .labels import EMOTIONS  # noqa: E402
+
+MODEL_NAMES = ("cnn", "lstm", "hybrid")
+LAST_CONV = "last_conv"
+VECTOR_SHAPE = (187, 1)
+
+
+def _conv_block(x, filters: int, kernel: int, *, name: str | None = None, dropout: float = 0.2):
+    """Conv1D (ReLU) -> BatchNorm -> MaxPool(2) -> Dropout: one stage of local pattern detection."""
+    x = layers.Conv1D(filters, kernel, padding="same", activation="relu", name=name)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.MaxPooling1D(2)(x)
+    return layers.Dropout(dropout)(x) if dropout else x
+
+
+def _head(x, n_classes: int, dropout: float):
+    x = layers.Dense(64, activation="relu")(x)
+    x = layers.Dropout(dropout)(x)
+    return layers.Dense(n_classes, activation="softmax", name="emotion")(x)
+
+
+def build_cnn(input_shape: tuple[int, int] = VECTOR_SHAPE, n_classes: int = len(EMOTIONS), *,
+              dropout: float = 0.4) -> keras.Model:
+    """The Conv1D CNN: three convolution stages, flattened, one hidden dense layer.
+
+    ``input_shape`` is ``(187, 1)`` for the vector or ``(T, 187)`` for frames;
+    the output is ``(batch, n_classes)`` class probabilities. The third
+    convolution is named ``"last_conv"``.
+    """
+    inputs = keras.Input(shape=input_shape, name="features")
+    x = _conv_block(inputs, 64, 5)
+    x = _conv_block(x, 128, 5)
+    x = _conv_block(x, 128, 3, name=LAST_CONV, dropout=0.0)
+    x = layers.Flatten()(x)
+    return keras.Model(inputs, _head(x, n_classes, dropout), name="cnn")
+
+
+def build_lstm(input_shape: tuple[int, int] = VECTOR_SHAPE, n_classes: int = len(EMOTIONS), *,
+               dropout: float = 0.4) -> keras.Model:
+    """Two stacked LSTMs (128 then 64 units) reading the input in order, then one dense layer.
+
+    On the vector input the LSTM reads the 187 features one at a time (the
+    paper's reading); on frames it reads one 187-d frame per time step.
+    """
+    inputs = keras.Input(shape=input_shape, name="features")
+    x = layers.LSTM(128, return_sequences=True)(inputs)
+    x = layers.Dropout(0.2)(x)
+    x = layers.LSTM(64)(x)
+    return keras.Model(inputs, _head(x, n_classes, dropout), name="lstm")
+
+
+def build_hybrid(input_shape: tuple[int, int] = VECTOR_SHAPE, n_classes: int = len(EMOTIONS), *,
+                 dropout: float = 0.4) -> keras.Model:
+    """Two Conv1D stages feeding an LSTM(128): local patterns first, their order second.
+
+    Each stage halves the sequence (187 -> 93 -> 46 on the vector, T -> T/4 on
+    frames), so the LSTM reads a short sequence of 128-d pattern detectors.
+    The second convolution is named ``"last_conv"``.
+    """
+    inputs = keras.Input(shape=input_shape, name="features")
+    x = _conv_block(inputs, 64, 5)
+    x = _conv_block(x, 128, 5, name=LAST_CONV)
+    x = layers.LSTM(128)(x)
+    return keras.Model(inputs, _head(x, n_classes, dropout), name="hybrid")
+
+
+BUILDERS = {"cnn": build_cnn, "lstm": build_lstm, "hybrid": build_hybrid}
+
+
+def build_model(name: str, input_shape: tuple[int, int] = VECTOR_SHAPE, n_classes: int = len(EMOTIONS),
+                **kwargs) -> keras.Model:
+    """Build ``"cnn"``, ``"lstm"`` or ``"hybrid"`` for ``input_shape`` (uncompiled).
+
+    >>> build_model("hybrid").output_shape
+    (None, 7)
+    """
+    if name not in BUILDERS:
+        raise ValueError(f"unknown Keras model {name!r}; choose from {', '.join(MODEL_NAMES)}")
+    return BUILDERS[name](tuple(input_shape), n_classes, **kwargs)
+
+
+def count_params(model: keras.Model) -> int:
+    """Number of weights in ``model`` (trainable and not)."""
+    return int(model.count_params())

@@ -1,0 +1,159 @@
+"""Showing a trained model's results in a chapter: curves, confusions, per-class scores, errors, protocols.
+
+Chapters 3-5 (CNN, LSTM, hybrid) present their model the same way; the
+repeated logic lives here so each chapter cell stays one or two lines:
+
+- :func:`show_results`: learning curves (one row per fold), the confusion
+  matrix and the per-class table of one results record;
+- :func:`per_class_table`, :func:`top_confusions`, :func:`misclassified`:
+  the tables behind it, from the record alone (pooled over folds);
+- :func:`play_clip`: listen to a clip, labelled with its true and predicted emotion;
+- :func:`run_protocols` and :func:`protocol_table`: a model and its baseline
+  under several protocols, with the paper's figure only where it applies
+  (the paper reports the random split only).
+
+Everything reads results records (:mod:`ser_utils.evaluation`), so the same
+functions work on records loaded from disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .labels import EMOTIONS
+from .paper import PAPER_ACCURACY, PAPER_PROTOCOL
+
+
+def default_protocols(ch, protocols: Sequence[str] | None = None) -> list[str]:
+    """The protocols a model chapter runs: the given list, else random + speaker (+ word outside quick mode)."""
+    if protocols:
+        return list(protocols)
+    return ["random", "speaker"] if ch.ctx.quick else ["random", "speaker", "word"]
+
+
+def run_protocols(ch, models: Sequence[str], protocols: Sequence[str], seeds: Sequence[int] = (0,),
+                  **kwargs) -> list[dict]:
+    """:func:`~ser_utils.experiments.run_experiment` for every model x protocol x seed (progress bars off)."""
+    from .experiments import run_experiment
+
+    kwargs.setdefault("progress", False)
+    return [run_experiment(ch, m, p, s, **kwargs) for m in models for p in protocols for s in seeds]
+
+
+def protocol_table(records: Sequence[dict], paper: dict[str, float] = PAPER_ACCURACY) -> pd.DataFrame:
+    """Accuracy, macro-F1 and UAR in % (mean ± sd over seeds) per model and protocol, with the paper's figure.
+
+    ``paper_accuracy`` is filled only on rows of the paper's protocol (random
+    split) for the model it names: the paper has no speaker- or word-independent
+    score, so nothing is set beside those rows. Also reports the mean training
+    wall time per seed (all folds).
+    """
+    from .evaluation import records_frame
+
+    df = records_frame(list(records))
+    if df.empty:
+        return df
+    g = df.groupby(["model", "protocol"], sort=False)
+    out = g[["accuracy", "f1_macro", "uar"]].agg(["mean", "std"]) * 100
+    out.columns = [f"{m}_{'sd' if s == 'std' else s}" for m, s in out.columns]
+    out = out.round(2)
+    out["seeds"] = g["seed"].nunique()
+    out["wall_time_s"] = g["wall_time_s"].mean().round(1)
+    out = out.reset_index()
+    out["paper_accuracy"] = [paper.get(m) if p == PAPER_PROTOCOL else None
+                             for m, p in zip(out["model"], out["protocol"], strict=True)]
+    return out
+
+
+def per_class_table(record: dict) -> pd.DataFrame:
+    """Precision, recall and F1 (%) and support per emotion, from the record's confusion matrix (pooled over folds)."""
+    cm = np.asarray(record["confusion"], dtype=float)
+    tp = np.diag(cm)
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return pd.DataFrame({"precision": precision * 100, "recall": recall * 100, "f1": f1 * 100,
+                         "support": support.astype(int)}, index=pd.Index(EMOTIONS, name="emotion")).round(1)
+
+
+def top_confusions(record: dict, k: int = 5) -> pd.DataFrame:
+    """The ``k`` most frequent (true, predicted) mistakes, pooled over folds, largest first."""
+    cm = np.asarray(record["confusion"], dtype=int)
+    rows = [{"true": EMOTIONS[i], "predicted": EMOTIONS[j], "clips": int(cm[i, j]),
+             "share of true class (%)": round(100 * cm[i, j] / max(cm[i].sum(), 1), 1)}
+            for i in range(len(EMOTIONS)) for j in range(len(EMOTIONS)) if i != j and cm[i, j]]
+    df = pd.DataFrame(rows, columns=["true", "predicted", "clips", "share of true class (%)"])
+    return df.sort_values(["clips", "true", "predicted"], ascending=[False, True, True]).head(k).reset_index(drop=True)
+
+
+def misclassified(record: dict, manifest: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every misclassified test clip of a record: fold, clip id, true and predicted emotion (+ speaker, word, path)."""
+    rows = []
+    for fold in record["folds"]:
+        pred = fold["predictions"]
+        for cid, t, p in zip(pred["ids"], pred["y_true"], pred["y_pred"], strict=True):
+            if t != p:
+                rows.append({"fold": fold["fold"], "clip_id": cid, "true": EMOTIONS[t], "predicted": EMOTIONS[p]})
+    df = pd.DataFrame(rows, columns=["fold", "clip_id", "true", "predicted"])
+    if manifest is not None and not df.empty:
+        df = df.merge(manifest[["clip_id", "speaker", "word", "duration", "path"]], on="clip_id", how="left")
+    return df
+
+
+def pick_error(record: dict, manifest: pd.DataFrame) -> pd.Series | None:
+    """One misclassified clip worth listening to: the first clip of the most frequent confusion (or None)."""
+    errors = misclassified(record, manifest)
+    if errors.empty:
+        return None
+    top = top_confusions(record, 1).iloc[0]
+    hit = errors[(errors["true"] == top["true"]) & (errors["predicted"] == top["predicted"])]
+    return (hit if not hit.empty else errors).sort_values("clip_id").iloc[0]
+
+
+def play_clip(manifest: pd.DataFrame, clip_id: str, *, note: str = "", sr: int = 16000) -> None:
+    """Display an audio player for one clip, headed by its speaker, word, emotion and ``note``."""
+    from IPython.display import HTML, Audio, display
+
+    from .data import load_clip
+
+    row = manifest.set_index("clip_id").loc[clip_id]
+    head = f"<b>{clip_id}</b>: speaker {row['speaker']}, word '{row['word']}', labelled <b>{row['emotion']}</b>"
+    display(HTML(head + (f"; {note}" if note else "")), Audio(load_clip(row["path"], sr), rate=sr))
+
+
+def show_results(record: dict, *, title: str | None = None) -> pd.DataFrame:
+    """Display a record's learning curves (one row per fold) and confusion matrix; return its per-class table.
+
+    The curves come from the Keras history saved in the record (baselines have
+    none and get no curves). The confusion matrix is row-normalised and pooled
+    over folds; its title names the model, protocol, seed and dataset.
+    """
+    from IPython.display import display
+
+    from .plots import confusion_heatmap, learning_curves
+
+    title = title or f"{record['model']}, {record['protocol']} protocol, seed {record['seed']}"
+    data = "demo corpus" if record["dataset"].get("synthetic") else record["dataset"]["name"].upper()
+    for fold in record["folds"]:
+        if fold.get("history"):
+            fig = learning_curves(fold["history"], title=f"{record['model']} ({fold['fold']})")
+            best = fold.get("best_epoch")
+            if best:
+                for ax in fig.axes:
+                    ax.axvline(best, color="grey", ls=":", lw=1)
+                fig.axes[0].set_xlabel(f"epoch (dotted: best validation epoch {best}, weights restored)")
+            display(fig)
+            plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    confusion_heatmap(record["confusion"], title=f"{title}\n({data}, rows sum to 1)", ax=ax)
+    fig.tight_layout()
+    display(fig)
+    plt.close(fig)
+    return per_class_table(record)

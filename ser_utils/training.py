@@ -1,0 +1,425 @@
+"""Training the Keras models on one fold, saving them, and loading them back to classify new clips.
+
+:func:`keras_fold` is what :func:`ser_utils.experiments.run_experiment` calls
+for ``cnn``, ``lstm`` and ``hybrid``. For one :class:`~ser_utils.splits.Split`
+it
+
+1. picks the input view (``"vector"``: the 187-d vector as a ``(187, 1)``
+   sequence; ``"frames"``: the ``(T, 187)`` frame sequence),
+2. standardises it with statistics of the **training clips only**
+   (:func:`ser_utils.features.fit_standardizer`), or, with the ``spknorm``
+   option, each speaker with its own statistics
+   (:func:`ser_utils.features.standardize_per_speaker`; this uses the *test*
+   speaker's unlabelled audio, which must be said beside the score),
+3. trains with fixed seeds, early stopping on the validation clips (carved
+   from the training part by :mod:`ser_utils.splits`, never from the test
+   clips) and restores the best validation weights,
+4. predicts the test clips, and saves the model as ``.keras`` with a JSON
+   sidecar (same stem) holding everything needed to prepare a new clip the
+   same way: :func:`load_model_bundle` and :func:`prepare_inputs`.
+
+Model variants are spelled in the model name so each gets its own results
+file: ``hybrid-frames-spknorm`` is the hybrid on frames with per-speaker
+normalisation (:func:`parse_variant`, :func:`variant_name`). TensorFlow is
+imported only when a model is trained or loaded, so the command line starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from .evaluation import FoldResult
+from .features import FeatureConfig, FeatureSet, fit_standardizer, standardize_per_speaker
+from .labels import EMOTIONS
+from .splits import Split
+
+KERAS_MODELS = ("cnn", "lstm", "hybrid")
+INPUTS = ("vector", "frames")
+#: Upper bound on epochs in full mode. With early stopping it is rarely reached: on the
+#: TESS subsets the validation loss stops improving after 20-60 epochs, so 100 leaves room
+#: without letting a stuck run go on for hours on a laptop CPU.
+DEFAULT_EPOCHS = 100
+#: Early-stopping patience (epochs without a better validation loss). The validation sets are
+#: small (~130 clips on the dev subset), so their loss is noisy; 10 epochs, together with a
+#: learning-rate halving after 4 flat epochs, lets the run get past a plateau before stopping.
+PATIENCE = 10
+LR_PATIENCE = 4
+QUICK_EPOCHS = 2
+#: In quick mode at most this many training clips (4 batches), so CI stays fast on any corpus.
+QUICK_MAX_TRAIN = 128
+BATCH_SIZE = 32
+LEARNING_RATE = 1e-3
+#: Option names that can be spelled as suffixes of the model name, and the option they set.
+_SUFFIXES = {"frames": ("input", "frames"), "vector": ("input", "vector"),
+             "spknorm": ("spknorm", True), "cw": ("class_weights", True)}
+_KNOWN_OPTIONS = {"input", "spknorm", "class_weights", "batch_size", "patience", "learning_rate"}
+
+
+# --- naming variants --------------------------------------------------------------------
+
+
+def parse_variant(model: str, options: dict | None = None) -> tuple[str, dict]:
+    """Split a model name such as ``"hybrid-frames-spknorm"`` into its base and full options.
+
+    Suffixes: ``frames``/``vector`` (input view), ``spknorm`` (per-speaker
+    standardisation), ``cw`` (balanced class weights). Explicit ``options``
+    are merged on top. Returns ``(base, options)`` with ``input``, ``spknorm``
+    and ``class_weights`` always present.
+
+    >>> parse_variant("hybrid-frames-spknorm")
+    ('hybrid', {'input': 'frames', 'spknorm': True, 'class_weights': False})
+    """
+    base, *suffixes = model.split("-")
+    if base not in KERAS_MODELS:
+        raise ValueError(f"unknown Keras model {model!r}; choose from {', '.join(KERAS_MODELS)}")
+    opts: dict = {"input": "vector", "spknorm": False, "class_weights": False}
+    for s in suffixes:
+        if s not in _SUFFIXES:
+            raise ValueError(f"unknown model variant {s!r} in {model!r}; known: {', '.join(_SUFFIXES)}")
+        key, value = _SUFFIXES[s]
+        opts[key] = value
+    for key, value in (options or {}).items():
+        if key not in _KNOWN_OPTIONS:
+            raise ValueError(f"unknown option {key!r} for Keras models; known: {', '.join(sorted(_KNOWN_OPTIONS))}")
+        opts[key] = value
+    if opts["input"] not in INPUTS:
+        raise ValueError(f"input must be one of {INPUTS}, not {opts['input']!r}")
+    return base, opts
+
+
+def variant_name(model: str, options: dict | None = None) -> str:
+    """The canonical name of a variant, used for results files: ``("hybrid", {"input": "frames"})`` -> ``"hybrid-frames"``."""
+    base, opts = parse_variant(model, options)
+    parts = [base]
+    if opts["input"] == "frames":
+        parts.append("frames")
+    if opts["spknorm"]:
+        parts.append("spknorm")
+    if opts["class_weights"]:
+        parts.append("cw")
+    return "-".join(parts)
+
+
+# --- inputs -----------------------------------------------------------------------------
+
+
+def raw_inputs(fs: FeatureSet, kind: str) -> np.ndarray:
+    """The un-standardised view of every clip: ``(N, 187)`` vectors or ``(N, T, 187)`` frames."""
+    if kind == "vector":
+        return fs.vectors
+    if kind == "frames":
+        return fs.frames
+    raise ValueError(f"input must be one of {INPUTS}, not {kind!r}")
+
+
+def _to_model_shape(x: np.ndarray, kind: str) -> np.ndarray:
+    """Vectors get a channel axis, ``(N, 187) -> (N, 187, 1)``; frames are already ``(N, T, F)``."""
+    return (x[..., None] if kind == "vector" else x).astype(np.float32)
+
+
+def standardise_fold(
+    fs: FeatureSet, train_idx: np.ndarray, *, kind: str = "vector", spknorm: bool = False
+) -> tuple[np.ndarray, dict]:
+    """Standardise every clip of ``fs`` for one fold; return the model-shaped array and its recipe.
+
+    Without ``spknorm`` the per-feature mean and sd come from the rows
+    ``train_idx`` only (validation and test clips are never looked at). With
+    ``spknorm`` each speaker is standardised with its own statistics, the test
+    speaker's included (unlabelled audio; see
+    :func:`~ser_utils.features.standardize_per_speaker`). The recipe is a JSON-able
+    dict stored in the model's sidecar so :func:`prepare_inputs` can repeat it.
+    """
+    x = raw_inputs(fs, kind)
+    if spknorm:
+        speakers = fs.meta["speaker"].to_numpy()
+        train_speakers = sorted(set(speakers[train_idx]))
+        stats = {}
+        for spk in train_speakers:
+            flat = x[speakers == spk].reshape(-1, x.shape[-1])
+            stats[str(spk)] = {"mean": flat.mean(axis=0).tolist(), "scale": (flat.std(axis=0) + 1e-6).tolist()}
+        recipe = {"kind": "spknorm", "speaker_stats": stats,
+                  "note": "each speaker standardised with its own unlabelled statistics (test speaker included)"}
+        return _to_model_shape(standardize_per_speaker(x, speakers), kind), recipe
+    scaler = fit_standardizer(x, train_idx)
+    recipe = {"kind": "train", "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist()}
+    z = (x - scaler.mean_.astype(np.float32)) / scaler.scale_.astype(np.float32)
+    return _to_model_shape(z, kind), recipe
+
+
+def balanced_class_weights(y: np.ndarray, n_classes: int = len(EMOTIONS)) -> dict[int, float]:
+    """``n / (k * count_c)`` for each class present in ``y`` (scikit-learn's "balanced")."""
+    counts = np.bincount(y, minlength=n_classes)
+    present = counts > 0
+    k = int(present.sum())
+    return {c: float(len(y) / (k * counts[c])) for c in range(n_classes) if counts[c]}
+
+
+# --- training ---------------------------------------------------------------------------
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow, and ask TensorFlow for deterministic kernels.
+
+    ``enable_op_determinism`` makes repeated runs with the same seed give the
+    same weights on the same machine (CPU). It is process-wide and cannot be
+    turned off, which is what we want for a course; it is skipped where unavailable.
+    """
+    import keras
+
+    keras.utils.set_random_seed(int(seed))
+    try:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    except (ImportError, AttributeError, RuntimeError):  # other backends / older TF
+        pass
+
+
+def _epoch_bar(total: int, desc: str, enabled: bool):
+    """A Keras callback that shows one tqdm bar over epochs (Keras' own bar is too chatty in notebooks)."""
+    import keras
+    from tqdm.auto import tqdm
+
+    class EpochBar(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.bar = tqdm(total=total, desc=desc, unit="epoch", disable=not enabled, leave=False)
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            self.bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items() if k in ("loss", "val_loss", "val_accuracy")})
+            self.bar.update(1)
+
+        def on_train_end(self, logs=None):
+            self.bar.close()
+
+    return EpochBar()
+
+
+def compile_model(model, learning_rate: float = LEARNING_RATE) -> None:
+    """Adam + sparse categorical cross-entropy + accuracy (the setting of all three chapters)."""
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+
+def fit_model(
+    model,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
+    *,
+    epochs: int = DEFAULT_EPOCHS,
+    patience: int = PATIENCE,
+    batch_size: int = BATCH_SIZE,
+    class_weight: dict[int, float] | None = None,
+    progress: bool = False,
+    desc: str = "Training",
+) -> dict:
+    """Train a compiled model with early stopping on the validation loss; return the history dict.
+
+    The weights of the epoch with the lowest validation loss are restored at
+    the end (Keras 3 restores them whether or not training stopped early), and
+    the learning rate is halved after ``LR_PATIENCE`` flat epochs. Without a
+    validation set the training loss is monitored instead. The history holds
+    ``loss``, ``accuracy`` (and ``val_`` versions) per epoch as plain floats,
+    plus ``best_epoch`` (1-based).
+    """
+    import keras
+
+    has_val = x_val is not None and len(x_val) > 0
+    monitor = "val_loss" if has_val else "loss"
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=LR_PATIENCE, min_lr=1e-5),
+        _epoch_bar(epochs, desc, progress),
+    ]
+    hist = model.fit(
+        x_train, y_train,
+        validation_data=(x_val, y_val) if has_val else None,
+        epochs=epochs, batch_size=batch_size, shuffle=True,
+        class_weight=class_weight, callbacks=callbacks, verbose=0,
+    )
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    history["best_epoch"] = int(np.argmin(history[monitor])) + 1
+    return history
+
+
+def _slug(text: str) -> str:
+    return text.replace("->", "-to-").replace("+", "_").replace("/", "_").replace(" ", "_")
+
+
+def model_path(model_dir: str | os.PathLike, name: str, split: Split, seed: int) -> Path:
+    """``<model_dir>/<name>__<protocol>__<fold>__seed<k>.keras`` (fold ``OAF->YAF`` spelled ``OAF-to-YAF``)."""
+    return Path(model_dir) / f"{name}__{split.protocol}__{_slug(split.fold)}__seed{seed}.keras"
+
+
+def keras_fold(
+    fs: FeatureSet,
+    split: Split,
+    model: str,
+    *,
+    seed: int = 0,
+    epochs: int | None = None,
+    quick: bool = False,
+    options: dict | None = None,
+    model_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> FoldResult:
+    """Train ``model`` (``cnn``/``lstm``/``hybrid``, with optional variant suffixes) on one fold; score its test clips.
+
+    ``options``: ``input`` (``"vector"`` or ``"frames"``), ``spknorm`` (bool),
+    ``class_weights`` (bool), and optionally ``batch_size``, ``patience``,
+    ``learning_rate``. ``epochs`` defaults to 2 in quick mode (which also
+    caps training at :data:`QUICK_MAX_TRAIN` clips) and to
+    :data:`DEFAULT_EPOCHS` otherwise, with early stopping. The model and its
+    sidecar are saved under ``model_dir`` when given. ``extra`` of the result
+    holds ``n_params``, ``best_epoch``, ``train_time_s`` and ``model_path``.
+    """
+    from .models import build_model, count_params
+
+    base, opts = parse_variant(model, options)
+    name = variant_name(base, opts)
+    set_seed(seed)
+    y = fs.labels
+    train, val, test = fs.index(split.train), fs.index(split.val), fs.index(split.test)
+    if quick and len(train) > QUICK_MAX_TRAIN:
+        train = np.sort(np.random.default_rng(seed).choice(train, QUICK_MAX_TRAIN, replace=False))
+    n_epochs = int(epochs) if epochs else (QUICK_EPOCHS if quick else DEFAULT_EPOCHS)
+    x, recipe = standardise_fold(fs, train, kind=opts["input"], spknorm=opts["spknorm"])
+
+    net = build_model(base, x.shape[1:])
+    compile_model(net, float(opts.get("learning_rate", LEARNING_RATE)))
+    start = time.perf_counter()
+    history = fit_model(
+        net, x[train], y[train], x[val], y[val],
+        epochs=n_epochs, patience=int(opts.get("patience", PATIENCE)),
+        batch_size=int(opts.get("batch_size", BATCH_SIZE)),
+        class_weight=balanced_class_weights(y[train]) if opts["class_weights"] else None,
+        progress=progress, desc=f"{name} {split.fold}",
+    )
+    train_time = time.perf_counter() - start
+    y_pred = net.predict(x[test], batch_size=256, verbose=0).argmax(axis=1) if len(test) else np.array([], int)
+
+    extra = {"n_params": count_params(net), "best_epoch": history.pop("best_epoch"),
+             "train_time_s": round(train_time, 2), "input": opts["input"], "spknorm": bool(opts["spknorm"])}
+    if model_dir is not None:
+        path = model_path(model_dir, name, split, seed)
+        sidecar = {
+            "model": name, "base_model": base, "input": opts["input"], "input_shape": list(x.shape[1:]),
+            "options": {k: v for k, v in opts.items()}, "feature_config": asdict(fs.config),
+            "feature_key": fs.config.key(), "standardizer": recipe, "emotions": list(EMOTIONS),
+            "protocol": split.protocol, "fold": split.fold, "seed": int(seed),
+            "train_speakers": sorted(map(str, set(fs.meta["speaker"].to_numpy()[train]))),
+        }
+        save_bundle(net, path, sidecar)
+        extra["model_path"] = str(path)
+    return FoldResult(
+        fold=split.fold,
+        test_ids=list(fs.ids[test]),
+        y_true=y[test].tolist(),
+        y_pred=[int(p) for p in y_pred],
+        n_train=len(train),
+        n_val=len(val),
+        epochs=len(history["loss"]),
+        history=history,
+        extra=extra,
+    )
+
+
+# --- saving, loading, predicting --------------------------------------------------------
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """The JSON sidecar of a ``.keras`` file (same folder and stem)."""
+    return Path(path).with_suffix(".json")
+
+
+def save_bundle(model, path: str | os.PathLike, sidecar: dict) -> Path:
+    """Save ``model`` as ``.keras`` and ``sidecar`` beside it as JSON; returns the model path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    sidecar_path(path).write_text(json.dumps(sidecar, indent=1))
+    return path
+
+
+def load_model_bundle(path: str | os.PathLike):
+    """Load a saved model and its sidecar: ``(keras_model, sidecar_dict)``.
+
+    ``path`` may name the ``.keras`` file or its ``.json`` sidecar. The
+    sidecar holds the model name, input view (``"vector"``/``"frames"``),
+    feature configuration, standardisation recipe, the :data:`EMOTIONS` order
+    and the protocol, fold and seed it was trained on.
+    """
+    from .notebook import quiet_libraries
+
+    quiet_libraries()
+    import keras
+
+    path = Path(path)
+    model_file = path.with_suffix(".keras")
+    if not model_file.exists():
+        raise FileNotFoundError(f"no saved model at {model_file}")
+    side = sidecar_path(model_file)
+    if not side.exists():
+        raise FileNotFoundError(f"model {model_file} has no sidecar {side.name}; it was not saved by ser_utils")
+    return keras.models.load_model(model_file), json.loads(side.read_text())
+
+
+def feature_config_of(sidecar: dict) -> FeatureConfig:
+    """The :class:`~ser_utils.features.FeatureConfig` a saved model was trained with."""
+    return FeatureConfig(**sidecar["feature_config"])
+
+
+def prepare_inputs(features: np.ndarray, sidecar: dict, *, reference: np.ndarray | None = None) -> np.ndarray:
+    """Standardise and shape new clips the way the saved model's training data was.
+
+    ``features`` is, for a ``"vector"`` model, one ``(187,)`` vector or a batch
+    ``(N, 187)``; for a ``"frames"`` model one ``(T, 187)`` sequence or
+    ``(N, T, 187)``, computed with :func:`feature_config_of` (``sidecar``).
+    Returns a batch ready for ``model.predict``.
+
+    For a model trained with per-speaker normalisation, pass ``reference``:
+    other clips of the same speaker (same view), whose mean and sd are used.
+    Without it, the average statistics of the training speakers are used and a
+    warning says so (a new voice then gets no speaker normalisation at all).
+    """
+    kind = sidecar["input"]
+    x = np.asarray(features, dtype=np.float32)
+    n_feat = sidecar["input_shape"][-1] if kind == "frames" else sidecar["input_shape"][0]
+    single_ndim = 1 if kind == "vector" else 2
+    if x.ndim == single_ndim:
+        x = x[None]
+    if x.ndim != single_ndim + 1 or x.shape[-1] != n_feat:
+        raise ValueError(f"a {kind} model expects features of shape {'(N, 187)' if kind == 'vector' else '(N, T, 187)'}"
+                         f" with {n_feat} features, got {np.shape(features)}")
+    if kind == "frames" and x.shape[1] != sidecar["input_shape"][0]:
+        raise ValueError(f"the model expects {sidecar['input_shape'][0]} frames per clip, got {x.shape[1]}: "
+                         "extract the features with feature_config_of(sidecar)")
+    std = sidecar["standardizer"]
+    if std["kind"] == "train":
+        mean, scale = np.asarray(std["mean"], np.float32), np.asarray(std["scale"], np.float32)
+    elif reference is not None:
+        flat = np.asarray(reference, np.float32).reshape(-1, x.shape[-1])
+        mean, scale = flat.mean(axis=0), flat.std(axis=0) + 1e-6
+    else:
+        warnings.warn("this model was trained with per-speaker normalisation but no reference clips of the "
+                      "speaker were given; using the training speakers' average statistics", stacklevel=2)
+        stats = list(std["speaker_stats"].values())
+        mean = np.mean([s["mean"] for s in stats], axis=0).astype(np.float32)
+        scale = np.mean([s["scale"] for s in stats], axis=0).astype(np.float32)
+    return _to_model_shape((x - mean) / scale, kind)
+
+
+def predict_proba(model, sidecar: dict, features: np.ndarray, *, reference: np.ndarray | None = None) -> np.ndarray:
+    """Class probabilities ``(N, 7)`` in ``sidecar["emotions"]`` order for raw features (see :func:`prepare_inputs`)."""
+    return np.asarray(model.predict(prepare_inputs(features, sidecar, reference=reference), verbose=0))

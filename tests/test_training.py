@@ -1,0 +1,231 @@
+"""Training helper, fold runner, saved bundles and results files of the Keras models.
+
+Most tests use a tiny synthetic :class:`FeatureSet` (84 clips whose class
+shows in their feature means) so they run in seconds; one runs the real
+pipeline on the quick demo chapter to check the results JSON.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score
+
+from ser_utils.evaluation import METRICS, FoldResult, compute_metrics
+from ser_utils.features import FeatureConfig, FeatureSet, standardize_per_speaker
+from ser_utils.labels import EMOTIONS
+from ser_utils.splits import Split
+from ser_utils.training import (
+    balanced_class_weights,
+    compile_model,
+    fit_model,
+    keras_fold,
+    load_model_bundle,
+    parse_variant,
+    prepare_inputs,
+    standardise_fold,
+    variant_name,
+)
+
+N_FRAMES = 8
+
+
+def toy_features(n_per_class: int = 6, seed: int = 0) -> FeatureSet:
+    """Two speakers x 7 emotions x ``n_per_class`` clips; emotion ``c`` raises features 10c..10c+9."""
+    rng = np.random.default_rng(seed)
+    rows, vecs, frames = [], [], []
+    for spk, offset in (("SPKA", 0.0), ("SPKB", 3.0)):
+        for c, emo in enumerate(EMOTIONS):
+            for i in range(n_per_class):
+                f = rng.normal(offset, 1.0, size=(N_FRAMES, 187)).astype(np.float32)
+                f[:, 10 * c : 10 * c + 10] += 2.5
+                frames.append(f)
+                vecs.append(f.mean(axis=0))
+                rows.append({"clip_id": f"{spk}_w{i}_{emo}", "speaker": spk, "word": f"w{i}", "emotion": emo})
+    meta = pd.DataFrame(rows)
+    n = len(meta)
+    return FeatureSet(
+        ids=meta["clip_id"].to_numpy(), vectors=np.array(vecs), frames=np.array(frames),
+        images=np.zeros((n, 4, 4), np.uint8), n_frames_raw=np.full(n, N_FRAMES), meta=meta,
+        failed=pd.DataFrame(columns=["clip_id", "reason"]), config=FeatureConfig(n_frames=N_FRAMES),
+    )
+
+
+def toy_split(fs: FeatureSet, protocol: str = "random") -> Split:
+    """Random: words w0-w3 train, w4 val, w5 test. Speaker: SPKA (w0-w4 train, w5 val) -> SPKB."""
+    meta = fs.meta
+    if protocol == "speaker":
+        a = meta[meta["speaker"] == "SPKA"]
+        pick = lambda words: tuple(a[a["word"].isin(words)]["clip_id"])  # noqa: E731
+        test = tuple(meta[meta["speaker"] == "SPKB"]["clip_id"])
+        return Split("speaker", "SPKA->SPKB", 0, pick(["w0", "w1", "w2", "w3", "w4"]), pick(["w5"]), test)
+    pick = lambda words: tuple(meta[meta["word"].isin(words)]["clip_id"])  # noqa: E731
+    return Split("random", "random", 0, pick(["w0", "w1", "w2", "w3"]), pick(["w4"]), pick(["w5"]))
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return toy_features()
+
+
+# --- variants -----------------------------------------------------------------------------
+
+
+def test_variant_names_round_trip():
+    assert parse_variant("hybrid") == ("hybrid", {"input": "vector", "spknorm": False, "class_weights": False})
+    assert parse_variant("cnn-frames-cw")[1] == {"input": "frames", "spknorm": False, "class_weights": True}
+    assert variant_name("hybrid", {"input": "frames", "spknorm": True}) == "hybrid-frames-spknorm"
+    assert variant_name("lstm", {"input": "vector"}) == "lstm"
+    for name in ("cnn", "lstm-frames", "hybrid-frames-spknorm", "hybrid-spknorm-cw"):
+        assert variant_name(*parse_variant(name)) == name
+
+
+@pytest.mark.parametrize("bad", ["vit", "hybrid-foo", "cnn-frames-xyz"])
+def test_bad_variant_is_rejected(bad):
+    with pytest.raises(ValueError):
+        parse_variant(bad)
+
+
+def test_unknown_option_is_rejected():
+    with pytest.raises(ValueError, match="unknown option"):
+        parse_variant("cnn", {"pretrained": "x"})
+
+
+# --- standardisation ----------------------------------------------------------------------
+
+
+def test_standardiser_sees_training_rows_only(toy):
+    split = toy_split(toy)
+    train = toy.index(split.train)
+    x1, recipe1 = standardise_fold(toy, train)
+    changed = toy_features()
+    changed.vectors[toy.index(split.test)] += 100.0  # wildly different test clips
+    x2, recipe2 = standardise_fold(changed, train)
+    np.testing.assert_allclose(recipe1["mean"], recipe2["mean"])
+    np.testing.assert_allclose(x1[train], x2[train])
+    assert x1.shape == (len(toy), 187, 1)
+    np.testing.assert_allclose(x1[train, :, 0].mean(axis=0), 0.0, atol=1e-4)
+
+
+def test_spknorm_standardises_each_speaker(toy):
+    x, recipe = standardise_fold(toy, toy.index(toy_split(toy, "speaker").train), kind="frames", spknorm=True)
+    assert recipe["kind"] == "spknorm" and list(recipe["speaker_stats"]) == ["SPKA"]
+    expected = standardize_per_speaker(toy.frames, toy.meta["speaker"].to_numpy())
+    np.testing.assert_allclose(x, expected, atol=1e-5)
+
+
+def test_balanced_class_weights():
+    w = balanced_class_weights(np.array([0, 0, 0, 1]))
+    assert w == {0: pytest.approx(4 / 6), 1: pytest.approx(2.0)}
+
+
+# --- training -----------------------------------------------------------------------------
+
+
+def test_tiny_training_run_lowers_the_loss(toy):
+    from ser_utils.models import build_model
+    from ser_utils.training import set_seed
+
+    set_seed(0)
+    x, _ = standardise_fold(toy, np.arange(len(toy)))
+    model = build_model("cnn", x.shape[1:])
+    compile_model(model)
+    history = fit_model(model, x, toy.labels, epochs=6, patience=10)
+    assert len(history["loss"]) == 6
+    assert history["loss"][-1] < 0.7 * history["loss"][0]
+    assert 1 <= history["best_epoch"] <= 6
+
+
+def test_two_seeded_runs_are_identical(toy, tmp_path):
+    split = toy_split(toy)
+    runs = [keras_fold(toy, split, "hybrid", seed=3, epochs=3, progress=False) for _ in range(2)]
+    assert runs[0].y_pred == runs[1].y_pred
+    assert runs[0].history == runs[1].history
+    assert compute_metrics(runs[0].y_true, runs[0].y_pred) == compute_metrics(runs[1].y_true, runs[1].y_pred)
+
+
+def test_keras_fold_result_and_saved_bundle(toy, tmp_path):
+    split = toy_split(toy)
+    res = keras_fold(toy, split, "cnn", seed=0, epochs=12, options={"patience": 12}, model_dir=tmp_path,
+                     progress=False)
+    assert isinstance(res, FoldResult)
+    assert res.n_train == 7 * 2 * 4 and res.n_val == 14 and len(res.test_ids) == 14
+    assert res.epochs == len(res.history["loss"]) == 12
+    assert res.extra["n_params"] > 0
+    assert compute_metrics(res.y_true, res.y_pred)["accuracy"] > 2 / 7  # learnt something: twice chance
+    # the model and its sidecar
+    path = tmp_path / "cnn__random__random__seed0.keras"
+    assert res.extra["model_path"] == str(path) and path.exists()
+    model, side = load_model_bundle(path.with_suffix(".json"))
+    assert side["model"] == "cnn" and side["input"] == "vector" and side["emotions"] == list(EMOTIONS)
+    assert side["feature_config"]["n_frames"] == N_FRAMES and side["standardizer"]["kind"] == "train"
+    assert (side["protocol"], side["fold"], side["seed"]) == ("random", "random", 0)
+    # a reloaded model fed raw features through prepare_inputs predicts what the fold predicted
+    test = toy.index(split.test)
+    probs = model.predict(prepare_inputs(toy.vectors[test], side), verbose=0)
+    assert probs.argmax(axis=1).tolist() == res.y_pred
+    assert prepare_inputs(toy.vectors[test[0]], side).shape == (1, 187, 1)
+
+
+def test_spknorm_frames_bundle_prepares_like_training(toy, tmp_path):
+    split = toy_split(toy, "speaker")
+    res = keras_fold(toy, split, "hybrid-frames-spknorm", seed=0, epochs=2, model_dir=tmp_path, progress=False)
+    model, side = load_model_bundle(res.extra["model_path"])
+    assert side["model"] == "hybrid-frames-spknorm" and side["input_shape"] == [N_FRAMES, 187]
+    assert side["train_speakers"] == ["SPKA"]
+    test = toy.index(split.test)
+    # with the test speaker's own clips as reference, preparation matches training exactly
+    x = prepare_inputs(toy.frames[test], side, reference=toy.frames[test])
+    assert model.predict(x, verbose=0).argmax(axis=1).tolist() == res.y_pred
+    with pytest.warns(UserWarning, match="per-speaker"):
+        prepare_inputs(toy.frames[test[0]], side)
+    with pytest.raises(ValueError, match="frames"):
+        prepare_inputs(toy.frames[test][:, :4], side)
+
+
+# --- metrics and the results file ---------------------------------------------------------
+
+
+def test_metrics_equal_scikit_learn_on_fixed_predictions():
+    y_true = [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 6]
+    y_pred = [0, 1, 1, 1, 2, 0, 3, 3, 4, 6, 5, 5, 6, 6, 2]
+    m = compute_metrics(y_true, y_pred)
+    labels = list(range(7))
+    assert m["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred)) == pytest.approx(11 / 15)
+    assert m["precision_macro"] == pytest.approx(precision_score(y_true, y_pred, average="macro", labels=labels))
+    assert m["recall_macro"] == m["uar"] == pytest.approx(recall_score(y_true, y_pred, average="macro"))
+    assert m["f1_macro"] == pytest.approx(f1_score(y_true, y_pred, average="macro"))
+    assert m["f1_weighted"] == pytest.approx(f1_score(y_true, y_pred, average="weighted"))
+    fold = FoldResult("random", [str(i) for i in range(15)], y_true, y_pred, 10, 2).as_dict()
+    assert fold["confusion"] == confusion_matrix(y_true, y_pred, labels=labels).tolist()
+
+
+@pytest.mark.slow
+def test_results_json_schema(quick_chapter):
+    from ser_utils.experiments import run_experiment
+
+    rec = run_experiment(quick_chapter, "cnn", "speaker", 0, progress=False)
+    path = quick_chapter.ctx.artifacts_dir / "results" / "cnn__speaker__seed0.json"
+    assert rec["_path"] == str(path)
+    saved = json.loads(path.read_text())
+    for key in ("schema", "model", "protocol", "seed", "dataset", "metrics", "confusion", "folds", "n_params",
+                "config", "wall_time_s", "versions", "git_commit", "created"):
+        assert key in saved, key
+    assert (saved["model"], saved["protocol"], saved["seed"]) == ("cnn", "speaker", 0)
+    assert saved["dataset"]["name"] == "demo" and saved["dataset"]["synthetic"] is True
+    assert set(METRICS) <= set(saved["metrics"])
+    assert np.array(saved["confusion"]).shape == (7, 7)
+    assert saved["n_params"] > 0
+    assert {"tensorflow-cpu", "tensorflow"} & set(saved["versions"]) and "keras" in saved["versions"]
+    assert sorted(f["fold"] for f in saved["folds"]) == ["SYNA->SYNB", "SYNB->SYNA"]
+    total_test = 0
+    for fold in saved["folds"]:
+        assert fold["epochs"] == 2 and len(fold["history"]["loss"]) == 2 and "val_loss" in fold["history"]
+        assert fold["n_train"] > 0 and fold["n_val"] > 0 and fold["n_test"] == len(fold["predictions"]["ids"])
+        assert set(fold["report"]) >= set(EMOTIONS)
+        assert fold["metrics"] == compute_metrics(fold["predictions"]["y_true"], fold["predictions"]["y_pred"])
+        total_test += fold["n_test"]
+    assert np.sum(saved["confusion"]) == total_test
