@@ -31,8 +31,10 @@ as an area near zero (or below).
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -302,12 +304,34 @@ class DeletionResult:
         half = norm.ppf(0.5 + level / 2) * per.std(ddof=1) / math.sqrt(len(per)) if len(per) > 1 else np.nan
         return float(per.mean() - half), float(per.mean() + half)
 
-    def summary(self) -> dict:
-        """The numbers to report: areas, the difference and its confidence interval."""
+    @property
+    def relative_gain(self) -> float:
+        """``area_between / area_random``: the share of the random curve's area the map removes (0 = none)."""
+        return self.area_between / self.area_random if self.area_random > 0 else float("nan")
+
+    @property
+    def verdict(self) -> str:
+        """Judgement from the 95 % interval of the area between the curves, and the size of the effect.
+
+        ``"worse than random"`` when the interval lies below 0, ``"no better than
+        random"`` when it includes 0, ``"barely better than random"`` when it lies
+        above 0 but the map removes less than 5 % of the random curve's area
+        (:attr:`relative_gain`), else ``"better than random"``.
+        """
         lo, hi = self.area_between_ci()
-        return {"n_samples": self.n_samples, "area_cam": round(self.area_cam, 4),
-                "area_random": round(self.area_random, 4), "area_between": round(self.area_between, 4),
-                "ci95_low": round(lo, 4), "ci95_high": round(hi, 4)}
+        if hi < 0:
+            return "worse than random"
+        if lo <= 0:
+            return "no better than random"
+        return "barely better than random" if self.relative_gain < 0.05 else "better than random"
+
+    def summary(self) -> dict:
+        """The numbers to report: areas, the difference, its 95 % confidence interval and the verdict."""
+        lo, hi = self.area_between_ci()
+        return {"n_samples": self.n_samples, "start_prob": round(float(self.cam[0]), 4),
+                "area_cam": round(self.area_cam, 4), "area_random": round(self.area_random, 4),
+                "area_between": round(self.area_between, 4), "ci95_low": round(lo, 4),
+                "ci95_high": round(hi, 4), "relative_gain": round(self.relative_gain, 4), "verdict": self.verdict}
 
 
 def _masked_probs(model, x: np.ndarray, orders: np.ndarray, counts: np.ndarray, y: np.ndarray,
@@ -383,3 +407,121 @@ def deletion_test(
         per_sample_cam=per_cam,
         per_sample_random=per_rand,
     )
+
+
+# --- the chapter's models ---------------------------------------------------------------
+
+
+@dataclass
+class ExplainedModel:
+    """A trained Keras model with what Grad-CAM needs: its sidecar, fold and standardised test inputs."""
+
+    name: str
+    model: object = field(repr=False)
+    sidecar: dict = field(repr=False)
+    path: Path
+    split: object = field(repr=False)
+    record: dict | None = field(default=None, repr=False)
+    trained_now: bool = False
+    x_test: np.ndarray | None = field(default=None, repr=False)
+    y_test: np.ndarray | None = field(default=None, repr=False)
+    test_ids: np.ndarray | None = field(default=None, repr=False)
+    raw_test: np.ndarray | None = field(default=None, repr=False)  # un-standardised features of the test clips
+
+    @property
+    def input_kind(self) -> str:
+        return self.sidecar["input"]
+
+
+def ensure_model(ch, model: str = "hybrid", protocol: str | None = None, seed: int | None = None, *,
+                 options: dict | None = None, fold: int = 0, epochs: int | None = None) -> ExplainedModel:
+    """Load the saved ``model`` of ``fold`` for (protocol, seed) from ``<artifacts>/models``, training it if needed.
+
+    Trains through :func:`ser_utils.experiments.run_experiment` (which also
+    writes the results file) when the model or its results file is missing, or
+    when the saved model was trained on other features. Returns the model with
+    its fold's test clips standardised as in training (train-only statistics).
+    """
+    from .evaluation import load_records, result_path
+    from .experiments import run_experiment
+    from .training import load_model_bundle, model_path, prepare_inputs, variant_name
+
+    protocol = protocol or ch.ctx.protocol
+    seed = ch.ctx.seed if seed is None else seed
+    name = variant_name(model, options)
+    split = ch.splits(protocol, seed)[fold]
+    path = model_path(ch.ctx.artifacts_dir / "models", name, split, seed)
+    rec_path = result_path(ch.ctx.artifacts_dir, name, protocol, seed)
+    trained_now = False
+    if not (path.exists() and rec_path.exists() and _same_features(path, ch.feature_config.key())):
+        # The canonical variant name carries the options, so the results file and the model file agree.
+        run_experiment(ch, name, protocol, seed, epochs=epochs, progress=False)
+        trained_now = True
+    net, sidecar = load_model_bundle(path)
+    record = next((r for r in load_records(rec_path.parent) if r["_path"] == str(rec_path)), None)
+    fs = ch.features
+    idx = fs.index(split.test)
+    raw = fs.vectors[idx] if sidecar["input"] == "vector" else fs.frames[idx]
+    return ExplainedModel(name=name, model=net, sidecar=sidecar, path=path, split=split, record=record,
+                          trained_now=trained_now, x_test=prepare_inputs(raw, sidecar), y_test=fs.labels[idx],
+                          test_ids=fs.ids[idx], raw_test=raw)
+
+
+def _same_features(model_file: Path, key: str) -> bool:
+    """True when the sidecar of ``model_file`` names the feature configuration ``key``."""
+    side = Path(model_file).with_suffix(".json")
+    try:
+        return json.loads(side.read_text()).get("feature_key") == key
+    except (OSError, ValueError):
+        return False
+
+
+def group_table(cams_by_model: dict[str, np.ndarray]) -> "pd.DataFrame":  # noqa: F821
+    """Long table of feature-group importance per model: ``model``, ``group``, ``mean`` (per position) and ``share``.
+
+    ``cams_by_model`` maps a model name to its maps over the 187 positions;
+    values are averaged over the clips.
+    """
+    import pandas as pd
+
+    rows = []
+    for name, cams in cams_by_model.items():
+        mean, share = group_importance(cams), group_importance(cams, share=True)
+        for g in FEATURE_GROUPS:
+            rows.append({"model": name, "group": g, "mean": float(mean[g].mean()), "share": float(share[g].mean())})
+    return pd.DataFrame(rows)
+
+
+def pick_examples(y_true: np.ndarray, probs: np.ndarray, k: int = 2) -> dict[str, list[int]]:
+    """Indices of up to ``k`` confidently correct and ``k`` most confidently wrong predictions."""
+    pred = probs.argmax(axis=1)
+    conf = probs.max(axis=1)
+    right = np.flatnonzero(pred == y_true)
+    wrong = np.flatnonzero(pred != y_true)
+    return {"correct": right[np.argsort(-conf[right], kind="stable")][:k].tolist(),
+            "wrong": wrong[np.argsort(-conf[wrong], kind="stable")][:k].tolist()}
+
+
+def show_clip(em: ExplainedModel, i: int, manifest, *, sr: int = 16000) -> None:
+    """Display the Grad-CAM of the *predicted* class for test clip ``i`` of ``em``, then an audio player.
+
+    Vector models: importance over the 187 positions and per group; frame
+    models: importance over time on the clip's log-mel spectrogram.
+    """
+    import matplotlib.pyplot as plt
+    from IPython.display import Audio, display
+
+    from . import plots
+    from .data import load_clip
+
+    cams, probs = grad_cam(em.model, em.x_test[i : i + 1])
+    cid, true, pred = em.test_ids[i], EMOTIONS[em.y_test[i]], EMOTIONS[int(probs[0].argmax())]
+    title = f"{em.name}: {cid} (true {true}, predicted {pred}, p={probs[0].max():.2f})"
+    if em.input_kind == "vector":
+        fig = plots.cam_vector_figure(cams[0], group_importance(cams), title=title)
+    else:
+        fig = plots.cam_spectrogram_figure(em.raw_test[i][:, FEATURE_GROUPS["mel"]], cams[0], title=title)
+    display(fig)
+    plt.close(fig)
+    path = manifest.set_index("clip_id").loc[cid, "path"]
+    display(Audio(load_clip(path, sr), rate=sr))

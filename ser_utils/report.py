@@ -99,6 +99,24 @@ def _fmt(mean: float, sd: float, n: int, digits: int = 1) -> str:
     return f"{mean:.{digits}f}"
 
 
+def compact(df: pd.DataFrame) -> pd.DataFrame:
+    """Drop the ``dataset`` column when every (non-empty) row names the same dataset, for display.
+
+    Print the dataset once above the table instead (:func:`datasets_in`).
+    """
+    if "dataset" in df.columns and df["dataset"].replace("", np.nan).dropna().nunique() <= 1:
+        return df.drop(columns="dataset")
+    return df
+
+
+def datasets_in(records: Sequence[dict]) -> list[str]:
+    """The dataset labels of ``records`` (one per comparable group), e.g. ``["TESS, 2800 clips"]``."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault(dataset_key(r), []).append(r)
+    return [dataset_label(v) for v in groups.values()]
+
+
 def _sorted(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return df
@@ -432,3 +450,51 @@ def ensure_cheap_results(ch, protocols: Sequence[str], seeds: Sequence[int],
                     run_experiment(ch, m, p, s, progress=False)
                     done.append(f"{m}/{p}/seed{s}")
     return done
+
+
+def key_findings(records: Sequence[dict]) -> list[str]:
+    """Plain sentences stating the main comparisons, with every number read from ``records``.
+
+    Covers, where results exist: the best model on the random split (beside
+    the paper's best figure), the duration-only leak against chance, the best
+    simple baseline against the best deep model, and how much of the
+    random-split score survives for an unseen speaker. Uses the dataset with
+    the most results if several are present.
+    """
+    if not records:
+        return ["No results yet."]
+    by_ds: dict[tuple, list[dict]] = {}
+    for r in records:
+        by_ds.setdefault(dataset_key(r), []).append(r)
+    recs = max(by_ds.values(), key=len)
+    table = comparison_table(recs, ["accuracy", "uar"]).set_index(["model", "protocol"])
+    out = [f"Dataset: {dataset_label(recs)}."]
+    chance = 100 / 7
+
+    def score(model: str, protocol: str, metric: str = "accuracy") -> float | None:
+        return float(table.loc[(model, protocol), f"{metric}_mean"]) if (model, protocol) in table.index else None
+
+    random_models = [m for m, p in table.index if p == "random" and m != "duration"]
+    if random_models:
+        best = max(random_models, key=lambda m: score(m, "random"))
+        paper_best = max(PAPER_ACCURACY, key=PAPER_ACCURACY.get)
+        out.append(f"Random split: the best model is `{best}` with {score(best, 'random'):.1f} % accuracy "
+                   f"(the paper's best: `{paper_best}`, {PAPER_ACCURACY[paper_best]:.2f} %, on the full TESS).")
+        simple = [m for m in random_models if m.split("-")[0] in ("logreg", "rf")]
+        deep = [m for m in random_models if m.split("-")[0] in DEEP_MODELS]
+        if simple and deep:
+            bs, bd = max(simple, key=lambda m: score(m, "random")), max(deep, key=lambda m: score(m, "random"))
+            out.append(f"Best simple baseline `{bs}`: {score(bs, 'random'):.1f} %; best deep model `{bd}`: "
+                       f"{score(bd, 'random'):.1f} % (random split).")
+    dur = score("duration", "random")
+    if dur is not None:
+        out.append(f"The duration-only baseline scores {dur:.1f} % on the random split, against a chance level "
+                   f"of {chance:.1f} %: clip length alone carries label information.")
+    spk_models = [m for m, p in table.index if p == "speaker" and m != "duration"]
+    if spk_models:
+        bsp = max(spk_models, key=lambda m: score(m, "speaker", "uar"))
+        line = f"Unseen speaker: the best UAR is {score(bsp, 'speaker', 'uar'):.1f} % (`{bsp}`)"
+        rnd = score(bsp, "random", "uar")
+        out.append(line + (f", against {rnd:.1f} % for the same model on the random split." if rnd is not None
+                           else "."))
+    return out

@@ -189,3 +189,49 @@ def test_upsample_and_normalise():
     assert np.all(np.diff(up[0]) >= 0)
     norm = gradcam.normalise(np.array([[0.0, 2.0], [0.0, 0.0]]))
     np.testing.assert_allclose(norm, [[0.0, 1.0], [0.0, 0.0]])
+
+
+def test_verdicts_follow_the_interval_and_the_effect_size():
+    f = np.linspace(0, 1, 5)
+
+    def result(cam_curves, rand_curves):
+        cam_curves, rand_curves = np.asarray(cam_curves, float), np.asarray(rand_curves, float)
+        return gradcam.DeletionResult(f, cam_curves.mean(0), rand_curves.mean(0), np.zeros(5), len(cam_curves), 1,
+                                      cam_curves, rand_curves)
+
+    flat = np.full((4, 5), 0.9)
+    drop = np.array([[0.9, 0.1, 0.1, 0.1, 0.1]] * 2 + [[0.9, 0.2, 0.1, 0.1, 0.1]] * 2)
+    assert result(drop, flat).verdict == "better than random"
+    assert result(flat, drop).verdict == "worse than random"
+    noisy = flat + np.array([[0.05], [-0.05], [0.05], [-0.05]])
+    assert result(noisy, flat).verdict == "no better than random"
+    tiny = flat - np.array([[0.0, 0.01, 0.011, 0.012, 0.0]])
+    assert result(tiny, flat).verdict == "barely better than random"
+    assert result(drop, flat).summary()["relative_gain"] > 0.5
+
+
+def test_pick_examples_and_group_table():
+    probs = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.7, 0.3]])
+    y = np.array([0, 0, 1, 1])
+    picks = gradcam.pick_examples(y, probs, k=1)
+    assert picks == {"correct": [0], "wrong": [3]}
+    cams = np.zeros((2, N_FEATURES))
+    cams[:, FEATURE_GROUPS["mel"]] = 1.0
+    table = gradcam.group_table({"m": cams})
+    assert set(table["group"]) == set(FEATURE_GROUPS)
+    assert table.set_index("group").loc["mel", "share"] == pytest.approx(1.0)
+
+
+def test_ensure_model_trains_once_then_loads(quick_chapter):
+    pytest.importorskip("ser_utils.training")
+    first = gradcam.ensure_model(quick_chapter, "cnn", "random", 0)
+    assert first.trained_now and first.path.exists() and first.record["model"] == "cnn"
+    assert first.x_test.shape[1:] == (N_FEATURES, 1) and len(first.x_test) == len(first.y_test)
+    # Standardised with the training statistics: the test clips are near, not exactly at, zero mean.
+    assert abs(float(first.x_test.mean())) < 1.0
+    again = gradcam.ensure_model(quick_chapter, "cnn", "random", 0)
+    assert not again.trained_now
+    np.testing.assert_allclose(again.model.predict(again.x_test, verbose=0),
+                               first.model.predict(first.x_test, verbose=0), atol=1e-5)
+    cams, probs = gradcam.grad_cam(again.model, again.x_test, class_idx=again.y_test)
+    assert cams.shape == (len(again.x_test), N_FEATURES) and np.isfinite(cams).all()

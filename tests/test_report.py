@@ -195,3 +195,26 @@ def test_ensure_cheap_results_runs_only_missing_baselines(quick_chapter):
     assert report.ensure_cheap_results(quick_chapter, ["random"], [0], models=("duration", "logreg")) == []
     path = quick_chapter.ctx.artifacts_dir / "results" / "logreg__random__seed0.json"
     assert json.loads(path.read_text())["dataset"]["name"] == "demo"
+
+
+def test_key_findings_read_their_numbers_from_the_records(records):
+    lines = report.key_findings(records)
+    text = "\n".join(lines)
+    t = report.comparison_table(records).set_index(["model", "protocol"])
+    assert lines[0] == "Dataset: TESS, 2800 clips."
+    assert f"`hybrid` with {t.loc[('hybrid', 'random'), 'accuracy_mean']:.1f} %" in text
+    assert f"duration-only baseline scores {t.loc[('duration', 'random'), 'accuracy_mean']:.1f} %" in text
+    assert f"best UAR is {t.loc[('hybrid', 'speaker'), 'uar_mean']:.1f} % (`hybrid`)" in text
+    assert "Best simple baseline `logreg`" in text
+    assert report.key_findings([]) == ["No results yet."]
+
+
+def test_compact_drops_a_single_dataset_column(records):
+    t = report.formatted_table(report.comparison_table(records))
+    assert "dataset" not in report.compact(t).columns
+    assert "dataset" not in report.compact(report.paper_comparison(records)).columns  # blank rows ignored
+    demo = _record("hybrid", dataset={"name": "demo", "synthetic": True, "n_clips": 140, "quick": True})
+    both = report.comparison_table([*records, demo])
+    assert "dataset" in report.compact(both).columns
+    assert report.datasets_in([*records, demo]) == ["TESS, 2800 clips",
+                                                    "demo corpus (synthetic, not TESS), 140 clips, quick mode"]
