@@ -229,7 +229,12 @@ def test_build_html_with_citation_image_and_placeholder_root(tmp_path):
         STANDARD,
         "import matplotlib\nmatplotlib.use('agg')\nimport matplotlib.pyplot as plt\n%matplotlib inline",
         "plt.plot([1, 2]); plt.title('a line');",
-    )}, intro=None)
+    ), "02_unrun": (STANDARD, "print(2)")}, intro=None)
+    # A chapter left out by --only is staged unexecuted: a warning inside it (here a reference to a
+    # label that, say, only its outputs would define) is reported, but does not fail the partial build.
+    unrun = nbformat.read(str(book / "book/02_unrun.ipynb"), as_version=4)
+    unrun.cells[0].source += "\n\nSee {ref}`made-by-an-output`."
+    nbformat.write(unrun, str(book / "book/02_unrun.ipynb"))
     nb = nbformat.read(str(book / "book/01_plot.ipynb"), as_version=4)
     nb.cells[0].source += "\n\nAs shown by {cite}`tiny2024`.\n\n```{bibliography}\n```\n\n![A pixel](pixel.png)"
     nbformat.write(nb, str(book / "book/01_plot.ipynb"))
@@ -237,9 +242,13 @@ def test_build_html_with_citation_image_and_placeholder_root(tmp_path):
         "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
         "1f15c4890000000d4944415478da63f8cfc0f01f0005000201a5b1e1a20000000049454e44ae426082"))
     messages = []
-    report = run_book(book, tmp_path / "out", parameters=params(), progress=False, echo=messages.append)
+    report = run_book(book, tmp_path / "out", parameters=params(), only="01", progress=False,
+                      echo=messages.append)
     html = tmp_path / "out/_build/html"
     assert report.html == str(html / "index.html") and (html / "index.html").exists()
+    assert statuses(report) == {"01_plot": "executed", "02_unrun": "not-run"}
+    assert any("made-by-an-output" in m and m.strip().startswith("book/02_unrun") for m in messages)
+    assert (html / "book/02_unrun.html").exists()
     page = (html / "book/01_plot.html").read_text()
     assert "Doe" in page and "pixel.png" in page and "<img" in page
     assert not (book / "book/intro.md").exists()  # the placeholder went to the staging copy only
