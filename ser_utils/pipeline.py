@@ -304,7 +304,7 @@ def kernel_environment(base: dict | None = None) -> dict:
     return env
 
 
-def kernel_manager_class():
+def kernel_manager_class(log=None):
     """The kernel manager of chapter runs: quiet environment, local IPC sockets where possible.
 
     Over TCP without CurveZMQ keys ipykernel warns "Kernel is running over TCP
@@ -313,6 +313,9 @@ def kernel_manager_class():
     paths are limited to ~100 characters, so a long Jupyter runtime folder
     (or Windows) keeps TCP. The kernel gets :func:`kernel_environment`, and is
     not interrupted on the way to shutdown (the chapter has finished by then).
+    ``log``, an open binary file, receives the kernel process's own stdout and
+    stderr (its log lines, a crash report, a dying kernel's traceback on
+    Ctrl-C), which would otherwise be interleaved with the runner's console.
     """
     from jupyter_client.manager import AsyncKernelManager
     from jupyter_core.paths import jupyter_runtime_dir
@@ -327,6 +330,8 @@ def kernel_manager_class():
 
         async def _async_pre_start_kernel(self, **kw):
             kw["env"] = kernel_environment(kw.get("env"))
+            if log is not None:
+                kw["stdout"] = kw["stderr"] = log
             return await super()._async_pre_start_kernel(**kw)
 
         async def _async_interrupt_kernel(self) -> None:
@@ -376,13 +381,16 @@ def execute_chapter(
     progress: bool = True,
     label: str | None = None,
     timeout: int | None = None,
+    kernel_log: Path | None = None,
 ) -> int:
     """Execute one chapter notebook into ``output`` with papermill; return its number of cells.
 
     The kernel runs in the chapter's own folder (as when a reader opens it in
     JupyterLab). A cell error raises :class:`ChapterFailed` naming the
     chapter, the cell (1-based, in the source notebook), the error, and where
-    the executed copy with the traceback was written.
+    the executed copy with the traceback was written. The kernel process's
+    own output goes to ``kernel_log`` when given (named in the error when the
+    kernel itself dies).
     """
     import nbformat
     import papermill
@@ -390,17 +398,22 @@ def execute_chapter(
 
     output.parent.mkdir(parents=True, exist_ok=True)
     bar = {"desc": label or entry.stem, "leave": False} if progress else False
+    log = contextlib.nullcontext()
+    if kernel_log is not None:
+        kernel_log.parent.mkdir(parents=True, exist_ok=True)
+        log = kernel_log.open("wb")
     try:
-        papermill.execute_notebook(
-            str(entry.path),
-            str(output),
-            parameters=parameters,
-            cwd=str(entry.path.parent),
-            progress_bar=bar,
-            log_output=False,
-            execution_timeout=timeout,
-            kernel_manager_class=kernel_manager_class(),
-        )
+        with log as log_file:
+            papermill.execute_notebook(
+                str(entry.path),
+                str(output),
+                parameters=parameters,
+                cwd=str(entry.path.parent),
+                progress_bar=bar,
+                log_output=False,
+                execution_timeout=timeout,
+                kernel_manager_class=kernel_manager_class(log_file),
+            )
     except PapermillExecutionError as exc:
         cell = None
         with contextlib.suppress(Exception):
@@ -411,7 +424,8 @@ def execute_chapter(
             message += f"\n  in: {first.strip()}"
         raise ChapterFailed(entry.stem, message, cell=cell, executed_copy=output) from None
     except Exception as exc:  # kernel died, timeout, unreadable notebook...
-        raise ChapterFailed(entry.stem, f"{type(exc).__name__}: {exc}") from exc
+        where = f" (kernel log: {kernel_log})" if kernel_log is not None else ""
+        raise ChapterFailed(entry.stem, f"{type(exc).__name__}: {exc}{where}") from exc
     return len(nbformat.read(str(output), as_version=4).cells)
 
 
@@ -746,7 +760,8 @@ def run_book(
         stamp_file.unlink(missing_ok=True)
         t0 = time.perf_counter()
         try:
-            cells = execute_chapter(entry, out, params, progress=progress, label=label)
+            cells = execute_chapter(entry, out, params, progress=progress, label=label,
+                                    kernel_log=build / "logs" / f"{entry.stem}.kernel.log")
         except ChapterFailed:
             wall = time.perf_counter() - t0
             report.chapters.append(ChapterTiming(entry.stem, entry.docname, "failed", round(wall, 2), None, params))
