@@ -738,7 +738,9 @@ def run_book(
         label = f"[{i}/{len(notebooks)}] {entry.stem}"
         if entry not in selected:
             if out.exists() and stamp is not None and stamp.get("status") == "ok":
-                echo(f"{label}: kept from an earlier run (not selected by --only)")
+                changed = stamp.get("source_sha256") != file_hash(entry.path)
+                echo(f"{label}: kept from an earlier run (not selected by --only)"
+                     + ("; its source has changed since, re-run it to update" if changed else ""))
                 report.chapters.append(ChapterTiming(entry.stem, entry.docname, "kept", stamp.get("wall_s"),
                                                      stamp.get("cells"), stamp.get("parameters", {})))
             else:

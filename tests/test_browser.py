@@ -150,7 +150,7 @@ def book_html(tmp_path_factory) -> Path:
     """The ``_build/html`` folder: ``SER_BOOK_HTML`` if set, else a quick demo build of chapter 1."""
     given = os.environ.get("SER_BOOK_HTML")
     if given:
-        html = Path(given)
+        html = Path(given).expanduser().resolve()
         html = html.parent if html.is_file() else html
         assert (html / "index.html").exists(), f"SER_BOOK_HTML={given} holds no index.html"
         return html
