@@ -38,6 +38,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -309,24 +310,40 @@ def kernel_manager_class(log=None):
 
     Over TCP without CurveZMQ keys ipykernel warns "Kernel is running over TCP
     without encryption" in every run. Unix-domain sockets (``transport="ipc"``)
-    are local-only, which is all a batch run needs, and silence it. Socket
-    paths are limited to ~100 characters, so a long Jupyter runtime folder
-    (or Windows) keeps TCP. The kernel gets :func:`kernel_environment`, and is
+    are local-only, which is all a batch run needs, and silence it; each
+    kernel gets its own socket folder under the temporary folder. Socket
+    paths are limited to ~100 characters, so a very long ``TMPDIR`` (or
+    Windows) keeps TCP. The kernel gets :func:`kernel_environment`, and is
     not interrupted on the way to shutdown (the chapter has finished by then).
     ``log``, an open binary file, receives the kernel process's own stdout and
     stderr (its log lines, a crash report, a dying kernel's traceback on
     Ctrl-C), which would otherwise be interleaved with the runner's console.
     """
+    from jupyter_client.localinterfaces import localhost
     from jupyter_client.manager import AsyncKernelManager
-    from jupyter_core.paths import jupyter_runtime_dir
     from traitlets import default
 
-    use_ipc = os.name == "posix" and len(jupyter_runtime_dir()) <= 50
+    use_ipc = os.name == "posix" and len(tempfile.gettempdir()) <= 60
 
     class QuietKernelManager(AsyncKernelManager):
         @default("transport")
         def _transport_default(self) -> str:
             return "ipc" if use_ipc else "tcp"
+
+        @default("ip")
+        def _ip_default(self) -> str:
+            # jupyter_client's default IPC name is "kernel-ipc" in the current folder (the chapter's,
+            # under papermill): shared by concurrent runs and left behind by an interrupted one. A
+            # fresh private folder per kernel avoids both and keeps the socket path short.
+            if self.transport == "ipc":
+                self._ipc_dir = tempfile.mkdtemp(prefix="ser-book-kernel-")
+                return os.path.join(self._ipc_dir, "k")
+            return localhost()
+
+        async def _async_cleanup_resources(self, restart: bool = False) -> None:
+            await super()._async_cleanup_resources(restart=restart)
+            if getattr(self, "_ipc_dir", None) and not restart:
+                shutil.rmtree(self._ipc_dir, ignore_errors=True)
 
         async def _async_pre_start_kernel(self, **kw):
             kw["env"] = kernel_environment(kw.get("env"))

@@ -148,6 +148,7 @@ def test_parameters_reach_only_the_chapters_declaring_them(tmp_path, capfd):
     # The kernel's own output is kept apart in a log, and the TCP-without-encryption warning is gone.
     kernel_log = (tmp_path / "_build/logs/01_std.kernel.log").read_text()
     assert "without encryption" not in kernel_log + capfd.readouterr().err
+    assert not list((tmp_path / "book").glob("kernel-*"))  # no kernel socket files in the chapter folder
     timings = json.loads((tmp_path / "_build/book-timings.json").read_text())
     assert [c["chapter"] for c in timings["chapters"]] == ["01_std", "02_extra"]
     assert all(c["wall_s"] > 0 for c in timings["chapters"])
