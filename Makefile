@@ -3,6 +3,9 @@
 #   make test   set up .venv, run the unit/integration tests, then nbval over the chapters in quick mode
 #
 # Options: make book BOOK_ARGS="--dataset tess --data-dir /path/to/TESS"   (see python -m ser_utils book --help)
+#          make book BOOK_ARGS="--quick --dataset demo"     tiny sizes, minutes; BOOK_ARGS="--only 03,05" some chapters
+# make book resumes: chapters already executed with the same parameters are skipped (--force re-runs them);
+# executed copies, kernel logs and book-timings.json go to _build/, the HTML to _build/html.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
