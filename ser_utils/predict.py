@@ -72,7 +72,11 @@ def newest_model(root: str | os.PathLike | None = None, base: str = DEFAULT_MODE
 
 
 def load_audio(path: str | os.PathLike, sr: int) -> np.ndarray:
-    """Read any audio file as mono float32 at ``sr`` Hz; :class:`UserError` for missing, non-audio, empty or silent files."""
+    """Read any audio file as mono float32 at ``sr`` Hz.
+
+    Raises :class:`UserError` (one clear line, no traceback on the command line)
+    for a missing, non-audio, empty or silent file.
+    """
     import soundfile as sf
 
     from .data import load_clip

@@ -361,7 +361,8 @@ def markdown_table(records: Sequence[dict], *, source: str | None = None,
     shown beside ours on the random split.
     """
     if not records:
-        return "No results files found yet: run the chapters or `python -m ser_utils train ...`, then `python -m ser_utils report`."
+        return ("No results files found yet: run the chapters or `python -m ser_utils train ...`, "
+                "then `python -m ser_utils report`.")
     table = comparison_table(records, metrics)
     lines = []
     if source:
