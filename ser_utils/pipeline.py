@@ -530,9 +530,13 @@ def stage_sources(book_root: Path, stage: Path, root: TocEntry, entries: Sequenc
             (stage / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, stage / rel)
     for entry in (root, *entries):
-        if not entry.is_notebook and not entry.path.exists():
-            target = stage / entry.relpath()
-            target.parent.mkdir(parents=True, exist_ok=True)
+        target = stage / entry.relpath()
+        if entry.is_notebook:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if entry.path.exists():
+            shutil.copy2(entry.path, target)  # also pages at the top level, whose folder is not copied
+        else:
             target.write_text(
                 "# ser-book\n\nThis page (`{}`) has not been written yet.\n".format(entry.relpath()),
                 encoding="utf-8",
