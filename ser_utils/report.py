@@ -109,6 +109,16 @@ def compact(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def select_records(records: Sequence[dict], dataset: str | None = None, quick: bool | None = None) -> list[dict]:
+    """The records of one dataset (``"tess"``/``"demo"``) and mode (quick or full); None keeps any.
+
+    A chapter shows only the results made on its own data: a quick run and a
+    full run, or TESS and the demo corpus, are different experiments.
+    """
+    return [r for r in records
+            if (dataset is None or dataset_key(r)[0] == dataset) and (quick is None or dataset_key(r)[1] == bool(quick))]
+
+
 def datasets_in(records: Sequence[dict]) -> list[str]:
     """The dataset labels of ``records`` (one per comparable group), e.g. ``["TESS, 2800 clips"]``."""
     groups: dict[tuple, list[dict]] = {}

@@ -218,3 +218,13 @@ def test_compact_drops_a_single_dataset_column(records):
     assert "dataset" in report.compact(both).columns
     assert report.datasets_in([*records, demo]) == ["TESS, 2800 clips",
                                                     "demo corpus (synthetic, not TESS), 140 clips, quick mode"]
+
+
+def test_select_records_keeps_one_dataset_and_mode(records):
+    demo = _record("hybrid", dataset={"name": "demo", "synthetic": True, "n_clips": 140, "quick": True})
+    quick_tess = _record("cnn", dataset={"name": "tess", "synthetic": False, "n_clips": 2800, "quick": True})
+    mixed = [*records, demo, quick_tess]
+    assert report.select_records(mixed, "tess", False) == records
+    assert report.select_records(mixed, "demo", True) == [demo]
+    assert report.select_records(mixed, "tess") == [*records, quick_tess]
+    assert report.select_records(mixed) == mixed
