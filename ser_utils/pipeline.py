@@ -47,11 +47,9 @@ from pathlib import Path
 
 #: Parameters every chapter has (DESIGN.md section 3) that the runner may set.
 STANDARD_PARAMETERS = ("dataset", "data_dir", "artifacts_dir", "quick", "epochs")
-#: Chapter-specific parameters, passed only to chapters whose parameters cell declares them.
-OPTIONAL_PARAMETERS = ("protocols", "seeds")
 #: Environment variables that change what a chapter computes; part of the resume stamp.
 STAMP_ENVIRONMENT = ("SER_ARTIFACTS_DIR", "SER_TESS_DIR")
-#: Image and data files copied from the book's folders into the staging copy.
+#: Never copied from the book's folders into the staging copy.
 _SKIP_STAGING = {".ipynb_checkpoints", "__pycache__", "_build", ".DS_Store"}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _GLUE_ROLE = re.compile(r"\{glue(?::[a-z]+)?\}`[^`]*`")
@@ -80,7 +78,7 @@ class ChapterFailed(PipelineError):
     def __init__(self, chapter: str, message: str, *, cell: int | None = None,
                  executed_copy: Path | None = None):
         self.chapter, self.cell, self.executed_copy = chapter, cell, executed_copy
-        where = f" at cell {cell}" if cell is not None else ""
+        where = f" at cell {cell} (cells counted from 1, markdown included)" if cell is not None else ""
         text = f"chapter {chapter} failed{where}: {message}"
         if executed_copy is not None:
             text += f"\nThe executed copy, with the error, is at {executed_copy}"
@@ -174,7 +172,7 @@ def read_toc(book_root: str | os.PathLike) -> tuple[TocEntry, list[TocEntry]]:
 
 
 def parse_only(only: str | Sequence[str] | None) -> list[str]:
-    """``"03,05"`` or ``["03", "5"]`` -> ``["03", "05"]``-style tokens (empty: every chapter)."""
+    """The chapter tokens of ``--only``: ``"03,05"`` or ``["03", "5,6"]`` -> ``["03", "05"]``, ``["03", "5", "6"]``."""
     if only is None:
         return []
     items = [only] if isinstance(only, str) else list(only)
