@@ -7,7 +7,9 @@ repeated logic lives here so each chapter cell stays one or two lines:
   matrix and the per-class table of one results record;
 - :func:`per_class_table`, :func:`top_confusions`, :func:`misclassified`:
   the tables behind it, from the record alone (pooled over folds);
-- :func:`play_clip`: listen to a clip, labelled with its true and predicted emotion;
+- :func:`play_clip`, :func:`play_error`: listen to a clip, or to a mistake beside
+  the same word really spoken in the emotion the model chose;
+- :func:`fold_table`: every fold's score (both directions of the speaker protocol);
 - :func:`run_protocols` and :func:`protocol_table`: a model and its baseline
   under several protocols, with the paper's figure only where it applies
   (the paper reports the random split only).
@@ -35,13 +37,19 @@ def default_protocols(ch, protocols: Sequence[str] | None = None) -> list[str]:
     return ["random", "speaker"] if ch.ctx.quick else ["random", "speaker", "word"]
 
 
-def run_protocols(ch, models: Sequence[str], protocols: Sequence[str], seeds: Sequence[int] = (0,),
-                  **kwargs) -> list[dict]:
-    """:func:`~ser_utils.experiments.run_experiment` for every model x protocol x seed (progress bars off)."""
+def run_protocols(ch, models: Sequence[str], protocols: Sequence[str], seeds: Sequence[int] = (0,), *,
+                  done: Sequence[dict] = (), **kwargs) -> list[dict]:
+    """:func:`~ser_utils.experiments.run_experiment` for every model x protocol x seed (progress bars off).
+
+    Records in ``done`` (e.g. the run a chapter trained a few cells earlier)
+    are reused for their (model, protocol, seed) instead of being trained again.
+    """
     from .experiments import run_experiment
 
     kwargs.setdefault("progress", False)
-    return [run_experiment(ch, m, p, s, **kwargs) for m in models for p in protocols for s in seeds]
+    have = {(r["model"], r["protocol"], r["seed"]): r for r in done}
+    return [have.get((m, p, s)) or run_experiment(ch, m, p, s, **kwargs)
+            for m in models for p in protocols for s in seeds]
 
 
 def protocol_table(records: Sequence[dict], paper: dict[str, float] = PAPER_ACCURACY) -> pd.DataFrame:
@@ -126,6 +134,34 @@ def play_clip(manifest: pd.DataFrame, clip_id: str, *, note: str = "", sr: int =
     row = manifest.set_index("clip_id").loc[clip_id]
     head = f"<b>{clip_id}</b>: speaker {row['speaker']}, word '{row['word']}', labelled <b>{row['emotion']}</b>"
     display(HTML(head + (f"; {note}" if note else "")), Audio(load_clip(row["path"], sr), rate=sr))
+
+
+def play_error(record: dict, manifest: pd.DataFrame) -> pd.Series | None:
+    """Play the clip :func:`pick_error` chooses, then the same speaker and word in the emotion it was mistaken for.
+
+    Hearing the two side by side answers the useful question: is the mistake
+    understandable (the two takes really sound alike) or is the model wrong
+    about an obvious case? Returns the error's row, or None when there was no error.
+    """
+    err = pick_error(record, manifest)
+    if err is None:
+        print("No test clip was misclassified.")
+        return None
+    play_clip(manifest, err["clip_id"], note=f"the model said <b>{err['predicted']}</b> ({err['fold']})")
+    other = manifest[(manifest["speaker"] == err["speaker"]) & (manifest["word"] == err["word"])
+                     & (manifest["emotion"] == err["predicted"]) & (manifest["status"] == "ok")]
+    if not other.empty:
+        play_clip(manifest, other["clip_id"].iloc[0], note="the same word really spoken in the predicted emotion")
+    return err
+
+
+def fold_table(records: Sequence[dict]) -> pd.DataFrame:
+    """Accuracy and UAR (%) of every fold of every record: shows both directions of the speaker protocol."""
+    rows = [{"model": r["model"], "protocol": r["protocol"], "seed": r["seed"], "fold": f["fold"],
+             "n_test": f["n_test"], "epochs": f.get("epochs"),
+             "accuracy": round(100 * f["metrics"]["accuracy"], 2), "uar": round(100 * f["metrics"]["uar"], 2)}
+            for r in records for f in r["folds"]]
+    return pd.DataFrame(rows)
 
 
 def show_results(record: dict, *, title: str | None = None) -> pd.DataFrame:

@@ -27,6 +27,7 @@ imported only when a model is trained or loaded, so the command line starts fast
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import warnings
@@ -58,8 +59,10 @@ BATCH_SIZE = 32
 LEARNING_RATE = 1e-3
 #: Option names that can be spelled as suffixes of the model name, and the option they set.
 _SUFFIXES = {"frames": ("input", "frames"), "vector": ("input", "vector"),
-             "spknorm": ("spknorm", True), "cw": ("class_weights", True)}
-_KNOWN_OPTIONS = {"input", "spknorm", "class_weights", "batch_size", "patience", "learning_rate"}
+             "spknorm": ("spknorm", True), "cw": ("class_weights", True), "aug": ("augment", True)}
+_KNOWN_OPTIONS = {"input", "spknorm", "class_weights", "augment", "batch_size", "patience", "learning_rate"}
+#: Frequency-warped copies of each training clip added by the ``augment`` option (see :func:`warped_copies`).
+AUGMENT_COPIES = 4
 
 
 # --- naming variants --------------------------------------------------------------------
@@ -69,17 +72,18 @@ def parse_variant(model: str, options: dict | None = None) -> tuple[str, dict]:
     """Split a model name such as ``"hybrid-frames-spknorm"`` into its base and full options.
 
     Suffixes: ``frames``/``vector`` (input view), ``spknorm`` (per-speaker
-    standardisation), ``cw`` (balanced class weights). Explicit ``options``
-    are merged on top. Returns ``(base, options)`` with ``input``, ``spknorm``
-    and ``class_weights`` always present.
+    standardisation), ``cw`` (balanced class weights), ``aug`` (frequency-warped
+    copies of the training clips, :func:`warped_copies`). Explicit ``options``
+    are merged on top. Returns ``(base, options)`` with ``input``, ``spknorm``,
+    ``class_weights`` and ``augment`` always present.
 
     >>> parse_variant("hybrid-frames-spknorm")
-    ('hybrid', {'input': 'frames', 'spknorm': True, 'class_weights': False})
+    ('hybrid', {'input': 'frames', 'spknorm': True, 'class_weights': False, 'augment': False})
     """
     base, *suffixes = model.split("-")
     if base not in KERAS_MODELS:
         raise ValueError(f"unknown Keras model {model!r}; choose from {', '.join(KERAS_MODELS)}")
-    opts: dict = {"input": "vector", "spknorm": False, "class_weights": False}
+    opts: dict = {"input": "vector", "spknorm": False, "class_weights": False, "augment": False}
     for s in suffixes:
         if s not in _SUFFIXES:
             raise ValueError(f"unknown model variant {s!r} in {model!r}; known: {', '.join(_SUFFIXES)}")
@@ -104,6 +108,8 @@ def variant_name(model: str, options: dict | None = None) -> str:
         parts.append("spknorm")
     if opts["class_weights"]:
         parts.append("cw")
+    if opts["augment"]:
+        parts.append("aug")
     return "-".join(parts)
 
 
@@ -153,12 +159,103 @@ def standardise_fold(
     return _to_model_shape(z, kind), recipe
 
 
+def apply_recipe(x: np.ndarray, recipe: dict, speakers: np.ndarray | None = None, *, kind: str = "vector") -> np.ndarray:
+    """Standardise raw rows ``x`` with a recipe from :func:`standardise_fold` and shape them for the model.
+
+    For a ``spknorm`` recipe, ``speakers`` names each row's speaker, which must
+    be one of the recipe's (training) speakers.
+    """
+    if recipe["kind"] == "train":
+        z = (x - np.asarray(recipe["mean"], np.float32)) / np.asarray(recipe["scale"], np.float32)
+    else:
+        z = np.empty_like(x, dtype=np.float32)
+        for spk in np.unique(speakers):
+            st = recipe["speaker_stats"][str(spk)]
+            rows = speakers == spk
+            z[rows] = (x[rows] - np.asarray(st["mean"], np.float32)) / np.asarray(st["scale"], np.float32)
+    return _to_model_shape(z, kind)
+
+
 def balanced_class_weights(y: np.ndarray, n_classes: int = len(EMOTIONS)) -> dict[int, float]:
     """``n / (k * count_c)`` for each class present in ``y`` (scikit-learn's "balanced")."""
     counts = np.bincount(y, minlength=n_classes)
     present = counts > 0
     k = int(present.sum())
     return {c: float(len(y) / (k * counts[c])) for c in range(n_classes) if counts[c]}
+
+
+# --- augmentation: frequency warping in feature space ------------------------------------
+
+
+def _interp_matrix(src: np.ndarray, dst: np.ndarray, *, period: float | None = None) -> np.ndarray:
+    """Matrix ``W`` with ``W @ f(src) ~= f(dst)`` by linear interpolation (clamped, or circular with ``period``)."""
+    n = len(src)
+    w = np.zeros((len(dst), n), dtype=np.float64)
+    for i, d in enumerate(dst):
+        if period is not None:
+            pos = (d % period) / (period / n)
+            lo = int(np.floor(pos)) % n
+            frac = pos - np.floor(pos)
+            w[i, lo] += 1 - frac
+            w[i, (lo + 1) % n] += frac
+            continue
+        j = int(np.clip(np.searchsorted(src, d) - 1, 0, n - 2))
+        frac = float(np.clip((d - src[j]) / (src[j + 1] - src[j]), 0.0, 1.0))
+        w[i, j] += 1 - frac
+        w[i, j + 1] += frac
+    return w
+
+
+def warp_frequency(x: np.ndarray, alpha: float, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
+    """Scale the frequency axis of 187-d features by ``alpha``, as if a shorter (>1) or longer (<1) voice spoke.
+
+    Works on vectors ``(..., 187)`` and frames alike: the log-mel bands are
+    resampled at frequencies ``f / alpha`` (a linear warp in Hz, the idea of
+    vocal-tract-length perturbation), the MFCCs are recomputed from the warped
+    bands exactly as librosa computes them (orthonormal DCT-II), and the chroma
+    is rotated by ``12 log2(alpha)`` semitones because scaling a spectrum moves
+    its harmonics too. Spectral contrast (6 octave bands) is kept. ``alpha=1``
+    returns the input unchanged.
+    """
+    import librosa
+    from scipy.fft import dct
+
+    from .features import FEATURE_GROUPS
+
+    x = np.asarray(x, dtype=np.float32)
+    if alpha == 1.0:
+        return x.copy()
+    centres = librosa.mel_frequencies(cfg.n_mels + 2, fmax=cfg.sample_rate / 2)[1:-1]
+    w_mel = _interp_matrix(centres, centres / alpha)
+    semis = 12 * np.log2(alpha)
+    w_chroma = _interp_matrix(np.arange(12.0), np.arange(12.0) - semis, period=12.0)
+    out = x.copy()
+    mel = x[..., FEATURE_GROUPS["mel"]] @ w_mel.T.astype(np.float32)
+    out[..., FEATURE_GROUPS["mel"]] = mel
+    out[..., FEATURE_GROUPS["chroma"]] = x[..., FEATURE_GROUPS["chroma"]] @ w_chroma.T.astype(np.float32)
+    n_mfcc = FEATURE_GROUPS["mfcc"].stop - FEATURE_GROUPS["mfcc"].start
+    out[..., FEATURE_GROUPS["mfcc"]] = dct(mel, type=2, norm="ortho", axis=-1)[..., :n_mfcc]
+    return out
+
+
+def warped_copies(x: np.ndarray, n_copies: int, *, seed: int = 0, max_warp: float = 0.15,
+                  cfg: FeatureConfig = FeatureConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """``n_copies`` frequency-warped copies of every row of ``x``; returns ``(copies, row_index)``.
+
+    Each copy of each clip gets its own factor, drawn (seeded) from 41
+    log-spaced values in ``[1 / (1 + max_warp), 1 + max_warp]``, so the one
+    training voice is heard as several higher and lower voices. ``row_index[k]``
+    is the row of ``x`` that copy ``k`` came from (to repeat labels and speakers).
+    """
+    rng = np.random.default_rng(seed)
+    grid = np.exp(np.linspace(-np.log(1 + max_warp), np.log(1 + max_warp), 41))
+    rows = np.tile(np.arange(len(x)), n_copies)
+    alphas = rng.choice(grid, size=len(rows))
+    out = np.empty((len(rows), *x.shape[1:]), dtype=np.float32)
+    for a in np.unique(alphas):  # one matrix product per distinct factor
+        hit = alphas == a
+        out[hit] = warp_frequency(x[rows[hit]], float(a), cfg)
+    return out, rows
 
 
 # --- training ---------------------------------------------------------------------------
@@ -178,6 +275,8 @@ def set_seed(seed: int) -> None:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
+        # TensorFlow re-configures its Python logger on import; keep its retracing notices out of the book.
+        tf.get_logger().setLevel(logging.ERROR)
     except (ImportError, AttributeError, RuntimeError):  # other backends / older TF
         pass
 
@@ -295,22 +394,32 @@ def keras_fold(
         train = np.sort(np.random.default_rng(seed).choice(train, QUICK_MAX_TRAIN, replace=False))
     n_epochs = int(epochs) if epochs else (QUICK_EPOCHS if quick else DEFAULT_EPOCHS)
     x, recipe = standardise_fold(fs, train, kind=opts["input"], spknorm=opts["spknorm"])
+    x_train, y_train = x[train], y[train]
+    if opts["augment"]:
+        # Warped copies of the raw training features, standardised with the training statistics.
+        n_copies = AUGMENT_COPIES if opts["augment"] is True else int(opts["augment"])
+        raw = raw_inputs(fs, opts["input"])[train]
+        copies, rows = warped_copies(raw, n_copies, seed=seed, cfg=fs.config)
+        speakers = fs.meta["speaker"].to_numpy()[train][rows]
+        x_train = np.concatenate([x_train, apply_recipe(copies, recipe, speakers, kind=opts["input"])])
+        y_train = np.concatenate([y_train, y_train[rows]])
 
     net = build_model(base, x.shape[1:])
     compile_model(net, float(opts.get("learning_rate", LEARNING_RATE)))
     start = time.perf_counter()
     history = fit_model(
-        net, x[train], y[train], x[val], y[val],
+        net, x_train, y_train, x[val], y[val],
         epochs=n_epochs, patience=int(opts.get("patience", PATIENCE)),
         batch_size=int(opts.get("batch_size", BATCH_SIZE)),
-        class_weight=balanced_class_weights(y[train]) if opts["class_weights"] else None,
+        class_weight=balanced_class_weights(y_train) if opts["class_weights"] else None,
         progress=progress, desc=f"{name} {split.fold}",
     )
     train_time = time.perf_counter() - start
     y_pred = net.predict(x[test], batch_size=256, verbose=0).argmax(axis=1) if len(test) else np.array([], int)
 
     extra = {"n_params": count_params(net), "best_epoch": history.pop("best_epoch"),
-             "train_time_s": round(train_time, 2), "input": opts["input"], "spknorm": bool(opts["spknorm"])}
+             "train_time_s": round(train_time, 2), "input": opts["input"], "spknorm": bool(opts["spknorm"]),
+             "n_train_inputs": int(len(x_train))}
     if model_dir is not None:
         path = model_path(model_dir, name, split, seed)
         sidecar = {

@@ -75,11 +75,13 @@ def toy():
 
 
 def test_variant_names_round_trip():
-    assert parse_variant("hybrid") == ("hybrid", {"input": "vector", "spknorm": False, "class_weights": False})
-    assert parse_variant("cnn-frames-cw")[1] == {"input": "frames", "spknorm": False, "class_weights": True}
+    assert parse_variant("hybrid") == ("hybrid", {"input": "vector", "spknorm": False, "class_weights": False,
+                                                  "augment": False})
+    assert parse_variant("cnn-frames-cw")[1] == {"input": "frames", "spknorm": False, "class_weights": True,
+                                                 "augment": False}
     assert variant_name("hybrid", {"input": "frames", "spknorm": True}) == "hybrid-frames-spknorm"
     assert variant_name("lstm", {"input": "vector"}) == "lstm"
-    for name in ("cnn", "lstm-frames", "hybrid-frames-spknorm", "hybrid-spknorm-cw"):
+    for name in ("cnn", "lstm-frames", "hybrid-frames-spknorm", "hybrid-spknorm-cw", "hybrid-frames-spknorm-aug"):
         assert variant_name(*parse_variant(name)) == name
 
 
@@ -120,6 +122,48 @@ def test_spknorm_standardises_each_speaker(toy):
 def test_balanced_class_weights():
     w = balanced_class_weights(np.array([0, 0, 0, 1]))
     assert w == {0: pytest.approx(4 / 6), 1: pytest.approx(2.0)}
+
+
+# --- augmentation -------------------------------------------------------------------------
+
+
+def test_warp_keeps_features_consistent():
+    from scipy.fft import dct
+
+    from ser_utils.features import FEATURE_GROUPS, extract_from_audio
+    from ser_utils.training import warp_frequency
+
+    t = np.arange(22050) / 22050
+    audio = (0.1 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype("float32")
+    frames = extract_from_audio(audio).frames
+    np.testing.assert_array_equal(warp_frequency(frames, 1.0), frames)
+    up = warp_frequency(frames, 1.12)
+    mel, mfcc = FEATURE_GROUPS["mel"], FEATURE_GROUPS["mfcc"]
+    # MFCCs are recomputed from the warped bands exactly as librosa derives them from log-mel
+    np.testing.assert_allclose(dct(up[:, mel], type=2, norm="ortho", axis=-1)[:, :40], up[:, mfcc], atol=1e-2)
+    np.testing.assert_allclose(dct(frames[:, mel], type=2, norm="ortho", axis=-1)[:, :40], frames[:, mfcc], atol=1e-2)
+    # energy moves to higher bands: the spectral centroid over mel bands rises
+    centroid = lambda f: (np.exp(f[:, mel] / 10) * np.arange(128)).sum(1) / np.exp(f[:, mel] / 10).sum(1)  # noqa: E731
+    assert centroid(up).mean() > centroid(frames).mean()
+    np.testing.assert_array_equal(up[:, FEATURE_GROUPS["contrast"]], frames[:, FEATURE_GROUPS["contrast"]])
+    # a one-semitone warp rotates the chroma by one pitch class
+    semitone = warp_frequency(frames, 2 ** (1 / 12))
+    np.testing.assert_allclose(semitone[:, 1:12], frames[:, 0:11], atol=1e-5)
+
+
+def test_warped_copies_are_seeded_and_indexed(toy):
+    from ser_utils.training import warped_copies
+
+    a, rows = warped_copies(toy.vectors[:5], 3, seed=1)
+    b, _ = warped_copies(toy.vectors[:5], 3, seed=1)
+    assert a.shape == (15, 187) and rows.tolist() == [0, 1, 2, 3, 4] * 3
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a[:5], toy.vectors[:5])
+
+
+def test_augment_option_adds_training_inputs(toy):
+    res = keras_fold(toy, toy_split(toy, "speaker"), "cnn-spknorm-aug", seed=0, epochs=1, progress=False)
+    assert res.n_train == 35 and res.extra["n_train_inputs"] == 35 * 5
 
 
 # --- training -----------------------------------------------------------------------------
