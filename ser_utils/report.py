@@ -224,7 +224,20 @@ def cost_table(records: Sequence[dict]) -> pd.DataFrame:
     out = df.groupby(["dataset", "model", "protocol"], sort=False).agg(
         n_params=("n_params", "first"), wall_time_s=("wall_time_s", "mean"), epochs=("epochs", "mean"),
         seeds=("seed", "nunique")).reset_index()
+    out["n_params"] = pd.to_numeric(out["n_params"], errors="coerce").astype("Int64")
     return _sorted(out)
+
+
+def other_features(records: Sequence[dict], feature_key: str) -> list[str]:
+    """``model/protocol/seed`` of the records computed on features other than ``feature_key``.
+
+    Such a result came from an earlier or different extraction setting (its
+    ``config.features`` hash differs); it is still a valid result, but not of
+    the same inputs as the rest of the table. The duration baseline uses no
+    features and is never listed.
+    """
+    return [f"{r['model']}/{r['protocol']}/seed{r['seed']}" for r in records
+            if r["model"] != "duration" and r.get("config", {}).get("features") not in (None, feature_key)]
 
 
 def protocol_gap(records: Sequence[dict], metric: str = "uar") -> pd.DataFrame:

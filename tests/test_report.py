@@ -228,3 +228,14 @@ def test_select_records_keeps_one_dataset_and_mode(records):
     assert report.select_records(mixed, "demo", True) == [demo]
     assert report.select_records(mixed, "tess") == [*records, quick_tess]
     assert report.select_records(mixed) == mixed
+
+
+def test_other_features_lists_results_from_another_extraction(records):
+    old = _record("lstm")
+    old["config"] = {"features": "oldkey"}
+    for r in records:
+        r["config"] = {"features": "newkey"}
+    records[5]["config"] = {"features": "oldkey"}  # the duration baseline uses no features
+    assert report.other_features([*records, old], "newkey") == ["lstm/random/seed0"]
+    cost = report.cost_table([*records, old])
+    assert str(cost["n_params"].dtype) == "Int64"
