@@ -197,7 +197,7 @@ def cam_spectrogram_figure(mel_db: np.ndarray, cam: np.ndarray, *, title: str = 
     ax.set(xlabel="time (normalised frames)", ylabel="mel band", title=title)
     ax.grid(False)
     twin = ax.twinx()
-    twin.fill_between(np.arange(t), cam, color="cyan", alpha=0.35, step="mid")
+    twin.fill_between(np.arange(t), cam, color="cyan", alpha=0.25)
     twin.plot(np.arange(t), cam, color="cyan", lw=1.5)
     twin.set(ylim=(0, 1.05), ylabel="Grad-CAM importance")
     twin.grid(False)

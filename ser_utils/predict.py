@@ -45,7 +45,11 @@ def default_artifacts_root() -> Path:
 
 
 def find_models(root: str | os.PathLike | None = None, base: str | None = DEFAULT_MODEL) -> list[Path]:
-    """Saved ``.keras`` models (with a sidecar) under ``root``, newest first; ``base`` filters the model family."""
+    """Saved ``.keras`` models (with a sidecar) under ``root``; ``base`` filters the model family.
+
+    Newest first, except that models needing per-speaker statistics
+    (``spknorm``), which a single new clip cannot provide, come after all others.
+    """
     root = Path(root) if root is not None else default_artifacts_root()
     found = []
     for path in root.rglob("*.keras") if root.is_dir() else []:
@@ -57,8 +61,9 @@ def find_models(root: str | os.PathLike | None = None, base: str | None = DEFAUL
         except (OSError, json.JSONDecodeError):
             continue
         if base is None or meta.get("base_model", str(meta.get("model", "")).split("-")[0]) == base:
-            found.append(path)
-    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+            spknorm = meta.get("standardizer", {}).get("kind") == "spknorm"
+            found.append((spknorm, -path.stat().st_mtime, str(path), path))
+    return [p for *_, p in sorted(found)]
 
 
 def newest_model(root: str | os.PathLike | None = None, base: str = DEFAULT_MODEL) -> Path:

@@ -113,3 +113,18 @@ def test_bad_clips_are_clear_errors(bundles, tmp_path, capsys):
         assert message in err and "Traceback" not in err
     with pytest.raises(UserError, match="silent"):
         predict.load_audio(silent, 22050)
+
+
+def test_models_needing_speaker_statistics_are_not_the_default(tmp_path):
+    import json
+    import os
+
+    for i, kind in enumerate(["train", "spknorm"]):
+        path = tmp_path / "models" / f"hybrid-{i}.keras"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"x")
+        path.with_suffix(".json").write_text(json.dumps({"model": "hybrid", "base_model": "hybrid",
+                                                         "standardizer": {"kind": kind}}))
+        os.utime(path, (1000 + i, 1000 + i))  # the spknorm one is newer
+    assert [p.name for p in predict.find_models(tmp_path)] == ["hybrid-0.keras", "hybrid-1.keras"]
+    assert predict.find_models(tmp_path, "cnn") == []
