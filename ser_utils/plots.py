@@ -323,3 +323,46 @@ def image_grid(images: np.ndarray, titles: Sequence[str], *, suptitle: str = "Me
     fig.suptitle(f"{suptitle} ({images.shape[1]}x{images.shape[2]}, time-normalised)")
     fig.tight_layout()
     return fig
+
+
+def patch_grid(image: np.ndarray, patch: int, *, title: str = "A spectrogram cut into patches") -> plt.Figure:
+    """One spectrogram image with the vision transformer's patch grid drawn over it, patches numbered.
+
+    Patches are numbered in the order the model reads them (row by row from
+    the top-left of the pixel array, i.e. from the lowest mel band here, since
+    row 0 is drawn at the bottom).
+    """
+    s = image.shape[0]
+    n = s // patch
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.imshow(image, origin="lower", cmap="magma", extent=(0, s, 0, s))
+    for k in range(1, n):
+        ax.axhline(k * patch, color="white", lw=0.6)
+        ax.axvline(k * patch, color="white", lw=0.6)
+    if n <= 16:
+        for r in range(n):
+            for c in range(n):
+                ax.text((c + 0.5) * patch, (r + 0.5) * patch, str(r * n + c + 1), color="white",
+                        ha="center", va="center", fontsize=6)
+    ax.set(title=f"{title} ({n}x{n} = {n * n} patches of {patch}x{patch})", xlabel="time (frames, normalised)",
+           ylabel="mel band (low to high)")
+    fig.tight_layout()
+    return fig
+
+
+def attention_rollout_grid(images: Sequence[np.ndarray], maps: Sequence[np.ndarray], titles: Sequence[str], *,
+                           suptitle: str = "Attention rollout over the spectrogram") -> plt.Figure:
+    """Spectrograms (top row) and their attention-rollout maps laid over them (bottom row)."""
+    n = len(images)
+    fig, axes = plt.subplots(2, n, figsize=(2.6 * n, 5.0), squeeze=False)
+    for j, (img, amap, t) in enumerate(zip(images, maps, titles, strict=True)):
+        axes[0, j].imshow(img, origin="lower", cmap="magma", aspect="auto")
+        axes[0, j].set(title=t, xticks=[], yticks=[])
+        axes[1, j].imshow(img, origin="lower", cmap="gray", aspect="auto")
+        axes[1, j].imshow(amap, origin="lower", cmap="jet", alpha=0.45, aspect="auto", vmin=0, vmax=1)
+        axes[1, j].set(xticks=[], yticks=[], xlabel="time")
+    axes[0, 0].set_ylabel("mel band (low to high)")
+    axes[1, 0].set_ylabel("rollout (red = attended)")
+    fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig

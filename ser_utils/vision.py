@@ -76,7 +76,7 @@ COMPACT = {
 }
 #: Training settings: from scratch vs fine-tuning pretrained weights (``options`` may override).
 TRAIN_DEFAULTS = {
-    "scratch": dict(epochs=60, lr=5e-4, weight_decay=0.05, warmup_epochs=3, patience=10, batch_size=32),
+    "scratch": dict(epochs=40, lr=5e-4, weight_decay=0.05, warmup_epochs=3, patience=8, batch_size=32),
     "pretrained": dict(epochs=10, lr=5e-5, weight_decay=0.01, warmup_epochs=1, patience=3, batch_size=16),
 }
 QUICK_MAX_TRAIN = 96  # training images used in quick mode ("few images")
@@ -307,14 +307,24 @@ def spec_augment(images: np.ndarray, rng: np.random.Generator, *, n_freq: int = 
 # --- training ---------------------------------------------------------------------------------
 
 
-def set_threads() -> int:
-    """Let torch use every core this process may run on; returns that number."""
+def set_threads(n: int | None = None) -> int:
+    """Set torch's intra-op threads: ``n``, else ``SER_TORCH_THREADS``, else every usable core; returns it.
+
+    One thread per core is right on a machine of one's own. On a machine
+    shared with other busy processes, fewer threads can be several times
+    faster: torch's threads wait for each other at every operation, and a
+    descheduled one stalls the rest (``benchmarks/vision.py`` measures both).
+    """
     import torch
 
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        n = os.cpu_count() or 1
+    if n is None and os.environ.get("SER_TORCH_THREADS", "").strip():
+        n = int(os.environ["SER_TORCH_THREADS"])
+    if n is None:
+        try:
+            n = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            n = os.cpu_count() or 1
+    n = max(1, int(n))
     torch.set_num_threads(n)
     return n
 
@@ -487,8 +497,9 @@ def vision_fold(
     ``model`` is ``"vit"`` or ``"beit"`` (a ``-suffix`` names a variant, e.g.
     ``"vit-specaug"``). ``options``: ``pretrained`` (hub id or folder; None =
     compact from scratch), ``augment`` (SpecAugment masking of training
-    images), and optional overrides ``lr``, ``batch_size``, ``patience``,
-    ``weight_decay``, ``warmup_epochs`` and ``config`` (a dict of compact
+    images), ``threads`` (torch threads, see :func:`set_threads`), and optional
+    overrides ``lr``, ``batch_size``, ``patience``, ``weight_decay``,
+    ``warmup_epochs`` and ``config`` (a dict of compact
     config sizes). ``epochs`` is the maximum (early stopping may stop
     sooner); None takes :data:`TRAIN_DEFAULTS`, quick mode 1. The best model
     is saved with ``save_pretrained`` under ``model_dir/<model>__<protocol>__seed<k>__<fold>``.
@@ -496,7 +507,7 @@ def vision_fold(
     options = dict(options or {})
     family = family_of(model)
     pretrained = options.get("pretrained") or None
-    set_threads()
+    set_threads(options.get("threads"))
     rng = seed_everything(seed)
     net = build_model(family, fs.config.image_size, pretrained=pretrained, quick=quick,
                       config_overrides=options.get("config"))
@@ -603,3 +614,30 @@ def attention_rollout(model, image: np.ndarray, prep: Preprocess | None = None, 
 def _patch(model) -> int:
     p = model.config.patch_size
     return p[0] if isinstance(p, (list, tuple)) else int(p)
+
+
+def rollout_examples(record: dict, fs: FeatureSet, *, n_clips: int = 4, fold: int = 0,
+                     head_fusion: str = "mean") -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
+    """Attention-rollout maps of a few test clips of a saved vision run, one emotion each.
+
+    Loads the model saved for fold ``fold`` of the results ``record`` (its
+    ``model_path``), takes the first test clip of each emotion in
+    :data:`EMOTIONS` order until ``n_clips`` are found, and returns their
+    images, rollout maps (:func:`attention_rollout`) and titles
+    ("true -> predicted").
+    """
+    f = record["folds"][fold]
+    model, prep = load_model(f["model_path"])
+    pred = f["predictions"]
+    chosen: list[tuple[str, int, int]] = []
+    for label in range(len(EMOTIONS)):
+        hit = next(((cid, t, p) for cid, t, p in zip(pred["ids"], pred["y_true"], pred["y_pred"], strict=True)
+                    if t == label and cid in fs._pos), None)
+        if hit:
+            chosen.append(hit)
+        if len(chosen) == n_clips:
+            break
+    images = [fs.images[fs.index([cid])[0]] for cid, _, _ in chosen]
+    maps = [attention_rollout(model, img, prep, head_fusion=head_fusion) for img in images]
+    titles = [f"{EMOTIONS[t]} -> {EMOTIONS[p]}" for _, t, p in chosen]
+    return images, maps, titles

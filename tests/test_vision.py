@@ -190,3 +190,14 @@ def test_run_experiment_writes_a_results_file(quick_chapter):
     assert rec["n_params"] > 0
     assert rec["folds"][0]["history"]["val_loss"]
     assert 0.0 <= rec["metrics"]["accuracy"] <= 1.0
+
+
+def test_rollout_examples_from_a_saved_run(quick_chapter):
+    from ser_utils.experiments import run_experiment
+
+    rec = run_experiment(quick_chapter, "vit", "random", 0, epochs=1, save=False, progress=False)
+    images, maps, titles = vision.rollout_examples(rec, quick_chapter.features, n_clips=3)
+    s = quick_chapter.features.config.image_size
+    assert len(images) == len(maps) == len(titles) == 3
+    assert all(m.shape == (s, s) for m in maps)
+    assert [t.split(" -> ")[0] for t in titles] == list(EMOTIONS[:3])
