@@ -116,7 +116,8 @@ def resolve_run(
     name = "tess" if root is not None else "demo"
     if artifacts_dir is None:
         artifacts_dir = os.environ.get("SER_ARTIFACTS_DIR") or project_root() / "artifacts"
-        artifacts_dir = Path(artifacts_dir) / (name + ("-quick" if quick and name == "demo" else ""))
+        # Quick runs get their own folder so they never overwrite the results of a full run.
+        artifacts_dir = Path(artifacts_dir) / (name + ("-quick" if quick else ""))
     artifacts_dir = Path(artifacts_dir).expanduser().resolve()
     if root is None:
         root = artifacts_dir / "demo_corpus"

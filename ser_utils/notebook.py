@@ -35,6 +35,8 @@ def quiet_libraries() -> None:
     for name in ("tensorflow", "absl", "transformers", "numba", "matplotlib", "h5py"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning)
+    # tqdm.auto falls back to text bars without ipywidgets; its notice about that is noise here.
+    warnings.filterwarnings("ignore", message="IProgress not found")
     warnings.filterwarnings("ignore", message=".*is_categorical_dtype.*")
 
 
