@@ -336,6 +336,9 @@ def patch_grid(image: np.ndarray, patch: int, *, title: str = "A spectrogram cut
     n = s // patch
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     ax.imshow(image, origin="lower", cmap="magma", extent=(0, s, 0, s))
+    ax.grid(False)  # the style's grid would look like patch borders
+    ax.set_xticks(range(0, s + 1, patch))
+    ax.set_yticks(range(0, s + 1, patch))
     for k in range(1, n):
         ax.axhline(k * patch, color="white", lw=0.6)
         ax.axvline(k * patch, color="white", lw=0.6)

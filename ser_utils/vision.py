@@ -56,6 +56,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from .cli import UserError
 from .evaluation import FoldResult
 from .features import FeatureSet, as_rgb
 from .labels import EMOTIONS
@@ -84,8 +85,22 @@ ID2LABEL = dict(enumerate(EMOTIONS))
 LABEL2ID = {v: k for k, v in ID2LABEL.items()}
 
 
-class PretrainedUnavailableError(OSError):
-    """Pretrained weights were asked for but are neither a local folder, nor cached, nor downloadable."""
+class PretrainedUnavailableError(UserError, OSError):
+    """Pretrained weights were asked for but are neither a local folder, nor cached, nor downloadable.
+
+    A :class:`~ser_utils.cli.UserError`, so ``python -m ser_utils train`` prints the message
+    without a traceback; an ``OSError`` like the one ``from_pretrained`` raises.
+    """
+
+
+def variant_name(model: str, options: dict | None = None) -> str:
+    """Results name of a vision run: ``"vit"``, ``"vit-pretrained"``, ``"beit-specaug"``...
+
+    Runs with other weights or augmentation get their own results files
+    instead of overwriting the from-scratch, unaugmented ones.
+    """
+    options = options or {}
+    return model + ("-pretrained" if options.get("pretrained") else "") + ("-specaug" if options.get("augment") else "")
 
 
 # --- configuration and models ----------------------------------------------------------------

@@ -201,3 +201,23 @@ def test_rollout_examples_from_a_saved_run(quick_chapter):
     assert len(images) == len(maps) == len(titles) == 3
     assert all(m.shape == (s, s) for m in maps)
     assert [t.split(" -> ")[0] for t in titles] == list(EMOTIONS[:3])
+
+
+def test_variant_names_keep_settings_apart():
+    assert vision.variant_name("vit", {"pretrained": None, "augment": False}) == "vit"
+    assert vision.variant_name("beit", {"pretrained": "some/folder"}) == "beit-pretrained"
+    assert vision.variant_name("vit", {"pretrained": "x", "augment": True}) == "vit-pretrained-specaug"
+
+
+def test_cli_prints_the_pretrained_error_without_a_traceback(monkeypatch, quick_chapter, capsys):
+    from ser_utils.cli import UserError, main
+
+    assert issubclass(vision.PretrainedUnavailableError, UserError)
+    assert issubclass(vision.PretrainedUnavailableError, OSError)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    art = str(quick_chapter.ctx.artifacts_dir)  # features already cached there
+    code = main(["train", "vit", "--dataset", "demo", "--quick", "-o", art,
+                 "--pretrained", "ser-book-tests/vit-never-cached"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "ser-book-tests/vit-never-cached" in err and "Traceback" not in err
