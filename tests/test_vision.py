@@ -221,3 +221,20 @@ def test_cli_prints_the_pretrained_error_without_a_traceback(monkeypatch, quick_
     err = capsys.readouterr().err
     assert code == 2
     assert "ser-book-tests/vit-never-cached" in err and "Traceback" not in err
+
+
+def test_vision_fold_fine_tunes_a_local_checkpoint_at_its_size(quick_chapter, tmp_path):
+    """The pretrained path end to end: a save_pretrained folder at 48 px, images resized from 64 px."""
+    from transformers import BeitConfig, BeitForImageClassification
+
+    torch.manual_seed(0)
+    BeitForImageClassification(BeitConfig(image_size=48, num_labels=3, **TINY)).save_pretrained(tmp_path / "ckpt")
+    split = quick_chapter.splits("random", 0)[0]
+    res = vision.vision_fold(quick_chapter.features, split, "beit", seed=0, epochs=1, quick=True,
+                             options={"pretrained": str(tmp_path / "ckpt")}, model_dir=tmp_path / "models",
+                             progress=False)
+    assert res.extra["pretrained"] == str(tmp_path / "ckpt") and res.extra["image_size"] == 48
+    assert res.extra["train"]["lr"] == vision.TRAIN_DEFAULTS["pretrained"]["lr"]
+    model, prep = vision.load_model(res.extra["model_path"])
+    assert prep.size == 48 and model.config.num_labels == len(EMOTIONS)
+    assert len(res.y_pred) == len(split.test)
