@@ -136,12 +136,14 @@ def _train_model_name(args: argparse.Namespace) -> tuple[str, dict]:
         raise UserError("--seeds needs one or more non-negative integers")
     if args.model not in keras_models and (args.input is not None):
         raise UserError(f"--input applies only to {', '.join(keras_models)}, not {args.model}")
-    if args.model not in vision_models and (args.pretrained or args.augment):
-        raise UserError(f"--pretrained and --augment apply only to {', '.join(vision_models)}, not {args.model}")
+    if args.model not in vision_models and args.pretrained:
+        raise UserError(f"--pretrained applies only to {', '.join(vision_models)}, not {args.model}")
+    if args.model not in vision_models + keras_models and args.augment:
+        raise UserError(f"--augment applies only to {', '.join(keras_models + vision_models)}, not {args.model}")
     if args.model in keras_models:
         from .training import variant_name
 
-        options = {"input": args.input or "vector", "spknorm": args.spknorm}
+        options = {"input": args.input or "vector", "spknorm": args.spknorm, "augment": args.augment}
         return variant_name(args.model, options), options
     if args.model in vision_models:
         if args.spknorm:
@@ -270,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spknorm", action="store_true",
                    help="per-speaker standardisation (uses the test speaker's unlabelled statistics)")
     p.add_argument("--pretrained", metavar="ID_OR_PATH", help="vision models: weights to start from")
-    p.add_argument("--augment", action="store_true", help="vision models: data augmentation")
+    p.add_argument("--augment", action="store_true",
+                   help="data augmentation (Keras models: frequency-warped copies of the training clips)")
     p.add_argument("--quick", action="store_true", help="tiny sizes and 1-2 epochs (for testing)")
 
     p = sub.add_parser("book", help="execute every chapter with papermill and build the Jupyter Book")

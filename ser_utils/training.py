@@ -11,10 +11,14 @@ it
    option, each speaker with its own statistics
    (:func:`ser_utils.features.standardize_per_speaker`; this uses the *test*
    speaker's unlabelled audio, which must be said beside the score),
-3. trains with fixed seeds, early stopping on the validation clips (carved
+3. optionally adds frequency-warped copies of the training clips
+   (``augment``: :func:`warp_frequency`, a feature-space stand-in for
+   vocal-tract-length perturbation, so one training voice is heard at several
+   pitches and vocal-tract lengths),
+4. trains with fixed seeds, early stopping on the validation clips (carved
    from the training part by :mod:`ser_utils.splits`, never from the test
    clips) and restores the best validation weights,
-4. predicts the test clips, and saves the model as ``.keras`` with a JSON
+5. predicts the test clips, and saves the model as ``.keras`` with a JSON
    sidecar (same stem) holding everything needed to prepare a new clip the
    same way: :func:`load_model_bundle` and :func:`prepare_inputs`.
 
@@ -43,9 +47,10 @@ from .splits import Split
 
 KERAS_MODELS = ("cnn", "lstm", "hybrid")
 INPUTS = ("vector", "frames")
-#: Upper bound on epochs in full mode. With early stopping it is rarely reached: on the
-#: TESS subsets the validation loss stops improving after 20-60 epochs, so 100 leaves room
-#: without letting a stuck run go on for hours on a laptop CPU.
+#: Upper bound on epochs in full mode. On the random split of the TESS development subset early
+#: stopping ends training after 30-60 epochs; frame models trained on one speaker sometimes keep
+#: improving their validation loss slowly up to the cap. 100 leaves room without letting one run
+#: go on for hours on a laptop CPU (a vector epoch takes 1-4 s on 2 cores).
 DEFAULT_EPOCHS = 100
 #: Early-stopping patience (epochs without a better validation loss). The validation sets are
 #: small (~130 clips on the dev subset), so their loss is noisy; 10 epochs, together with a
@@ -376,8 +381,9 @@ def keras_fold(
     """Train ``model`` (``cnn``/``lstm``/``hybrid``, with optional variant suffixes) on one fold; score its test clips.
 
     ``options``: ``input`` (``"vector"`` or ``"frames"``), ``spknorm`` (bool),
-    ``class_weights`` (bool), and optionally ``batch_size``, ``patience``,
-    ``learning_rate``. ``epochs`` defaults to 2 in quick mode (which also
+    ``class_weights`` (bool), ``augment`` (False, True for
+    :data:`AUGMENT_COPIES` warped copies per training clip, or a number of
+    copies), and optionally ``batch_size``, ``patience``, ``learning_rate``. ``epochs`` defaults to 2 in quick mode (which also
     caps training at :data:`QUICK_MAX_TRAIN` clips) and to
     :data:`DEFAULT_EPOCHS` otherwise, with early stopping. The model and its
     sidecar are saved under ``model_dir`` when given. ``extra`` of the result

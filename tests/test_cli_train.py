@@ -21,7 +21,8 @@ def test_unknown_model_exits_2(capsys):
     [
         (["train", "cnn", "--epochs", "0"], "--epochs"),
         (["train", "logreg", "--input", "frames"], "--input applies only"),
-        (["train", "hybrid", "--pretrained", "google/vit-base"], "--pretrained and --augment"),
+        (["train", "hybrid", "--pretrained", "google/vit-base"], "--pretrained applies only"),
+        (["train", "rf", "--augment"], "--augment applies only"),
         (["train", "duration", "--spknorm"], "duration"),
         (["train", "cnn", "--seeds", "-1"], "--seeds"),
     ],
