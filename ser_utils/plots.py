@@ -360,7 +360,8 @@ def attention_rollout_grid(images: Sequence[np.ndarray], maps: Sequence[np.ndarr
     fig, axes = plt.subplots(2, n, figsize=(2.6 * n, 5.0), squeeze=False)
     for j, (img, amap, t) in enumerate(zip(images, maps, titles, strict=True)):
         axes[0, j].imshow(img, origin="lower", cmap="magma", aspect="auto")
-        axes[0, j].set(title=t, xticks=[], yticks=[])
+        axes[0, j].set(xticks=[], yticks=[])
+        axes[0, j].set_title(t.replace("_", " "), fontsize=9)
         axes[1, j].imshow(img, origin="lower", cmap="gray", aspect="auto")
         axes[1, j].imshow(amap, origin="lower", cmap="jet", alpha=0.45, aspect="auto", vmin=0, vmax=1)
         axes[1, j].set(xticks=[], yticks=[], xlabel="time")
