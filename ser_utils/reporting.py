@@ -193,3 +193,25 @@ def show_results(record: dict, *, title: str | None = None) -> pd.DataFrame:
     display(fig)
     plt.close(fig)
     return per_class_table(record)
+
+
+def warp_figure(fs, clip_id: str, alphas: Sequence[float] = (1 / 1.15, 1.0, 1.15)) -> plt.Figure:
+    """The log-mel frames of one clip after :func:`ser_utils.training.warp_frequency` with each factor.
+
+    Shows what the ``augment`` option does to a training clip: the spectrum
+    (harmonics and formants alike) slides down for ``alpha < 1`` (a longer,
+    lower voice) and up for ``alpha > 1``.
+    """
+    from .features import FEATURE_GROUPS
+    from .training import warp_frequency
+
+    frames = fs.frames[fs.index([clip_id])[0]]
+    fig, axes = plt.subplots(1, len(alphas), figsize=(4 * len(alphas), 3.2), sharey=True)
+    for ax, a in zip(np.atleast_1d(axes), alphas, strict=True):
+        mel = warp_frequency(frames, float(a), fs.config)[:, FEATURE_GROUPS["mel"]].T
+        ax.imshow(mel, origin="lower", aspect="auto", cmap="magma")
+        ax.set(title=f"warp factor {a:.2f}", xlabel="time (normalised frames)")
+    np.atleast_1d(axes)[0].set_ylabel("mel band")
+    fig.suptitle(f"Frequency warping of {clip_id} (log-mel part of the frames)")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,71 @@
+"""Tables the model chapters show (per-class scores, confusions, errors, protocols), from hand-made records."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import precision_recall_fscore_support
+
+from ser_utils import reporting
+from ser_utils.evaluation import FoldResult, make_record
+from ser_utils.labels import EMOTIONS
+
+Y_TRUE = [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 3]
+Y_PRED = [0, 1, 1, 1, 2, 0, 3, 5, 4, 4, 5, 5, 6, 6, 5]
+
+
+def record(model="cnn", protocol="random", seed=0, y_pred=Y_PRED) -> dict:
+    ids = [f"SPK_w{i}_{EMOTIONS[t]}" for i, t in enumerate(Y_TRUE)]
+    fold = FoldResult(protocol, ids, Y_TRUE, list(y_pred), 30, 5, epochs=3,
+                      history={"loss": [2.0, 1.0, 0.5], "val_loss": [2.1, 1.2, 0.9]})
+    return make_record(model, protocol, seed, [fold], dataset={"name": "demo", "synthetic": True, "n_clips": 15},
+                       wall_time=1.5)
+
+
+def test_per_class_table_matches_scikit_learn():
+    table = reporting.per_class_table(record())
+    p, r, f, s = precision_recall_fscore_support(Y_TRUE, Y_PRED, labels=list(range(7)), zero_division=0)
+    np.testing.assert_allclose(table["precision"], np.round(100 * p, 1))
+    np.testing.assert_allclose(table["recall"], np.round(100 * r, 1))
+    np.testing.assert_allclose(table["f1"], np.round(100 * f, 1))
+    assert table["support"].tolist() == s.tolist() and list(table.index) == list(EMOTIONS)
+
+
+def test_top_confusions_and_misclassified():
+    top = reporting.top_confusions(record(), k=2)
+    assert top.iloc[0][["true", "predicted", "clips"]].tolist() == ["happy", "pleasant_surprise", 2]
+    assert len(top) == 2
+    errors = reporting.misclassified(record())
+    assert len(errors) == sum(t != p for t, p in zip(Y_TRUE, Y_PRED, strict=True))
+    assert set(errors["true"]) == {"angry", "fear", "happy"}
+
+
+def test_pick_error_takes_the_most_frequent_confusion():
+    rec = record()
+    manifest = pd.DataFrame({"clip_id": rec["folds"][0]["predictions"]["ids"], "speaker": "SPK",
+                             "word": [f"w{i}" for i in range(15)], "duration": 1.0, "path": "x.wav",
+                             "emotion": [EMOTIONS[t] for t in Y_TRUE], "status": "ok"})
+    err = reporting.pick_error(rec, manifest)
+    assert (err["true"], err["predicted"]) == ("happy", "pleasant_surprise")
+    assert reporting.pick_error(record(y_pred=Y_TRUE), manifest) is None
+
+
+def test_protocol_table_puts_the_paper_only_beside_random_rows():
+    recs = [record("cnn", "random", 0), record("cnn", "random", 1, Y_TRUE), record("cnn", "speaker", 0)]
+    table = reporting.protocol_table(recs).set_index("protocol")
+    assert table.loc["random", "paper_accuracy"] == pytest.approx(95.37)
+    assert pd.isna(table.loc["speaker", "paper_accuracy"])
+    assert table.loc["random", "seeds"] == 2
+    acc0 = 100 * np.mean(np.array(Y_TRUE) == np.array(Y_PRED))
+    assert table.loc["random", "accuracy_mean"] == pytest.approx((acc0 + 100) / 2, abs=0.01)
+    folds = reporting.fold_table(recs)
+    assert len(folds) == 3 and set(folds.columns) >= {"fold", "accuracy", "uar"}
+
+
+def test_run_protocols_reuses_done_records(quick_chapter):
+    done = record("cnn", "random", 0)
+    out = reporting.run_protocols(quick_chapter, ["cnn"], ["random"], [0], done=[done])
+    assert out == [done]
+    assert reporting.default_protocols(quick_chapter) == ["random", "speaker"]
+    assert reporting.default_protocols(quick_chapter, ["word"]) == ["word"]
