@@ -709,6 +709,48 @@ def _machine() -> dict:
     return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()}
 
 
+class BuildFolderBusy(BookSetupError):
+    """Another ``book`` run is using the same ``_build`` folder."""
+
+
+@contextlib.contextmanager
+def build_lock(build: Path):
+    """Hold ``<build>/.lock`` for the duration of a run, so two runs never share a build folder.
+
+    Two runs writing the same executed copies and stamps (easy in a shared
+    checkout) would mix their chapters silently. The lock is an advisory
+    ``flock``: released by the kernel when the holder exits, however it exits.
+    Raises :class:`BuildFolderBusy` naming the holder's process id.
+    """
+    build.mkdir(parents=True, exist_ok=True)
+    path = build / ".lock"
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no locking
+        yield
+        return
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            raise BuildFolderBusy(
+                f"another book run (process {holder}) is using {build}; wait for it to finish, "
+                "or write elsewhere with --path-output DIR"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        try:
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def run_book(
     book_root: str | os.PathLike,
     output_root: str | os.PathLike | None = None,
@@ -728,8 +770,27 @@ def run_book(
     ``<output_root>/_build/html``. ``only`` restricts execution to some
     chapters; ``force`` re-executes chapters that are up to date; ``html``
     false skips the book build. Raises :class:`ChapterFailed` at the first
-    failing chapter and :class:`BookBuildFailed` when the build warns.
+    failing chapter, :class:`BookBuildFailed` when the build warns, and
+    :class:`BuildFolderBusy` when another run is using the same build folder.
     """
+    out = Path(output_root).resolve() if output_root else Path(book_root).resolve()
+    with build_lock(out / "_build"):
+        return _run_book(book_root, output_root, parameters=parameters, only=only, force=force, html=html,
+                         progress=progress, echo=echo)
+
+
+def _run_book(
+    book_root: str | os.PathLike,
+    output_root: str | os.PathLike | None = None,
+    *,
+    parameters: dict,
+    only: str | Sequence[str] | None = None,
+    force: bool = False,
+    html: bool = True,
+    progress: bool = True,
+    echo: Echo | None = None,
+) -> BookReport:
+    """:func:`run_book` once the build folder is locked."""
     t_start = time.perf_counter()
     echo = echo or (lambda s: print(s, flush=True))
     quiet_environment()

@@ -8,6 +8,7 @@ real papermill kernels, without running the real chapters.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nbformat
@@ -213,6 +214,14 @@ def test_cli_reports_a_failing_chapter_without_traceback(tmp_path, capsys):
     assert "Traceback" not in err
     assert main(["book", "--book-root", str(tmp_path), "--path-output", str(out), "--only", "5"]) == 2
     assert "no such chapter" in capsys.readouterr().err
+
+
+def test_two_runs_never_share_a_build_folder(tmp_path):
+    write_book(tmp_path, {"01_a": (STANDARD, "print('a')")})
+    with pipeline.build_lock(tmp_path / "_build"):
+        with pytest.raises(pipeline.BuildFolderBusy, match=str(os.getpid())):
+            run_book(tmp_path, parameters=params(), html=False, progress=False, echo=lambda s: None)
+    assert not (tmp_path / "_build/src/book/01_a.ipynb").exists()
 
 
 def test_only_stages_unselected_chapters_unexecuted(tmp_path):
