@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
                 "best_epoch": "/".join(str(f.get("best_epoch")) for f in folds),
                 "train_s": round(train_s, 1), "s_per_epoch": round(train_s / epochs, 2) if epochs else None,
                 "wall_s": round(wall, 1), "n_params": rec.get("n_params"),
-                "accuracy_%": round(100 * rec["metrics"]["accuracy"], 2), "uar_%": round(100 * rec["metrics"]["uar"], 2),
+                "accuracy_%": round(100 * rec["metrics"]["accuracy"], 2),
+                "uar_%": round(100 * rec["metrics"]["uar"], 2),
                 "results": rec.get("_path"),
             })
             print(f"  {model} seed {seed}: {wall:.0f} s", file=sys.stderr, flush=True)
@@ -70,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     if df["s_per_epoch"].notna().any():
         ref = df["s_per_epoch"].dropna().iloc[0]
         df["epoch_time_vs_first"] = (df["s_per_epoch"] / ref).round(2)
-    print(f"\nTraining time per model and seed ({args.protocol} protocol, {os.getloadavg()[0]:.1f} load average at end):")
+    load = os.getloadavg()[0]
+    print(f"\nTraining time per model and seed ({args.protocol} protocol, {load:.1f} load average at end):")
     print(df.drop(columns=["results"]).to_string(index=False))
     print("\nResults files:\n" + "\n".join(f"  {p}" for p in df["results"]))
     return 0

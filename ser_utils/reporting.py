@@ -78,7 +78,7 @@ def protocol_table(records: Sequence[dict], paper: dict[str, float] = PAPER_ACCU
 
 
 def per_class_table(record: dict) -> pd.DataFrame:
-    """Precision, recall and F1 (%) and support per emotion, from the record's confusion matrix (pooled over folds)."""
+    """Precision, recall, F1 (%) and support per emotion, from the record's confusion matrix (pooled over folds)."""
     cm = np.asarray(record["confusion"], dtype=float)
     tp = np.diag(cm)
     support = cm.sum(axis=1)
@@ -98,11 +98,12 @@ def top_confusions(record: dict, k: int = 5) -> pd.DataFrame:
              "share of true class (%)": round(100 * cm[i, j] / max(cm[i].sum(), 1), 1)}
             for i in range(len(EMOTIONS)) for j in range(len(EMOTIONS)) if i != j and cm[i, j]]
     df = pd.DataFrame(rows, columns=["true", "predicted", "clips", "share of true class (%)"])
-    return df.sort_values(["clips", "true", "predicted"], ascending=[False, True, True]).head(k).reset_index(drop=True)
+    df = df.sort_values(["clips", "true", "predicted"], ascending=[False, True, True])
+    return df.head(k).reset_index(drop=True)
 
 
 def misclassified(record: dict, manifest: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Every misclassified test clip of a record: fold, clip id, true and predicted emotion (+ speaker, word, path)."""
+    """Every misclassified test clip of a record: fold, clip id, true and predicted emotion (+ speaker, word...)."""
     rows = []
     for fold in record["folds"]:
         pred = fold["predictions"]

@@ -104,7 +104,11 @@ def parse_variant(model: str, options: dict | None = None) -> tuple[str, dict]:
 
 
 def variant_name(model: str, options: dict | None = None) -> str:
-    """The canonical name of a variant, used for results files: ``("hybrid", {"input": "frames"})`` -> ``"hybrid-frames"``."""
+    """The canonical name of a variant, used for results files.
+
+    >>> variant_name("hybrid", {"input": "frames"})
+    'hybrid-frames'
+    """
     base, opts = parse_variant(model, options)
     parts = [base]
     if opts["input"] == "frames":
@@ -164,7 +168,8 @@ def standardise_fold(
     return _to_model_shape(z, kind), recipe
 
 
-def apply_recipe(x: np.ndarray, recipe: dict, speakers: np.ndarray | None = None, *, kind: str = "vector") -> np.ndarray:
+def apply_recipe(x: np.ndarray, recipe: dict, speakers: np.ndarray | None = None, *,
+                 kind: str = "vector") -> np.ndarray:
     """Standardise raw rows ``x`` with a recipe from :func:`standardise_fold` and shape them for the model.
 
     For a ``spknorm`` recipe, ``speakers`` names each row's speaker, which must
@@ -297,7 +302,8 @@ def _epoch_bar(total: int, desc: str, enabled: bool):
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
-            self.bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items() if k in ("loss", "val_loss", "val_accuracy")})
+            shown = ("loss", "val_loss", "val_accuracy")
+            self.bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items() if k in shown})
             self.bar.update(1)
 
         def on_train_end(self, logs=None):
@@ -378,13 +384,14 @@ def keras_fold(
     model_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> FoldResult:
-    """Train ``model`` (``cnn``/``lstm``/``hybrid``, with optional variant suffixes) on one fold; score its test clips.
+    """Train ``model`` (``cnn``/``lstm``/``hybrid``, with variant suffixes) on one fold; score its test clips.
 
     ``options``: ``input`` (``"vector"`` or ``"frames"``), ``spknorm`` (bool),
     ``class_weights`` (bool), ``augment`` (False, True for
     :data:`AUGMENT_COPIES` warped copies per training clip, or a number of
-    copies), and optionally ``batch_size``, ``patience``, ``learning_rate``. ``epochs`` defaults to 2 in quick mode (which also
-    caps training at :data:`QUICK_MAX_TRAIN` clips) and to
+    copies), and optionally ``batch_size``, ``patience``, ``learning_rate``.
+    ``epochs`` defaults to 2 in quick mode (which also caps training at
+    :data:`QUICK_MAX_TRAIN` clips) and to
     :data:`DEFAULT_EPOCHS` otherwise, with early stopping. The model and its
     sidecar are saved under ``model_dir`` when given. ``extra`` of the result
     holds ``n_params``, ``best_epoch``, ``train_time_s`` and ``model_path``.
@@ -515,7 +522,8 @@ def prepare_inputs(features: np.ndarray, sidecar: dict, *, reference: np.ndarray
     if x.ndim == single_ndim:
         x = x[None]
     if x.ndim != single_ndim + 1 or x.shape[-1] != n_feat:
-        raise ValueError(f"a {kind} model expects features of shape {'(N, 187)' if kind == 'vector' else '(N, T, 187)'}"
+        shape = "(N, 187)" if kind == "vector" else "(N, T, 187)"
+        raise ValueError(f"a {kind} model expects features of shape {shape}"
                          f" with {n_feat} features, got {np.shape(features)}")
     if kind == "frames" and x.shape[1] != sidecar["input_shape"][0]:
         raise ValueError(f"the model expects {sidecar['input_shape'][0]} frames per clip, got {x.shape[1]}: "
@@ -536,5 +544,5 @@ def prepare_inputs(features: np.ndarray, sidecar: dict, *, reference: np.ndarray
 
 
 def predict_proba(model, sidecar: dict, features: np.ndarray, *, reference: np.ndarray | None = None) -> np.ndarray:
-    """Class probabilities ``(N, 7)`` in ``sidecar["emotions"]`` order for raw features (see :func:`prepare_inputs`)."""
+    """Class probabilities ``(N, 7)``, in ``sidecar["emotions"]`` order, for raw features (:func:`prepare_inputs`)."""
     return np.asarray(model.predict(prepare_inputs(features, sidecar, reference=reference), verbose=0))
