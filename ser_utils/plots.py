@@ -127,11 +127,12 @@ def learning_curves(history: dict, *, title: str = "Learning curves") -> plt.Fig
 
 def scores_bar(table: pd.DataFrame, *, metric: str = "accuracy_mean", title: str = "Scores by protocol") -> plt.Figure:
     """Grouped bar chart of a metric (in %) per model, one colour per protocol."""
-    fig, ax = plt.subplots(figsize=(9, 3.6))
+    fig, ax = plt.subplots(figsize=(max(9, 0.75 * table["model"].nunique() + 3), 4.2))
     sns.barplot(data=table, x="model", y=metric, hue="protocol", ax=ax)
     ax.set(title=title, xlabel="model", ylabel=metric.replace("_mean", " (%)"), ylim=(0, 100))
     ax.axhline(100 / len(EMOTIONS), color="grey", ls=":", lw=1, label="chance")
-    ax.legend(loc="lower right", fontsize=8)
+    plt.setp(ax.get_xticklabels(), rotation=35, ha="right")  # variant names are long
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     fig.tight_layout()
     return fig
 
