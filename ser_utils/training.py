@@ -57,6 +57,10 @@ DEFAULT_EPOCHS = 100
 #: learning-rate halving after 4 flat epochs, lets the run get past a plateau before stopping.
 PATIENCE = 10
 LR_PATIENCE = 4
+#: Epochs before early stopping starts watching. Batch normalisation's running statistics are
+#: poor for the first few epochs, so the validation loss there is erratic; on the speaker
+#: protocol a CNN once kept its epoch-1 weights because no later epoch beat that lucky value.
+WARMUP_EPOCHS = 5
 QUICK_EPOCHS = 2
 #: In quick mode at most this many training clips (4 batches), so CI stays fast on any corpus.
 QUICK_MAX_TRAIN = 128
@@ -336,9 +340,11 @@ def fit_model(
 ) -> dict:
     """Train a compiled model with early stopping on the validation loss; return the history dict.
 
-    The weights of the epoch with the lowest validation loss are restored at
-    the end (Keras 3 restores them whether or not training stopped early), and
-    the learning rate is halved after ``LR_PATIENCE`` flat epochs. Without a
+    The weights of the epoch with the lowest validation loss (from epoch
+    :data:`WARMUP_EPOCHS` + 1 on, when training is long enough for that to
+    matter) are restored at the end (Keras 3 restores them whether or not
+    training stopped early), and the learning rate is halved after
+    ``LR_PATIENCE`` flat epochs. Without a
     validation set the training loss is monitored instead. The history holds
     ``loss``, ``accuracy`` (and ``val_`` versions) per epoch as plain floats,
     plus ``best_epoch`` (1-based).
@@ -347,8 +353,10 @@ def fit_model(
 
     has_val = x_val is not None and len(x_val) > 0
     monitor = "val_loss" if has_val else "loss"
+    warmup = WARMUP_EPOCHS if epochs > WARMUP_EPOCHS + patience else 0
     callbacks = [
-        keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True),
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True,
+                                      start_from_epoch=warmup),
         keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=LR_PATIENCE, min_lr=1e-5),
         _epoch_bar(epochs, desc, progress),
     ]
@@ -359,7 +367,7 @@ def fit_model(
         class_weight=class_weight, callbacks=callbacks, verbose=0,
     )
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-    history["best_epoch"] = int(np.argmin(history[monitor])) + 1
+    history["best_epoch"] = warmup + int(np.argmin(history[monitor][warmup:])) + 1
     return history
 
 

@@ -186,6 +186,21 @@ def test_tiny_training_run_lowers_the_loss(toy):
     assert 1 <= history["best_epoch"] <= 6
 
 
+def test_early_stopping_waits_for_the_warmup(toy):
+    from ser_utils.models import build_model
+    from ser_utils.training import WARMUP_EPOCHS, set_seed
+
+    set_seed(0)
+    split = toy_split(toy)
+    x, _ = standardise_fold(toy, toy.index(split.train))
+    model = build_model("cnn", x.shape[1:])
+    compile_model(model)
+    tr, va = toy.index(split.train), toy.index(split.val)
+    history = fit_model(model, x[tr], toy.labels[tr], x[va], toy.labels[va], epochs=30, patience=2)
+    assert history["best_epoch"] > WARMUP_EPOCHS
+    assert WARMUP_EPOCHS + 1 <= len(history["loss"]) <= history["best_epoch"] + 2
+
+
 def test_two_seeded_runs_are_identical(toy, tmp_path):
     split = toy_split(toy)
     runs = [keras_fold(toy, split, "hybrid", seed=3, epochs=3, progress=False) for _ in range(2)]
