@@ -444,6 +444,60 @@ def execute_chapter(
     return len(nbformat.read(str(output), as_version=4).cells)
 
 
+def jupyter_stream_text(text: str) -> str:
+    """Stream text as Jupyter displays it: on each line only what follows the last carriage return.
+
+    Progress bars (tqdm) redraw themselves with ``\r``; the notebook file keeps
+    every redraw, but JupyterLab shows one line per bar, and nothing for a bar
+    that cleared itself on closing (``leave=False``). Lines emptied that way are
+    dropped.
+    """
+    lines = []
+    for line in text.split("\n"):
+        shown = line.rsplit("\r", 1)[-1]
+        if "\r" in line and not shown.strip():
+            continue
+        lines.append(shown)
+    return "\n".join(lines)
+
+
+def tidy_streams(notebook: Path) -> bool:
+    """Rewrite an executed notebook's stream outputs as Jupyter would show them; True if it changed.
+
+    Consecutive outputs of one stream (stdout or stderr) in a cell are merged
+    and passed through :func:`jupyter_stream_text`; a stream left blank (a
+    progress bar that cleared itself) is removed. Without this the book would
+    print every redraw of every training progress bar.
+    """
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    changed = False
+    for cell in nb.cells:
+        outputs = []
+        for out in cell.get("outputs", []):
+            prev = outputs[-1] if outputs else None
+            if (out.get("output_type") == "stream" and prev is not None
+                    and prev.get("output_type") == "stream" and prev.get("name") == out.get("name")):
+                prev["text"] += out.get("text", "")
+                changed = True
+            else:
+                outputs.append(out)
+        kept = []
+        for out in outputs:
+            if out.get("output_type") == "stream" and "\r" in out.get("text", ""):
+                out["text"] = jupyter_stream_text(out["text"])
+                changed = True
+                if not out["text"].strip():
+                    continue
+            kept.append(out)
+        if "outputs" in cell:
+            cell["outputs"] = kept
+    if changed:
+        nbformat.write(nb, str(notebook))
+    return changed
+
+
 def stderr_notes(notebook: Path) -> list[str]:
     """Warnings a chapter printed to stderr: ``"cell N: first line"`` (noise to fix at its source)."""
     import nbformat
@@ -818,6 +872,7 @@ def _run_book(
         label = f"[{i}/{len(notebooks)}] {entry.stem}"
         if entry not in selected:
             if out.exists() and stamp is not None and stamp.get("status") == "ok":
+                tidy_streams(out)
                 changed = stamp.get("source_sha256") != file_hash(entry.path)
                 echo(f"{label}: kept from an earlier run (not selected by --only)"
                      + ("; its source has changed since, re-run it to update" if changed else ""))
@@ -836,6 +891,7 @@ def _run_book(
         source_hash = file_hash(entry.path)
         if not force and is_up_to_date(out, stamp, params, source_hash):
             echo(f"{label}: up to date, skipped (executed earlier in {stamp.get('wall_s', 0):.1f} s)")
+            tidy_streams(out)  # idempotent; also tidies copies executed before the runner did this
             report.chapters.append(ChapterTiming(entry.stem, entry.docname, "cached", stamp.get("wall_s"),
                                                  stamp.get("cells"), params))
             continue
@@ -854,6 +910,7 @@ def _run_book(
             echo(f"{label}: FAILED after {wall:.1f} s")
             raise
         wall = round(time.perf_counter() - t0, 2)
+        tidy_streams(out)
         notes = stderr_notes(out)
         stamps.mkdir(parents=True, exist_ok=True)
         stamp_file.write_text(json.dumps({

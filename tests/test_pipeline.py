@@ -132,7 +132,11 @@ def test_parameters_reach_only_the_chapters_declaring_them(tmp_path, capfd):
         "02_extra": (STANDARD + '\nprotocols = ["random"]\nseeds = [0]', show,
                      "print(f'protocols={protocols} seeds={seeds}')",
                      # tqdm in a kernel without ipywidgets: must leave no stderr noise in the page
-                     "from tqdm.auto import tqdm\nprint(sum(tqdm(range(3))))"),
+                     "from tqdm.auto import tqdm\nprint(sum(tqdm(range(3))))",
+                     # explicit bars: one that clears itself leaves nothing, a kept one a single line
+                     "import time\nfor i in tqdm(range(3), disable=False, leave=False, mininterval=0):\n"
+                     "    time.sleep(0.01)",
+                     "for i in tqdm(range(3), disable=False, desc='kept', mininterval=0):\n    time.sleep(0.01)"),
     })
     report = run_book(tmp_path, parameters=params(epochs=3, protocols=["speaker", "word"], seeds=[1, 2]),
                       html=False, progress=False, echo=lambda s: None)
@@ -144,8 +148,9 @@ def test_parameters_reach_only_the_chapters_declaring_them(tmp_path, capfd):
     assert "dataset=demo quick=True epochs=3" in out2
     assert "protocols=['speaker', 'word'] seeds=[1, 2]" in out2
     nb2 = nbformat.read(str(tmp_path / "_build/src/book/02_extra.ipynb"), as_version=4)
-    stderr = [o for c in nb2.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
-    assert stderr == []
+    stderr = [o.text for c in nb2.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
+    assert len(stderr) == 1 and stderr[0].count("\n") <= 1 and "\r" not in stderr[0], stderr
+    assert stderr[0].startswith("kept: 100%"), stderr
     # The kernel's own output is kept apart in a log, and the TCP-without-encryption warning is gone.
     kernel_log = (tmp_path / "_build/logs/01_std.kernel.log").read_text()
     assert "without encryption" not in kernel_log + capfd.readouterr().err
@@ -277,6 +282,14 @@ def test_build_fails_on_any_warning(tmp_path):
     assert "no-such-label" in text and "nobody1999" in text
     assert any(w.startswith("book/intro.md") for w in info.value.warnings)
     assert json.loads((tmp_path / "_build/book-timings.json").read_text())["failed"] == "jupyter-book build"
+
+
+def test_jupyter_stream_text_keeps_what_jupyter_shows():
+    bar = "\rtrain:   0%|  | 0/2\rtrain:  50%|# | 1/2\rtrain: 100%|##| 2/2\n"
+    assert pipeline.jupyter_stream_text(bar) == "train: 100%|##| 2/2\n"
+    cleared = "\rfit:   0%| | 0/2\rfit: 100%| | 2/2\r           \r"
+    assert pipeline.jupyter_stream_text("before\n" + cleared + "after\n") == "before\nafter\n"
+    assert pipeline.jupyter_stream_text("plain\ntext\n") == "plain\ntext\n"
 
 
 def test_sphinx_warnings_parses_the_log(tmp_path):
