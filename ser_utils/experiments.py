@@ -61,36 +61,26 @@ def run_experiment(
     options = dict(options or {})
     splits = ch.splits(protocol, seed)
     family = model_family(model)
-    n_params = None
-    if family == "baseline":
-        if model == "duration":
-            folds, wall = run_folds(splits, lambda s: duration_fold(ch.manifest, s, seed), progress=progress)
-        else:
-            folds, wall = run_folds(splits, lambda s: vector_fold(ch.features, s, model, seed), progress=progress)
-    elif family == "keras":
-        from .training import keras_fold
-
-        model_dir = ch.ctx.artifacts_dir / "models"
-        folds, wall = run_folds(
-            splits,
-            lambda s: keras_fold(ch.features, s, model, seed=seed, epochs=epochs, quick=ch.ctx.quick,
-                                 options=options, model_dir=model_dir, progress=progress),
-            progress=progress,
-        )
+    if model == "duration":
+        fit_predict = lambda s: duration_fold(ch.manifest, s, seed)  # noqa: E731
+    elif family == "baseline":
+        fit_predict = lambda s: vector_fold(ch.features, s, model, seed)  # noqa: E731
     else:
-        from .vision import vision_fold
-
+        if family == "keras":
+            from .training import keras_fold as fold_fn
+        else:
+            from .vision import vision_fold as fold_fn
         model_dir = ch.ctx.artifacts_dir / "models"
-        folds, wall = run_folds(
-            splits,
-            lambda s: vision_fold(ch.features, s, model, seed=seed, epochs=epochs, quick=ch.ctx.quick,
-                                  options=options, model_dir=model_dir, progress=progress),
-            progress=progress,
-        )
+
+        def fit_predict(split):
+            return fold_fn(ch.features, split, model, seed=seed, epochs=epochs, quick=ch.ctx.quick,
+                           options=options, model_dir=model_dir, progress=progress)
+
+    folds, wall = run_folds(splits, fit_predict, progress=progress)
     n_params = next((f.extra.get("n_params") for f in folds if f.extra.get("n_params")), None)
     record = make_record(
         model, protocol, seed, folds,
-        dataset=dataset_info(ch.ctx, len(ch.features) if family != "baseline" or model != "duration" else ch.summary.n_ok),
+        dataset=dataset_info(ch.ctx, ch.summary.n_ok if model == "duration" else len(ch.features)),
         wall_time=wall, n_params=n_params,
         config={"features": ch.feature_config.key(), "epochs": epochs, **options},
     )
