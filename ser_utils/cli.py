@@ -151,7 +151,10 @@ def _train_model_name(args: argparse.Namespace) -> tuple[str, dict]:
         options = {"augment": bool(args.augment)}
         if args.pretrained:
             options["pretrained"] = args.pretrained
-        return args.model, options
+        from .vision import variant_name as vision_variant
+
+        # Pretrained or augmented runs get their own results files (vit-pretrained, beit-specaug).
+        return vision_variant(args.model, options), options
     if args.spknorm:
         if args.model == "duration":
             raise UserError("--spknorm does not apply to the duration baseline")
