@@ -466,7 +466,7 @@ def tidy_streams(notebook: Path) -> bool:
 
     Consecutive outputs of one stream (stdout or stderr) in a cell are merged
     and passed through :func:`jupyter_stream_text`; a stream left blank (a
-    progress bar that cleared itself) is removed. Without this the book would
+    progress bar that cleared itself, a lone newline) is removed. Without this the book would
     print every redraw of every training progress bar.
     """
     import nbformat
@@ -485,10 +485,12 @@ def tidy_streams(notebook: Path) -> bool:
                 outputs.append(out)
         kept = []
         for out in outputs:
-            if out.get("output_type") == "stream" and "\r" in out.get("text", ""):
-                out["text"] = jupyter_stream_text(out["text"])
-                changed = True
-                if not out["text"].strip():
+            if out.get("output_type") == "stream":
+                if "\r" in out.get("text", ""):
+                    out["text"] = jupyter_stream_text(out["text"])
+                    changed = True
+                if not out.get("text", "").strip():  # e.g. the newline a finished bar prints last
+                    changed = True
                     continue
             kept.append(out)
         if "outputs" in cell:
