@@ -122,7 +122,8 @@ def scores_table(records: list[dict], paper: dict[str, float] | None = None) -> 
     out["data"] = ", ".join(sorted(datasets))
     if paper is not None:
         out["paper accuracy %"] = [
-            paper.get(m.split("-")[0], float("nan")) if p == "random" else float("nan")
+            # exact model name only: a variant (hybrid-frames) is not what the paper measured
+            paper.get(m, float("nan")) if p == "random" else float("nan")
             for m, p in zip(out["model"], out["protocol"], strict=True)
         ]
     return out
