@@ -42,14 +42,21 @@ def _demo_corpus(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("manifest")
-def _manifest(args: argparse.Namespace) -> int:
-    from .data import TessNotFoundError, build_manifest, summarise_manifest
+def _load_manifest(data_dir: str):
+    """The manifest of ``data_dir``, or a :class:`UserError` saying where TESS was looked for."""
+    from .data import TessNotFoundError, build_manifest
 
     try:
-        manifest = build_manifest(args.data_dir)
+        return build_manifest(data_dir)
     except TessNotFoundError as exc:
         raise UserError(str(exc)) from exc
+
+
+@command("manifest")
+def _manifest(args: argparse.Namespace) -> int:
+    from .data import summarise_manifest
+
+    manifest = _load_manifest(args.data_dir)
     summary = summarise_manifest(manifest)
     print(summary)
     if args.output:
@@ -73,13 +80,10 @@ def _download(args: argparse.Namespace) -> int:
 
 @command("features")
 def _features(args: argparse.Namespace) -> int:
-    from .data import TessNotFoundError, build_manifest, summarise_manifest
+    from .data import summarise_manifest
     from .features import FeatureConfig, ensure_features, quick_config
 
-    try:
-        manifest = build_manifest(args.data_dir)
-    except TessNotFoundError as exc:
-        raise UserError(str(exc)) from exc
+    manifest = _load_manifest(args.data_dir)
     out = Path(args.output or Path("artifacts") / Path(args.data_dir).name)
     cfg = quick_config() if args.quick else FeatureConfig()
     fs = ensure_features(manifest, out, cfg, jobs=args.jobs)
