@@ -62,7 +62,8 @@ def main() -> None:
 
     # Warm-up, the same on both sides: JIT in this process and in the worker processes.
     naive_vector(sample["path"][0])
-    ensure_features(sample.iloc[:4], tmp / "warmup", cfg, jobs=args.jobs, progress=False)
+    # One chunk per worker, so that every worker process is started and warm (a chunk is 50 clips).
+    ensure_features(sample.iloc[: 50 * args.jobs], tmp / "warmup", cfg, jobs=args.jobs, progress=False)
 
     t0 = time.perf_counter()
     naive = np.stack([naive_vector(p) for p in sample["path"]])

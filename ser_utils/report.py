@@ -267,8 +267,9 @@ def missing_models(records: Sequence[dict], models: Iterable[str] = DEEP_MODELS,
         lacking = [p for p in protocols if (m, p) not in have]
         if lacking:
             chapter = DEEP_MODELS.get(m)
-            how = (f"run chapter {chapter} or `python -m ser_utils train {m} --protocol {lacking[0]}`"
-                   if chapter else f"`python -m ser_utils train {m}`")
+            wanted = ", ".join(f'"{p}"' for p in lacking)
+            how = (f"`python -m ser_utils train {m} --protocol {lacking[0]}`, or chapter {chapter} "
+                   f"with {wanted} in its `protocols` parameter" if chapter else f"`python -m ser_utils train {m}`")
             rows.append({"model": m, "missing protocols": ", ".join(lacking), "how to produce": how})
     return pd.DataFrame(rows, columns=["model", "missing protocols", "how to produce"])
 
