@@ -11,8 +11,9 @@
    the ``parameters`` cell; only the parameters a chapter declares are passed,
    so chapter-specific ones (``protocols``, ``seeds``) reach only the chapters
    that have them;
-4. writes a stamp per chapter (parameters + hash of the source notebook), so a
-   re-run skips chapters already executed with the same inputs and an
+4. writes a stamp per chapter (parameters, data environment, and hashes of the
+   source notebook and of the ``ser_utils`` sources), so a re-run skips
+   chapters already executed with the same inputs and code, and an
    interrupted run resumes at the first chapter not yet done;
 5. stops at the first failing chapter with a message naming the chapter, the
    cell and the error (:class:`ChapterFailed`);
@@ -232,8 +233,16 @@ def file_hash(path: str | os.PathLike) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def package_hash() -> str:
+    """SHA-256 over the ``ser_utils`` sources: a chapter executed with older package code is stale."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
 def _stamp_environment() -> dict:
-    return {k: os.environ.get(k) for k in STAMP_ENVIRONMENT}
+    return {**{k: os.environ.get(k) for k in STAMP_ENVIRONMENT}, "ser_utils_sha256": package_hash()}
 
 
 def _normalise(obj):

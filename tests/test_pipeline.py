@@ -182,6 +182,15 @@ def test_resume_skips_up_to_date_chapters_and_reruns_changed_ones(tmp_path):
     assert statuses(run_book(tmp_path, parameters=params(quick=False), only="1", force=True, **quiet))["01_a"] == "executed"
 
 
+def test_a_change_to_the_package_code_makes_every_stamp_stale(tmp_path, monkeypatch):
+    write_book(tmp_path, {"01_a": (STANDARD, "print(quick)")})
+    quiet = {"html": False, "progress": False, "echo": lambda s: None}
+    assert statuses(run_book(tmp_path, parameters=params(), **quiet)) == {"01_a": "executed"}
+    assert statuses(run_book(tmp_path, parameters=params(), **quiet)) == {"01_a": "cached"}
+    monkeypatch.setattr(pipeline, "package_hash", lambda: "edited ser_utils")
+    assert statuses(run_book(tmp_path, parameters=params(), **quiet)) == {"01_a": "executed"}
+
+
 def test_failing_chapter_stops_the_run_naming_chapter_and_cell(tmp_path):
     write_book(tmp_path, {
         "01_ok": (STANDARD, "print('one')"),
