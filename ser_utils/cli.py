@@ -197,7 +197,8 @@ def _book(args: argparse.Namespace) -> int:
 @command("report")
 def _report(args: argparse.Namespace) -> int:
     from .config import project_root
-    from .report import README_END, README_START, build_report, default_results_dir, update_readme
+    from .report import (README_END, README_START, build_report, default_results_dir, save_uar_figure,
+                         update_readme)
 
     results = Path(args.results) if args.results else default_results_dir()
     if results is None or not results.is_dir():
@@ -209,6 +210,8 @@ def _report(args: argparse.Namespace) -> int:
         raise UserError(f"no results files (*__*__seed*.json) in {results}; run the chapters or "
                         "`python -m ser_utils train MODEL` first")
     print(block)
+    if args.figure:
+        print(f"\nFigure: {save_uar_figure(records, args.figure)}")
     if args.no_readme:
         return 0
     readme = Path(args.readme) if args.readme else project_root() / "README.md"
@@ -306,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--readme", metavar="README.md", help="README to update between the results markers "
                    "(default: the project's README.md)")
     p.add_argument("--no-readme", action="store_true", help="only print the table")
+    p.add_argument("--figure", metavar="FILE.png", help="also draw UAR by model and protocol into FILE.png")
 
     p = sub.add_parser("predict", help="classify one audio file with a saved model (7 probabilities)")
     p.add_argument("clip", help="audio file (WAV/FLAC/AIFF, any rate, mono or stereo)")

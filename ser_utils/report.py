@@ -448,6 +448,21 @@ def build_report(results_dir: str | os.PathLike) -> tuple[list[dict], str]:
     return records, markdown_table(records, source=_display_path(results_dir))
 
 
+def save_uar_figure(records: Sequence[dict], path: str | os.PathLike) -> Path:
+    """Draw UAR by model and protocol (the chapter 7 bar chart) for ``records`` into a PNG file."""
+    import matplotlib.pyplot as plt
+
+    from . import plots
+
+    table = comparison_table(records)
+    fig = plots.scores_bar(table, metric="uar_mean", title=f"UAR by model and protocol ({table['dataset'].iloc[0]})")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 def _display_path(path: str | os.PathLike) -> str:
     from .config import project_root
 

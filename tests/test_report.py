@@ -151,7 +151,9 @@ def test_report_command_regenerates_readme_from_results_files(tmp_path, records,
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- results:start -->\nstale\n<!-- results:end -->\nend\n")
     with pytest.warns(UserWarning, match="unreadable"):
-        assert main(["report", "--results", str(art / "results"), "--readme", str(readme)]) == 0
+        assert main(["report", "--results", str(art / "results"), "--readme", str(readme),
+                     "--figure", str(tmp_path / "fig" / "uar.png")]) == 0
+    assert (tmp_path / "fig" / "uar.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = readme.read_text()
     assert "stale" not in text and text.startswith("intro\n") and text.endswith("end\n")
     expected = report.comparison_table(records)
