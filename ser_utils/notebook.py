@@ -128,6 +128,8 @@ def start_chapter(
 
     sns.set_theme(context="notebook", style="whitegrid")
     matplotlib.rcParams["figure.dpi"] = 90
+    # Our tables carry sentences (how to produce a missing result, why a clip failed): show them whole.
+    pd.set_option("display.max_colwidth", None)
     ctx = resolve_run(dataset, data_dir, artifacts_dir, protocol, seed, epochs, quick)
     manifest = build_manifest(ctx.data_dir, progress=False)
     manifest.to_csv(ctx.artifacts_dir / "manifest.csv", index=False)

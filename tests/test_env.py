@@ -26,3 +26,20 @@ def test_ci_runs_make_test():
     readme = (ROOT / "README.md").read_text()
     assert readme.index("make book") < readme.index("## Using real TESS")
     assert readme.index("make test") < readme.index("## Using real TESS")
+
+
+def test_every_checked_notebook_cell_has_a_reference_output():
+    """nbval compares a `# NBVAL_CHECK_OUTPUT` cell only when the committed cell was run and has outputs.
+
+    A check cell saved without them (execution_count None) is silently skipped by nbval, a
+    check that cannot fail; store the quick-mode outputs (what `make notebooks` produces).
+    """
+    import nbformat
+
+    checked = []
+    for path in sorted((ROOT / "book").glob("*.ipynb")):
+        for i, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            if cell.cell_type == "code" and "NBVAL_CHECK_OUTPUT" in cell.source:
+                checked.append(path.name)
+                assert cell.execution_count is not None and cell.outputs, f"{path.name} cell {i}: no reference output"
+    assert len(checked) >= 6
