@@ -157,9 +157,13 @@ def play_error(record: dict, manifest: pd.DataFrame) -> pd.Series | None:
 
 
 def fold_table(records: Sequence[dict]) -> pd.DataFrame:
-    """Accuracy and UAR (%) of every fold of every record: shows both directions of the speaker protocol."""
+    """Accuracy and UAR (%) of every fold of every record: shows both directions of the speaker protocol.
+
+    ``epochs`` and ``best_epoch`` show whether early stopping fired: a best epoch
+    equal to the maximum means the model was still improving when training stopped.
+    """
     rows = [{"model": r["model"], "protocol": r["protocol"], "seed": r["seed"], "fold": f["fold"],
-             "n_test": f["n_test"], "epochs": f.get("epochs"),
+             "n_test": f["n_test"], "epochs": f.get("epochs"), "best_epoch": f.get("best_epoch"),
              "accuracy": round(100 * f["metrics"]["accuracy"], 2), "uar": round(100 * f["metrics"]["uar"], 2)}
             for r in records for f in r["folds"]]
     return pd.DataFrame(rows)

@@ -211,6 +211,18 @@ def test_key_findings_read_their_numbers_from_the_records(records):
     assert report.key_findings([]) == ["No results yet."]
 
 
+def test_models_using_the_test_speaker_are_reported_apart_from_strict_ones(records):
+    # A -spknorm variant that beats every strict model must not become "the best unseen-speaker model".
+    both = [*records, _record("hybrid-spknorm", "speaker", wrong=20, folds=2)]
+    text = "\n".join(report.key_findings(both))
+    t = report.comparison_table(both).set_index(["model", "protocol"])
+    assert f"best UAR is {t.loc[('hybrid', 'speaker'), 'uar_mean']:.1f} % (`hybrid`)" in text
+    assert "test speaker's unlabelled statistics" in text and "(`hybrid-spknorm`)" in text
+    assert report.best_models(both, "speaker", 1, metric="uar") == ["hybrid-spknorm"]
+    assert report.best_models(both, "speaker", 2, metric="uar", strict=True) == ["hybrid", "logreg"]
+    assert set(report.compare_best_two(both, "speaker", strict=True)[["model_a", "model_b"]].iloc[0]) == {"hybrid", "logreg"}
+
+
 def test_compact_drops_a_single_dataset_column(records):
     t = report.formatted_table(report.comparison_table(records))
     assert "dataset" not in report.compact(t).columns

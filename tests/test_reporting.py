@@ -60,7 +60,7 @@ def test_protocol_table_puts_the_paper_only_beside_random_rows():
     acc0 = 100 * np.mean(np.array(Y_TRUE) == np.array(Y_PRED))
     assert table.loc["random", "accuracy_mean"] == pytest.approx((acc0 + 100) / 2, abs=0.01)
     folds = reporting.fold_table(recs)
-    assert len(folds) == 3 and set(folds.columns) >= {"fold", "accuracy", "uar"}
+    assert len(folds) == 3 and set(folds.columns) >= {"fold", "epochs", "best_epoch", "accuracy", "uar"}
 
 
 def test_run_protocols_reuses_done_records(quick_chapter):
