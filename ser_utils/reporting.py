@@ -72,10 +72,9 @@ def protocol_table(records: Sequence[dict], paper: dict[str, float] = PAPER_ACCU
     out["seeds"] = g["seed"].nunique()
     out["wall_time_s"] = g["wall_time_s"].mean().round(1)
     out = out.reset_index()
-    # Float (NaN where the paper has no figure), so every table shows a missing value the same way.
-    out["paper_accuracy"] = pd.to_numeric(pd.Series([paper.get(m) if p == PAPER_PROTOCOL else None
-                                                     for m, p in zip(out["model"], out["protocol"], strict=True)],
-                                                    dtype=object), errors="coerce")
+    # NaN (not None) where the paper has no figure, so every table shows a missing value the same way.
+    out["paper_accuracy"] = [paper.get(m, np.nan) if p == PAPER_PROTOCOL else np.nan
+                             for m, p in zip(out["model"], out["protocol"], strict=True)]
     return out
 
 
