@@ -13,11 +13,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .errors import UserError
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
-
-
-class UserError(Exception):
-    """An error the user can fix (bad argument, missing data); printed without a traceback."""
 
 
 def command(name: str):
@@ -43,13 +41,10 @@ def _demo_corpus(args: argparse.Namespace) -> int:
 
 
 def _load_manifest(data_dir: str):
-    """The manifest of ``data_dir``, or a :class:`UserError` saying where TESS was looked for."""
-    from .data import TessNotFoundError, build_manifest
+    """The manifest of ``data_dir`` (a missing folder raises :class:`TessNotFoundError`, a user error)."""
+    from .data import build_manifest
 
-    try:
-        return build_manifest(data_dir)
-    except TessNotFoundError as exc:
-        raise UserError(str(exc)) from exc
+    return build_manifest(data_dir)
 
 
 @command("manifest")
@@ -68,12 +63,9 @@ def _manifest(args: argparse.Namespace) -> int:
 
 @command("download")
 def _download(args: argparse.Namespace) -> int:
-    from .download import DownloadError, download_tess
+    from .download import download_tess
 
-    try:
-        out = download_tess(args.dest, url=args.url, sha256=args.sha256)
-    except DownloadError as exc:
-        raise UserError(str(exc)) from exc
+    out = download_tess(args.dest, url=args.url, sha256=args.sha256)
     print(f"TESS extracted to {out}\nUse it with: export SER_TESS_DIR={out}")
     return 0
 
@@ -103,18 +95,13 @@ TRAIN_MODELS = ("cnn", "lstm", "hybrid", "vit", "beit", "logreg", "rf", "duratio
 
 @command("train")
 def _train(args: argparse.Namespace) -> int:
-    from .data import TessNotFoundError
-
     name, options = _train_model_name(args)
     from .experiments import run_experiment, scores_table
     from .notebook import banner_text, start_chapter
     from .paper import PAPER_ACCURACY
 
-    try:
-        ch = start_chapter(args.dataset, args.data_dir, args.artifacts, args.protocol, args.seeds[0],
-                           args.epochs, True if args.quick else None, show_banner=False)
-    except TessNotFoundError as exc:
-        raise UserError(str(exc)) from exc
+    ch = start_chapter(args.dataset, args.data_dir, args.artifacts, args.protocol, args.seeds[0],
+                       args.epochs, True if args.quick else None, show_banner=False)
     print(banner_text(ch.ctx, ch.summary))
     records = []
     for seed in args.seeds:
@@ -169,8 +156,7 @@ def _train_model_name(args: argparse.Namespace) -> tuple[str, dict]:
 @command("book")
 def _book(args: argparse.Namespace) -> int:
     from .config import project_root
-    from .data import TessNotFoundError
-    from .pipeline import BookSetupError, PipelineError, resolve_parameters, run_book
+    from .pipeline import PipelineError, resolve_parameters, run_book
 
     if args.epochs is not None and args.epochs < 1:
         raise UserError(f"--epochs must be at least 1, not {args.epochs}")
@@ -181,13 +167,13 @@ def _book(args: argparse.Namespace) -> int:
             args.dataset, args.data_dir, args.artifacts_dir, True if args.quick else None, args.epochs,
             None if args.protocols is None else split(args.protocols), seeds,
         )
-    except (TessNotFoundError, ValueError) as exc:
+    except ValueError as exc:  # a malformed --seeds or --protocols value
+        if isinstance(exc, UserError):
+            raise
         raise UserError(str(exc)) from exc
     try:
         run_book(args.book_root or project_root(), args.path_output, parameters=params, only=args.only,
                  force=args.force, html=not args.no_html)
-    except BookSetupError as exc:
-        raise UserError(str(exc)) from exc
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -311,12 +297,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-readme", action="store_true", help="only print the table")
     p.add_argument("--figure", metavar="FILE.png", help="also draw UAR by model and protocol into FILE.png")
 
+    p = sub.add_parser("saved-code", help="check (or --write) that the chapters' #@save cells match ser_utils")
+    p.add_argument("--write", action="store_true", help="copy the chapters' saved cells into the package")
+
     p = sub.add_parser("predict", help="classify one audio file with a saved model (7 probabilities)")
     p.add_argument("clip", help="audio file (WAV/FLAC/AIFF, any rate, mono or stereo)")
     p.add_argument("--model", metavar="PATH", help="saved .keras model (default: the newest hybrid under artifacts/)")
     p.add_argument("--cam", metavar="OUT.png", help="also write a Grad-CAM figure of the decision")
 
     return parser
+
+
+@command("saved-code")
+def _saved_code(args: argparse.Namespace) -> int:
+    from .config import project_root
+    from .course.literate import check_saved_code, write_saved_code
+
+    root = project_root()
+    if args.write:
+        changed = write_saved_code(root / "book", root / "ser_utils")
+        print("updated: " + ", ".join(changed) if changed else "package already matches the chapters")
+        return 0
+    problems = check_saved_code(root / "book", root / "ser_utils")
+    for line in problems:
+        print(line)
+    print(f"{len(problems)} difference(s)" if problems else "every #@save cell matches its package copy")
+    return 1 if problems else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

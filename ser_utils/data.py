@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
+from .errors import TessNotFoundError
 from .labels import EMOTIONS, UnknownLabelError, parse_tess_name
 
 #: Number of clips in the complete TESS release (2 speakers x 200 words x 7 emotions).
@@ -49,10 +50,6 @@ MANIFEST_COLUMNS = [
     "status",
     "reason",
 ]
-
-
-class TessNotFoundError(FileNotFoundError):
-    """No usable TESS folder was found; the message says where we looked and how to get it."""
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,12 @@ from pathlib import Path
 import requests
 from tqdm.auto import tqdm
 
+from .errors import DownloadError
+
 #: DOI of "Toronto emotional speech set (TESS)", Dupuis & Pichora-Fuller, 2010.
 TESS_DOI = "doi:10.5683/SP2/E8H2MF"
 TESS_URL = f"https://borealisdata.ca/api/access/dataset/:persistentId/?persistentId={TESS_DOI}"
 _CHUNK = 1 << 16  # small enough that an interrupted transfer keeps most of what arrived
-
-
-class DownloadError(RuntimeError):
-    """The archive could not be fetched or failed verification; the message says what to do."""
 
 
 def download_tess(

@@ -46,6 +46,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .errors import BookSetupError
+
 #: Parameters every chapter has (DESIGN.md section 3) that the runner may set.
 STANDARD_PARAMETERS = ("dataset", "data_dir", "artifacts_dir", "quick", "epochs")
 #: Environment variables that change what a chapter computes; part of the resume stamp.
@@ -63,10 +65,6 @@ Echo = Callable[[str], None]
 
 class PipelineError(RuntimeError):
     """A chapter or the book build failed; the message says where and why."""
-
-
-class BookSetupError(ValueError):
-    """The book cannot be run as asked (a user error): a toc entry without its file, a bad ``--only``."""
 
 
 class ChapterSelectionError(BookSetupError):

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .cli import UserError
+from .errors import UserError
 from .data import SILENCE_PEAK
 from .labels import EMOTIONS
 

@@ -56,7 +56,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from .cli import UserError
+from .errors import PretrainedUnavailableError, UserError
 from .evaluation import FoldResult
 from .features import FeatureSet, as_rgb
 from .labels import EMOTIONS
@@ -83,14 +83,6 @@ TRAIN_DEFAULTS = {
 QUICK_MAX_TRAIN = 96  # training images used in quick mode ("few images")
 ID2LABEL = dict(enumerate(EMOTIONS))
 LABEL2ID = {v: k for k, v in ID2LABEL.items()}
-
-
-class PretrainedUnavailableError(UserError, OSError):
-    """Pretrained weights were asked for but are neither a local folder, nor cached, nor downloadable.
-
-    A :class:`~ser_utils.cli.UserError`, so ``python -m ser_utils train`` prints the message
-    without a traceback; an ``OSError`` like the one ``from_pretrained`` raises.
-    """
 
 
 def variant_name(model: str, options: dict | None = None) -> str:

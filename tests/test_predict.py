@@ -12,7 +12,8 @@ import re
 import numpy as np
 import pytest
 
-from ser_utils.cli import UserError, main
+from ser_utils.cli import main
+from ser_utils.errors import UserError
 from ser_utils.labels import EMOTIONS
 
 from .helpers import write_wav

@@ -210,7 +210,8 @@ def test_variant_names_keep_settings_apart():
 
 
 def test_cli_prints_the_pretrained_error_without_a_traceback(monkeypatch, quick_chapter, capsys):
-    from ser_utils.cli import UserError, main
+    from ser_utils.cli import main
+    from ser_utils.errors import UserError
 
     assert issubclass(vision.PretrainedUnavailableError, UserError)
     assert issubclass(vision.PretrainedUnavailableError, OSError)
