@@ -35,6 +35,7 @@ from sklearn.metrics import (
     recall_score,
 )
 
+from .data import FULL_TESS_SIZE
 from .labels import EMOTIONS
 
 METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_weighted", "uar")
@@ -136,7 +137,7 @@ def dataset_info(ctx, n_clips: int) -> dict:
         "name": ctx.dataset,
         "synthetic": ctx.is_demo,
         "n_clips": int(n_clips),
-        "partial": (not ctx.is_demo) and n_clips < 2800,
+        "partial": (not ctx.is_demo) and n_clips < FULL_TESS_SIZE,
         "quick": ctx.quick,
     }
 
@@ -154,6 +155,13 @@ def save_record(record: dict, artifacts_dir: str | os.PathLike) -> Path:
     return path
 
 
+def load_record(path: str | os.PathLike) -> dict:
+    """One results JSON, with its file path under ``"_path"``."""
+    rec = json.loads(Path(path).read_text())
+    rec["_path"] = str(path)
+    return rec
+
+
 def load_records(results_dir: str | os.PathLike) -> list[dict]:
     """Every results JSON in a folder (sorted by file name); unreadable files are skipped with a warning."""
     import warnings
@@ -161,12 +169,9 @@ def load_records(results_dir: str | os.PathLike) -> list[dict]:
     records = []
     for path in sorted(Path(results_dir).glob("*__*__seed*.json")):
         try:
-            rec = json.loads(path.read_text())
+            records.append(load_record(path))
         except (OSError, json.JSONDecodeError) as exc:
             warnings.warn(f"skipping unreadable results file {path.name}: {exc}", stacklevel=2)
-            continue
-        rec["_path"] = str(path)
-        records.append(rec)
     return records
 
 

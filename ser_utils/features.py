@@ -337,11 +337,6 @@ def fit_standardizer(x: np.ndarray, train_idx: np.ndarray):
     return StandardScaler().fit(train.reshape(-1, train.shape[-1]))
 
 
-def apply_standardizer(scaler, x: np.ndarray) -> np.ndarray:
-    """Apply a scaler from :func:`fit_standardizer` to an array of any leading shape."""
-    return scaler.transform(x.reshape(-1, x.shape[-1])).reshape(x.shape).astype(np.float32)
-
-
 def standardize_per_speaker(x: np.ndarray, speakers: np.ndarray) -> np.ndarray:
     """Standardise each speaker's clips with that speaker's own mean and sd (no labels used).
 

@@ -40,9 +40,9 @@ import numpy as np
 
 from .features import FEATURE_GROUPS, N_MELS
 from .labels import EMOTIONS
+from .registry import LAST_CONV
 
 #: Name of the layer Grad-CAM reads, by convention of :mod:`ser_utils.models`.
-LAST_CONV = "last_conv"
 
 
 # --- the Grad-CAM model ----------------------------------------------------------------

@@ -28,7 +28,10 @@ import numpy as np
 import pandas as pd
 
 from .evaluation import load_records
+from .data import FULL_TESS_SIZE
 from .paper import PAPER_ACCURACY, PAPER_PROTOCOL
+from .registry import BASELINES, KERAS_MODELS, VISION_MODELS, ModelSpec
+from .splits import PROTOCOLS
 
 #: Metrics of the main table (keys of a record's ``metrics``), with their column titles.
 TABLE_METRICS: dict[str, str] = {
@@ -39,8 +42,8 @@ TABLE_METRICS: dict[str, str] = {
     "uar": "UAR",
 }
 #: Reading order of models in every table (unknown models and variants follow their base).
-MODEL_ORDER = ("duration", "logreg", "rf", "logreg-spknorm", "rf-spknorm", "cnn", "lstm", "hybrid", "vit", "beit")
-PROTOCOL_ORDER = ("random", "speaker", "word")
+MODEL_ORDER = BASELINES + KERAS_MODELS + VISION_MODELS
+PROTOCOL_ORDER = PROTOCOLS
 #: Models trained by chapters 3-6 (the expensive ones) and the chapter that trains each.
 DEEP_MODELS: dict[str, int] = {"cnn": 3, "lstm": 4, "hybrid": 5, "vit": 6, "beit": 6}
 #: Cheap models chapter 7 computes itself when their results are missing.
@@ -53,7 +56,8 @@ README_END = "<!-- results:end -->"
 
 
 def _model_key(model: str) -> tuple[int, str]:
-    base = model.split("-")[0]
+    spec = ModelSpec.parse_or_none(model)
+    base = spec.base if spec else None
     if model in MODEL_ORDER:
         return MODEL_ORDER.index(model), model
     if base in MODEL_ORDER:
@@ -84,8 +88,8 @@ def dataset_label(records: Sequence[dict]) -> str:
     n = max(int(r.get("dataset", {}).get("n_clips", 0)) for r in records)
     if d.get("synthetic") or d.get("name") == "demo":
         label = f"demo corpus (synthetic, not TESS), {n} clips"
-    elif d.get("partial") or n < 2800:
-        label = f"TESS, {n} of 2800 clips (partial)"
+    elif d.get("partial") or n < FULL_TESS_SIZE:
+        label = f"TESS, {n} of {FULL_TESS_SIZE} clips (partial)"
     else:
         label = f"TESS, {n} clips"
     return label + (", quick mode" if d.get("quick") else "")
@@ -356,7 +360,8 @@ def mcnemar(rec_a: dict, rec_b: dict) -> McNemarResult:
 
 def uses_test_speaker(model: str) -> bool:
     """True for variants that standardise with the test speaker's unlabelled statistics (``-spknorm``)."""
-    return "spknorm" in model.split("-")
+    spec = ModelSpec.parse_or_none(model)
+    return bool(spec and spec.uses_test_speaker)
 
 
 def best_models(records: Sequence[dict], protocol: str, k: int = 2, metric: str = "accuracy",
@@ -442,9 +447,9 @@ def default_results_dir(artifacts_root: str | os.PathLike | None = None) -> Path
 
     ``artifacts_root`` defaults to ``SER_ARTIFACTS_DIR`` or ``<project>/artifacts``.
     """
-    from .config import project_root
+    from .config import default_artifacts_root
 
-    root = Path(artifacts_root or os.environ.get("SER_ARTIFACTS_DIR") or project_root() / "artifacts")
+    root = Path(artifacts_root) if artifacts_root else default_artifacts_root()
     for name in ("tess", "demo", "demo-quick"):
         d = root / name / "results"
         if d.is_dir() and any(d.glob("*__*__seed*.json")):
@@ -490,16 +495,12 @@ def ensure_cheap_results(ch, protocols: Sequence[str], seeds: Sequence[int],
     Returns the ``model/protocol/seed`` names it computed (empty when all existed).
     """
     from .evaluation import result_path
-    from .experiments import run_experiment
+    from .experiments import run_grid
 
-    done = []
-    for m in models:
-        for p in protocols:
-            for s in seeds:
-                if not result_path(ch.ctx.artifacts_dir, m, p, s).exists():
-                    run_experiment(ch, m, p, s, progress=False)
-                    done.append(f"{m}/{p}/seed{s}")
-    return done
+    missing = [f"{m}/{p}/seed{s}" for m in models for p in protocols for s in seeds
+               if not result_path(ch.ctx.artifacts_dir, m, p, s).exists()]
+    run_grid(ch, models, protocols, seeds, skip_existing=True, progress=False)
+    return missing
 
 
 def key_findings(records: Sequence[dict]) -> list[str]:
@@ -530,8 +531,9 @@ def key_findings(records: Sequence[dict]) -> list[str]:
         paper_best = max(PAPER_ACCURACY, key=PAPER_ACCURACY.get)
         out.append(f"Random split: the best model is `{best}` with {score(best, 'random'):.1f} % accuracy "
                    f"(the paper's best: `{paper_best}`, {PAPER_ACCURACY[paper_best]:.2f} %, on the full TESS).")
-        simple = [m for m in random_models if m.split("-")[0] in ("logreg", "rf")]
-        deep = [m for m in random_models if m.split("-")[0] in DEEP_MODELS]
+        bases = {m: getattr(ModelSpec.parse_or_none(m), "base", None) for m in random_models}
+        simple = [m for m in random_models if bases[m] in ("logreg", "rf")]
+        deep = [m for m in random_models if bases[m] in DEEP_MODELS]
         if simple and deep:
             bs, bd = max(simple, key=lambda m: score(m, "random")), max(deep, key=lambda m: score(m, "random"))
             out.append(f"Best simple baseline `{bs}`: {score(bs, 'random'):.1f} %; best deep model `{bd}`: "

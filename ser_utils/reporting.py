@@ -44,12 +44,10 @@ def run_protocols(ch, models: Sequence[str], protocols: Sequence[str], seeds: Se
     Records in ``done`` (e.g. the run a chapter trained a few cells earlier)
     are reused for their (model, protocol, seed) instead of being trained again.
     """
-    from .experiments import run_experiment
+    from .experiments import run_grid
 
     kwargs.setdefault("progress", False)
-    have = {(r["model"], r["protocol"], r["seed"]): r for r in done}
-    return [have.get((m, p, s)) or run_experiment(ch, m, p, s, **kwargs)
-            for m in models for p in protocols for s in seeds]
+    return run_grid(ch, models, protocols, seeds, done=done, **kwargs)
 
 
 def protocol_table(records: Sequence[dict], paper: dict[str, float] = PAPER_ACCURACY) -> pd.DataFrame:
