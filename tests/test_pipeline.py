@@ -13,6 +13,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from myst_nb.core.utils import coalesce_streams
 
 from ser_utils import pipeline
 from ser_utils.cli import main
@@ -147,13 +148,14 @@ def test_parameters_reach_only_the_chapters_declaring_them(tmp_path, capfd):
     assert "False" in out1  # protocols was not injected into a chapter that does not declare it
     assert "dataset=demo quick=True epochs=3" in out2
     assert "protocols=['speaker', 'word'] seeds=[1, 2]" in out2
+    # What the book shows of the streams: myst-nb merges them (nb_merge_streams) and keeps a bar's last state.
     nb2 = nbformat.read(str(tmp_path / "_build/src/book/02_extra.ipynb"), as_version=4)
-    stderr = [o.text for c in nb2.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
-    assert len(stderr) == 1 and stderr[0].count("\n") <= 1 and "\r" not in stderr[0], stderr
+    shown = [coalesce_streams(c.get("outputs", [])) for c in nb2.cells]
+    stderr = [o.text for outs in shown for o in outs if o.get("name") == "stderr" and o.text.strip()]
+    assert len(stderr) == 1 and stderr[0].strip().count("\n") == 0 and "\r" not in stderr[0], stderr
     assert stderr[0].startswith("kept: 100%"), stderr
-    # The kernel's own output is kept apart in a log, and the TCP-without-encryption warning is gone.
-    kernel_log = (tmp_path / "_build/logs/01_std.kernel.log").read_text()
-    assert "without encryption" not in kernel_log + capfd.readouterr().err
+    # The kernel talks over a local socket: no TCP-without-encryption warning.
+    assert "without encryption" not in capfd.readouterr().err
     assert not list((tmp_path / "book").glob("kernel-*"))  # no kernel socket files in the chapter folder
     timings = json.loads((tmp_path / "_build/book-timings.json").read_text())
     assert [c["chapter"] for c in timings["chapters"]] == ["01_std", "02_extra"]
@@ -293,12 +295,11 @@ def test_build_fails_on_any_warning(tmp_path):
     assert json.loads((tmp_path / "_build/book-timings.json").read_text())["failed"] == "jupyter-book build"
 
 
-def test_jupyter_stream_text_keeps_what_jupyter_shows():
-    bar = "\rtrain:   0%|  | 0/2\rtrain:  50%|# | 1/2\rtrain: 100%|##| 2/2\n"
-    assert pipeline.jupyter_stream_text(bar) == "train: 100%|##| 2/2\n"
-    cleared = "\rfit:   0%| | 0/2\rfit: 100%| | 2/2\r           \r"
-    assert pipeline.jupyter_stream_text("before\n" + cleared + "after\n") == "before\nafter\n"
-    assert pipeline.jupyter_stream_text("plain\ntext\n") == "plain\ntext\n"
+def test_the_book_config_hands_stream_tidying_to_myst_nb():
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "_config.yml").read_text())["sphinx"]["config"]
+    assert config["nb_merge_streams"] is True and config["nb_output_stderr"] == "remove-warn"
 
 
 def test_sphinx_warnings_parses_the_log(tmp_path):
