@@ -276,25 +276,24 @@ def kernel_environment(base: dict | None = None) -> dict:
     return env
 
 
-def _kernel_manager(notebook: Path, socket_dir: str):
-    """A kernel manager on a local IPC socket in ``socket_dir`` (TCP would warn "running without encryption").
+def _kernel_config(socket_dir: str):
+    """Kernel-manager settings: a local IPC socket in ``socket_dir`` (TCP warns "running without encryption").
 
     Socket paths are limited to ~100 characters, so a very long temporary
     folder (or Windows) keeps jupyter_client's TCP default.
     """
-    import nbformat
-    from jupyter_client.manager import AsyncKernelManager
+    from traitlets.config import Config
 
-    kernel = nbformat.read(str(notebook), as_version=4).metadata.get("kernelspec", {}).get("name", "python3")
     if os.name == "posix" and len(socket_dir) <= 60:
-        return AsyncKernelManager(kernel_name=kernel, transport="ipc", ip=os.path.join(socket_dir, "k"))
-    return AsyncKernelManager(kernel_name=kernel)
+        return Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(socket_dir, "k")}})
+    return Config()
 
 
 def _source_cell_number(nb, index: int) -> int:
-    """1-based position in the source notebook of executed cell ``index`` (skipping injected cells)."""
-    injected = sum(1 for c in nb.cells[:index] if "injected-parameters" in c.get("metadata", {}).get("tags", []))
-    return index - injected + 1
+    """1-based position in the source notebook of cell ``index`` of the run (before papermill's error banners)."""
+    tags = [c.get("metadata", {}).get("tags", []) for c in nb.cells]
+    ran = [t for t in tags if "papermill-error-cell-tag" not in t]
+    return index - sum("injected-parameters" in t for t in ran[:index]) + 1
 
 
 def execute_chapter(entry: TocEntry, output: Path, parameters: dict, *, progress: bool = True,
@@ -320,7 +319,7 @@ def execute_chapter(entry: TocEntry, output: Path, parameters: dict, *, progress
             papermill.execute_notebook(
                 str(entry.path), str(output), parameters=parameters, cwd=str(entry.path.parent),
                 progress_bar=bar, log_output=False, execution_timeout=timeout,
-                km=_kernel_manager(entry.path, sockets),
+                config=_kernel_config(sockets),
             )
     except PapermillExecutionError as exc:
         cell = None

@@ -134,7 +134,7 @@ def test_parameters_reach_only_the_chapters_declaring_them(tmp_path, capfd):
                      "print(f'protocols={protocols} seeds={seeds}')",
                      # tqdm in a kernel without ipywidgets: must leave no stderr noise in the page
                      "from tqdm.auto import tqdm\nprint(sum(tqdm(range(3))))",
-                     # explicit bars: one that clears itself leaves nothing, a kept one a single line
+                     # explicit bars: stderr, which the book leaves out
                      "import time\nfor i in tqdm(range(3), disable=False, leave=False, mininterval=0):\n"
                      "    time.sleep(0.01)",
                      "for i in tqdm(range(3), disable=False, desc='kept', mininterval=0):\n    time.sleep(0.01)"),
@@ -148,12 +148,14 @@ def test_parameters_reach_only_the_chapters_declaring_them(tmp_path, capfd):
     assert "False" in out1  # protocols was not injected into a chapter that does not declare it
     assert "dataset=demo quick=True epochs=3" in out2
     assert "protocols=['speaker', 'word'] seeds=[1, 2]" in out2
-    # What the book shows of the streams: myst-nb merges them (nb_merge_streams) and keeps a bar's last state.
+    # Progress bars go to stderr only (which myst-nb keeps out of the pages, nb_output_stderr), and the
+    # default bar (tqdm off in the kernels) writes nothing at all; stdout is merged by nb_merge_streams.
     nb2 = nbformat.read(str(tmp_path / "_build/src/book/02_extra.ipynb"), as_version=4)
     shown = [coalesce_streams(c.get("outputs", [])) for c in nb2.cells]
-    stderr = [o.text for outs in shown for o in outs if o.get("name") == "stderr" and o.text.strip()]
-    assert len(stderr) == 1 and stderr[0].strip().count("\n") == 0 and "\r" not in stderr[0], stderr
-    assert stderr[0].startswith("kept: 100%"), stderr
+    stdout = [o.text for outs in shown for o in outs if o.get("name") == "stdout"]
+    assert "3\n" in stdout and not any("%|" in t or "\r" in t for t in stdout), stdout
+    with_stderr = [c.source for c, outs in zip(nb2.cells, shown) if any(o.get("name") == "stderr" for o in outs)]
+    assert len(with_stderr) == 2 and all("disable=False" in s for s in with_stderr), with_stderr
     # The kernel talks over a local socket: no TCP-without-encryption warning.
     assert "without encryption" not in capfd.readouterr().err
     assert not list((tmp_path / "book").glob("kernel-*"))  # no kernel socket files in the chapter folder
