@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from .baselines import duration_fold, vector_fold
-from .evaluation import dataset_info, load_record, make_record, result_path, run_folds, save_record, summary_table
+from .evaluation import dataset_info, load_record, make_record, result_path, run_folds, save_record, score_table
 from .notebook import Chapter
 from .registry import ModelSpec
 
@@ -114,17 +114,17 @@ def scores_table(records: list[dict], paper: dict[str, float] | None = None) -> 
     paper's accuracy for the same model, on the random split only (the only
     protocol the paper reports).
     """
-    table = summary_table(records)
+    table = score_table(records)
     if table.empty:
         return table
 
     def fmt(mean: float, sd: float) -> str:
-        return f"{100 * mean:.1f}" if pd.isna(sd) else f"{100 * mean:.1f} ± {100 * sd:.1f}"
+        return f"{mean:.1f}" if pd.isna(sd) else f"{mean:.1f} ± {sd:.1f}"
 
     out = table[["model", "protocol"]].copy()
     for metric, label in (("accuracy", "accuracy %"), ("f1_macro", "macro-F1 %"), ("uar", "UAR %")):
         out[label] = [fmt(m, s) for m, s in zip(table[f"{metric}_mean"], table[f"{metric}_sd"], strict=True)]
-    out["seeds"] = table["seeds"]
+    out["seeds"] = table["n_seeds"]
     datasets = {f"{r['dataset']['name']} ({r['dataset']['n_clips']} clips)" for r in records}
     out["data"] = ", ".join(sorted(datasets))
     if paper is not None:

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .evaluation import load_records
 from .data import FULL_TESS_SIZE
+from .evaluation import load_records, score_table
 from .paper import PAPER_ACCURACY, PAPER_PROTOCOL
 from .registry import BASELINES, KERAS_MODELS, VISION_MODELS, ModelSpec
 from .splits import PROTOCOLS
@@ -142,37 +142,19 @@ def _sorted(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def comparison_table(records: Sequence[dict], metrics: Iterable[str] = TABLE_METRICS) -> pd.DataFrame:
-    """One row per dataset x model x protocol: metrics in %, mean and sd over seeds.
+    """One row per dataset x model x protocol: metrics in %, mean and sd over seeds, in reading order.
 
-    Columns: ``dataset`` (see :func:`dataset_label`), ``model``, ``protocol``,
-    ``seeds`` (e.g. ``"0,1,2"``), ``n_seeds``, ``<metric>_mean`` and
-    ``<metric>_sd`` (sd over seeds, NaN for one seed) for each metric,
-    ``n_params``, ``wall_time_s`` (mean per seed) and ``n_test`` (test clips
-    per seed, summed over folds).
+    :func:`~ser_utils.evaluation.score_table` with the dataset named by
+    :func:`dataset_label` (``"TESS, 2800 clips"``...): ``dataset``, ``model``,
+    ``protocol``, ``seeds`` (e.g. ``"0,1,2"``), ``n_seeds``, ``<metric>_mean``
+    and ``<metric>_sd`` for each metric, ``n_params``, ``wall_time_s`` and ``n_test``.
     """
-    metrics = list(metrics)
     groups: dict[tuple, list[dict]] = {}
     for r in records:
         groups.setdefault(dataset_key(r), []).append(r)
     labels = {k: dataset_label(v) for k, v in groups.items()}
-    rows = []
-    cells: dict[tuple, list[dict]] = {}
-    for r in records:
-        cells.setdefault((labels[dataset_key(r)], r["model"], r["protocol"]), []).append(r)
-    for (label, model, protocol), recs in cells.items():
-        recs = sorted(recs, key=lambda r: r["seed"])
-        row = {"dataset": label, "model": model, "protocol": protocol,
-               "seeds": ",".join(str(r["seed"]) for r in recs), "n_seeds": len(recs)}
-        for m in metrics:
-            vals = np.array([r["metrics"][m] for r in recs], dtype=float) * 100
-            row[f"{m}_mean"] = float(vals.mean())
-            row[f"{m}_sd"] = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
-        params = [r.get("n_params") for r in recs if r.get("n_params")]
-        row["n_params"] = int(params[0]) if params else None
-        row["wall_time_s"] = float(np.mean([r.get("wall_time_s") or 0.0 for r in recs]))
-        row["n_test"] = int(np.mean([sum(f.get("n_test", 0) for f in r.get("folds", [])) for r in recs]))
-        rows.append(row)
-    return _sorted(pd.DataFrame(rows))
+    table = score_table(records, list(metrics), dataset=lambda r: labels[dataset_key(r)])
+    return _sorted(table.drop(columns="epochs", errors="ignore"))
 
 
 def formatted_table(table: pd.DataFrame, metrics: Iterable[str] = TABLE_METRICS) -> pd.DataFrame:
@@ -216,20 +198,11 @@ def paper_comparison(
 
 def cost_table(records: Sequence[dict]) -> pd.DataFrame:
     """Parameters, training wall time (mean over seeds, all folds) and epochs run, per model and protocol."""
-    rows = []
-    for r in records:
-        epochs = [f.get("epochs") for f in r.get("folds", []) if f.get("epochs")]
-        rows.append({"dataset": dataset_label([r]), "model": r["model"], "protocol": r["protocol"],
-                     "seed": r["seed"], "n_params": r.get("n_params"), "wall_time_s": r.get("wall_time_s"),
-                     "epochs": float(np.mean(epochs)) if epochs else float("nan")})
-    df = pd.DataFrame(rows)
-    if df.empty:
-        return df
-    out = df.groupby(["dataset", "model", "protocol"], sort=False).agg(
-        n_params=("n_params", "first"), wall_time_s=("wall_time_s", "mean"), epochs=("epochs", "mean"),
-        seeds=("seed", "nunique")).reset_index()
-    out["n_params"] = pd.to_numeric(out["n_params"], errors="coerce").astype("Int64")
-    return _sorted(out)
+    table = score_table(records, [], dataset=lambda r: dataset_label([r]))
+    if table.empty:
+        return table
+    cols = ["dataset", "model", "protocol", "n_params", "wall_time_s", "epochs"]
+    return _sorted(table[cols].assign(seeds=table["n_seeds"]))
 
 
 def other_features(records: Sequence[dict], feature_key: str) -> list[str]:

@@ -58,18 +58,14 @@ def protocol_table(records: Sequence[dict], paper: dict[str, float] = PAPER_ACCU
     score, so nothing is set beside those rows. Also reports the mean training
     wall time per seed (all folds).
     """
-    from .evaluation import records_frame
+    from .evaluation import TABLE_METRICS, score_table
 
-    df = records_frame(list(records))
-    if df.empty:
-        return df
-    g = df.groupby(["model", "protocol"], sort=False)
-    out = g[["accuracy", "f1_macro", "uar"]].agg(["mean", "std"]) * 100
-    out.columns = [f"{m}_{'sd' if s == 'std' else s}" for m, s in out.columns]
-    out = out.round(2)
-    out["seeds"] = g["seed"].nunique()
-    out["wall_time_s"] = g["wall_time_s"].mean().round(1)
-    out = out.reset_index()
+    table = score_table(list(records))
+    if table.empty:
+        return table
+    out = table[["model", "protocol", *(f"{m}_{s}" for m in TABLE_METRICS for s in ("mean", "sd"))]].round(2)
+    out["seeds"] = table["n_seeds"]
+    out["wall_time_s"] = table["wall_time_s"].round(1)
     # NaN (not None) where the paper has no figure, so every table shows a missing value the same way.
     out["paper_accuracy"] = [paper.get(m, np.nan) if p == PAPER_PROTOCOL else np.nan
                              for m, p in zip(out["model"], out["protocol"], strict=True)]
