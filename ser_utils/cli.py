@@ -98,7 +98,7 @@ TRAIN_MODELS = KERAS_MODELS + VISION_MODELS + ("logreg", "rf", "duration")
 def _train(args: argparse.Namespace) -> int:
     name, options = _train_model_name(args)
     from .experiments import run_experiment, scores_table
-    from .notebook import banner_text, start_chapter
+    from .course.chapter import banner_text, start_chapter
     from .paper import PAPER_ACCURACY
 
     ch = start_chapter(args.dataset, args.data_dir, args.artifacts, args.protocol, args.seeds[0],
@@ -150,8 +150,8 @@ def _train_model_name(args: argparse.Namespace) -> tuple[str, dict]:
 
 @command("book")
 def _book(args: argparse.Namespace) -> int:
-    from .config import project_root
-    from .pipeline import PipelineError, resolve_parameters, run_book
+    from .run_context import project_root
+    from .course.runner import PipelineError, resolve_parameters, run_book
 
     if args.epochs is not None and args.epochs < 1:
         raise UserError(f"--epochs must be at least 1, not {args.epochs}")
@@ -177,8 +177,8 @@ def _book(args: argparse.Namespace) -> int:
 
 @command("report")
 def _report(args: argparse.Namespace) -> int:
-    from .config import project_root
-    from .report import (README_END, README_START, build_report, default_results_dir, save_uar_figure,
+    from .run_context import project_root
+    from .course.comparison import (README_END, README_START, build_report, default_results_dir, save_uar_figure,
                          update_readme)
 
     results = Path(args.results) if args.results else default_results_dir()
@@ -305,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 @command("saved-code")
 def _saved_code(args: argparse.Namespace) -> int:
-    from .config import project_root
+    from .run_context import project_root
     from .course.literate import check_saved_code, write_saved_code
 
     root = project_root()

@@ -5,7 +5,7 @@ functions here and saved as one JSON per (model, protocol, seed) under
 ``<artifacts>/results/``. The comparison chapter and the README table read
 those files; no number is ever typed by hand.
 
-A results JSON holds (DESIGN.md section 2): model, protocol, seed, dataset
+A results JSON holds (the schema in ARCHITECTURE.md): model, protocol, seed, dataset
 (name, clips, whether it is synthetic or partial), ``metrics`` (mean over
 folds: accuracy, macro precision/recall/F1, weighted F1, UAR), one entry per
 fold with its own metrics, confusion matrix, per-class report and test
@@ -132,7 +132,7 @@ def make_record(
 
 
 def dataset_info(ctx, n_clips: int) -> dict:
-    """The dataset block of a results record, from a :class:`~ser_utils.config.RunContext`."""
+    """The dataset block of a results record, from a :class:`~ser_utils.run_context.RunContext`."""
     return {
         "name": ctx.dataset,
         "synthetic": ctx.is_demo,
@@ -252,7 +252,7 @@ def library_versions() -> dict:
 
 def git_commit() -> str | None:
     """The current git commit of the project (with ``-dirty`` if it has local changes), if any."""
-    from .config import project_root
+    from .run_context import project_root
 
     try:
         root = project_root()

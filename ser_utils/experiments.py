@@ -14,13 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from .baselines import duration_fold, vector_fold
 from .evaluation import dataset_info, load_record, make_record, result_path, run_folds, save_record, score_table
-from .notebook import Chapter
 from .registry import ModelSpec
+
+if TYPE_CHECKING:  # annotations only: the library does not depend on the course machinery at run time
+    from .course.chapter import Chapter
 
 
 def run_experiment(

@@ -32,7 +32,7 @@ import pandas as pd
 
 from .errors import UserError
 from .data import SILENCE_PEAK
-from .config import default_artifacts_root
+from .run_context import default_artifacts_root
 from .labels import EMOTIONS
 from .registry import ModelSpec
 

@@ -1,4 +1,4 @@
-"""The book runner (ser_utils.pipeline) on tiny throwaway books: toc, parameters, resume, failures, build.
+"""The book runner (ser_utils.course.runner) on tiny throwaway books: toc, parameters, resume, failures, build.
 
 Each test writes a small book into its tmp dir (a ``_toc.yml`` and notebooks of
 two or three one-line cells), so the runner is exercised end to end, with
@@ -15,9 +15,9 @@ import nbformat
 import pytest
 from myst_nb.core.utils import coalesce_streams
 
-from ser_utils import pipeline
+from ser_utils.course import runner as pipeline
 from ser_utils.cli import main
-from ser_utils.pipeline import (
+from ser_utils.course.runner import (
     BookBuildFailed,
     BookSetupError,
     ChapterFailed,

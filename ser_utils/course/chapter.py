@@ -17,11 +17,11 @@ from functools import cached_property
 
 import pandas as pd
 
-from .config import RunContext, resolve_run
-from .data import FULL_TESS_SIZE, ManifestSummary, build_manifest, summarise_manifest
-from .features import FeatureConfig, FeatureSet, ensure_features, quick_config
-from .quiet import quiet_libraries
-from .splits import Split, ensure_splits
+from ..data import FULL_TESS_SIZE, ManifestSummary, build_manifest, summarise_manifest
+from ..features import FeatureConfig, FeatureSet, ensure_features, quick_config
+from ..quiet import quiet_libraries
+from ..run_context import RunContext, resolve_run
+from ..splits import Split, ensure_splits
 
 
 def banner_html(ctx: RunContext, summary: ManifestSummary | None = None) -> str:

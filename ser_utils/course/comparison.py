@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import FULL_TESS_SIZE
-from .evaluation import load_records, score_table
-from .paper import PAPER_ACCURACY, PAPER_PROTOCOL
-from .registry import BASELINES, KERAS_MODELS, VISION_MODELS, ModelSpec
-from .splits import PROTOCOLS
+from ..data import FULL_TESS_SIZE
+from ..evaluation import load_records, score_table
+from ..paper import PAPER_ACCURACY, PAPER_PROTOCOL
+from ..registry import BASELINES, KERAS_MODELS, VISION_MODELS, ModelSpec
+from ..splits import PROTOCOLS
 
 #: Metrics of the main table (keys of a record's ``metrics``), with their column titles.
 TABLE_METRICS: dict[str, str] = {
@@ -420,7 +420,7 @@ def default_results_dir(artifacts_root: str | os.PathLike | None = None) -> Path
 
     ``artifacts_root`` defaults to ``SER_ARTIFACTS_DIR`` or ``<project>/artifacts``.
     """
-    from .config import default_artifacts_root
+    from ..run_context import default_artifacts_root
 
     root = Path(artifacts_root) if artifacts_root else default_artifacts_root()
     for name in ("tess", "demo", "demo-quick"):
@@ -440,7 +440,7 @@ def save_uar_figure(records: Sequence[dict], path: str | os.PathLike) -> Path:
     """Draw UAR by model and protocol (the chapter 7 bar chart) for ``records`` into a PNG file."""
     import matplotlib.pyplot as plt
 
-    from . import plots
+    from .. import plots
 
     table = comparison_table(records)
     fig = plots.scores_bar(table, metric="uar_mean", title=f"UAR by model and protocol ({table['dataset'].iloc[0]})")
@@ -452,7 +452,7 @@ def save_uar_figure(records: Sequence[dict], path: str | os.PathLike) -> Path:
 
 
 def _display_path(path: str | os.PathLike) -> str:
-    from .config import project_root
+    from ..run_context import project_root
 
     p = Path(path).resolve()
     try:
@@ -467,8 +467,8 @@ def ensure_cheap_results(ch, protocols: Sequence[str], seeds: Sequence[int],
 
     Returns the ``model/protocol/seed`` names it computed (empty when all existed).
     """
-    from .evaluation import result_path
-    from .experiments import run_grid
+    from ..evaluation import result_path
+    from ..experiments import run_grid
 
     missing = [f"{m}/{p}/seed{s}" for m in models for p in protocols for s in seeds
                if not result_path(ch.ctx.artifacts_dir, m, p, s).exists()]

@@ -1,6 +1,6 @@
 """Resolving a chapter's parameters: which dataset, where the artifacts go, quick mode.
 
-Every chapter has the same ``parameters`` cell (DESIGN.md section 3) and hands
+Every chapter has the same ``parameters`` cell (see ARCHITECTURE.md) and hands
 it to :func:`resolve_run`, which answers the questions once: is real TESS
 here, or do we run on the synthetic demo corpus? The answer is carried by a
 :class:`RunContext` that the banner, the manifest and the results files all

@@ -26,8 +26,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .labels import EMOTIONS
-from .paper import PAPER_ACCURACY, PAPER_PROTOCOL
+from ..labels import EMOTIONS
+from ..paper import PAPER_ACCURACY, PAPER_PROTOCOL
 
 
 def default_protocols(ch, protocols: Sequence[str] | None = None) -> list[str]:
@@ -44,7 +44,7 @@ def run_protocols(ch, models: Sequence[str], protocols: Sequence[str], seeds: Se
     Records in ``done`` (e.g. the run a chapter trained a few cells earlier)
     are reused for their (model, protocol, seed) instead of being trained again.
     """
-    from .experiments import run_grid
+    from ..experiments import run_grid
 
     kwargs.setdefault("progress", False)
     return run_grid(ch, models, protocols, seeds, done=done, **kwargs)
@@ -58,7 +58,7 @@ def protocol_table(records: Sequence[dict], paper: dict[str, float] = PAPER_ACCU
     score, so nothing is set beside those rows. Also reports the mean training
     wall time per seed (all folds).
     """
-    from .evaluation import TABLE_METRICS, score_table
+    from ..evaluation import TABLE_METRICS, score_table
 
     table = score_table(list(records))
     if table.empty:
@@ -125,7 +125,7 @@ def play_clip(manifest: pd.DataFrame, clip_id: str, *, note: str = "", sr: int =
     """Display an audio player for one clip, headed by its speaker, word, emotion and ``note``."""
     from IPython.display import HTML, Audio, display
 
-    from .data import load_clip
+    from ..data import load_clip
 
     row = manifest.set_index("clip_id").loc[clip_id]
     head = f"<b>{clip_id}</b>: speaker {row['speaker']}, word '{row['word']}', labelled <b>{row['emotion']}</b>"
@@ -173,7 +173,7 @@ def show_results(record: dict, *, title: str | None = None) -> pd.DataFrame:
     """
     from IPython.display import display
 
-    from .plots import confusion_heatmap, learning_curves
+    from ..plots import confusion_heatmap, learning_curves
 
     title = title or f"{record['model']}, {record['protocol']} protocol, seed {record['seed']}"
     data = "demo corpus" if record["dataset"].get("synthetic") else record["dataset"]["name"].upper()
@@ -202,8 +202,8 @@ def warp_figure(fs, clip_id: str, alphas: Sequence[float] = (1 / 1.15, 1.0, 1.15
     (harmonics and formants alike) slides down for ``alpha < 1`` (a longer,
     lower voice) and up for ``alpha > 1``.
     """
-    from .features import FEATURE_GROUPS
-    from .training import warp_frequency
+    from ..features import FEATURE_GROUPS
+    from ..training import warp_frequency
 
     frames = fs.frames[fs.index([clip_id])[0]]
     fig, axes = plt.subplots(1, len(alphas), figsize=(4 * len(alphas), 3.2), sharey=True)

@@ -38,15 +38,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from unittest import mock
 
-from .errors import BookSetupError
-from .quiet import QUIET_ENVIRONMENT
+from ..errors import BookSetupError
+from ..quiet import QUIET_ENVIRONMENT
 
 #: Parameters every chapter has (the ``parameters`` cell, see ARCHITECTURE.md) that the runner may set.
 STANDARD_PARAMETERS = ("dataset", "data_dir", "artifacts_dir", "quick", "epochs")
 #: Environment variables that change what a chapter computes; part of the resume stamp.
 STAMP_ENVIRONMENT = ("SER_ARTIFACTS_DIR", "SER_TESS_DIR")
-#: The package whose sources are hashed into every stamp.
-PACKAGE_DIR = Path(__file__).resolve().parent
+#: The package whose sources are hashed into every stamp (``ser_utils``, this module's parent package).
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 #: Never copied from the book's folders into the staging copy.
 _SKIP_STAGING = {".ipynb_checkpoints", "__pycache__", "_build", ".DS_Store"}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -531,8 +531,8 @@ def resolve_parameters(
     Raises ``TessNotFoundError`` when TESS is required but absent and
     ``ValueError`` for an unknown protocol.
     """
-    from .config import is_quick, resolve_run
-    from .splits import PROTOCOLS
+    from ..run_context import is_quick, resolve_run
+    from ..splits import PROTOCOLS
 
     if bad := [p for p in protocols or () if p not in PROTOCOLS]:
         raise ValueError(f"unknown protocol(s) {', '.join(bad)}; choose from {', '.join(PROTOCOLS)}")
