@@ -222,6 +222,8 @@ class FeatureSet:
         return pd.concat([self.meta[["clip_id", "speaker", "word", "emotion"]].reset_index(drop=True), df], axis=1)
 
 
+# Our own chunked cache on purpose: a 2800-clip extraction can be interrupted and resumed chunk by chunk,
+# and a changed extraction setting gets its own folder (joblib.Memory would cache one call, all or nothing).
 def ensure_features(
     manifest: pd.DataFrame,
     artifacts_dir: str | os.PathLike,

@@ -202,6 +202,7 @@ def _interp_matrix(src: np.ndarray, dst: np.ndarray, *, period: float | None = N
     return w
 
 
+# Hand-written on purpose: the warp acts on cached 187-d features (no audio re-extraction), and chapter 5 teaches it.
 def warp_frequency(x: np.ndarray, alpha: float, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
     """Scale the frequency axis of 187-d features by ``alpha``, as if a shorter (>1) or longer (<1) voice spoke.
 

@@ -301,6 +301,7 @@ def _predictions(record: dict) -> dict[tuple[str, str], tuple[int, int]]:
     return out
 
 
+# The paired test is computed here (scipy's binomtest on the discordant pairs) because chapter 7 teaches it.
 def mcnemar(rec_a: dict, rec_b: dict) -> McNemarResult:
     """Exact McNemar test between two records of the same protocol and seed, on their shared test clips.
 

@@ -74,14 +74,14 @@ def protocol_table(records: Sequence[dict], paper: dict[str, float] = PAPER_ACCU
 
 def per_class_table(record: dict) -> pd.DataFrame:
     """Precision, recall, F1 (%) and support per emotion, from the record's confusion matrix (pooled over folds)."""
-    cm = np.asarray(record["confusion"], dtype=float)
-    tp = np.diag(cm)
-    support = cm.sum(axis=1)
-    predicted = cm.sum(axis=0)
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    from sklearn.metrics import precision_recall_fscore_support
+
+    cm = np.asarray(record["confusion"], dtype=int)
+    k = len(EMOTIONS)
+    # The (true, predicted) pairs the pooled confusion matrix counts, one per test clip.
+    y_true, y_pred = np.repeat(np.arange(k), k).repeat(cm.ravel()), np.tile(np.arange(k), k).repeat(cm.ravel())
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=np.arange(k),
+                                                                     zero_division=0)
     return pd.DataFrame({"precision": precision * 100, "recall": recall * 100, "f1": f1 * 100,
                          "support": support.astype(int)}, index=pd.Index(EMOTIONS, name="emotion")).round(1)
 
