@@ -7,7 +7,7 @@ Usage::
     .venv/bin/python benchmarks/book.py --report _build/book-timings.json   # e.g. a real-TESS `make book`
 
 A fresh run executes every chapter of ``_toc.yml`` with
-:func:`ser_utils.pipeline.run_book` into a temporary output folder and a fresh
+:func:`ser_utils.course.runner.run_book` into a temporary output folder and a fresh
 artifacts folder (so feature extraction and training are timed from scratch;
 ``--artifacts-dir`` reuses a warm one), then builds the HTML. Either way it
 prints, per chapter, the wall time and its share of the execution time, the
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-html", action="store_true", help="time the chapters only, not the book build")
     args = parser.parse_args(argv)
 
-    from ser_utils.pipeline import PipelineError, load_report, resolve_parameters, run_book
+    from ser_utils.course.runner import PipelineError, load_report, resolve_parameters, run_book
 
     if args.report:
         path = Path(args.report)

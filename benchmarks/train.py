@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from ser_utils.experiments import run_experiment
-    from ser_utils.notebook import banner_text, start_chapter
+    from ser_utils.course.chapter import banner_text, start_chapter
 
     ch = start_chapter(args.dataset, args.data_dir, args.artifacts_dir, args.protocol, args.seeds[0],
                        args.epochs, True if args.quick else None, show_banner=False)

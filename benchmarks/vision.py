@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from ser_utils import vision
-    from ser_utils.notebook import start_chapter
+    from ser_utils.course.chapter import start_chapter
 
     ch = start_chapter("auto", args.data_dir, args.artifacts_dir, show_banner=False)
     fs = ch.features

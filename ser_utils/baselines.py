@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -21,9 +20,8 @@ from sklearn.preprocessing import StandardScaler
 from .evaluation import FoldResult
 from .features import FeatureSet, standardize_per_speaker
 from .labels import EMOTIONS
+from .registry import ModelSpec
 from .splits import Split
-
-BASELINES = ("duration", "logreg", "rf", "logreg-spknorm", "rf-spknorm")
 
 
 def make_classifier(kind: str, seed: int = 0):
@@ -59,16 +57,16 @@ def vector_fold(fs: FeatureSet, split: Split, kind: str = "logreg", seed: int = 
     standardisation. The validation clips are not needed (no early stopping) and are
     added to training, so every baseline sees the same clips as the deep models.
     """
-    base, _, norm = kind.partition("-")
-    x = fs.vectors
-    if norm == "spknorm":
-        x = standardize_per_speaker(x, fs.meta["speaker"].to_numpy())
-    elif norm:
+    spec = ModelSpec.parse(kind)
+    if spec.family != "baseline" or spec.base == "duration":
         raise ValueError(f"unknown baseline variant {kind!r}")
+    x = fs.vectors
+    if spec.spknorm:
+        x = standardize_per_speaker(x, fs.meta["speaker"].to_numpy())
     train = fs.index(split.train + split.val)
     test = fs.index(split.test)
     y = fs.labels
-    clf = make_classifier(base, seed).fit(x[train], y[train])
+    clf = make_classifier(spec.base, seed).fit(x[train], y[train])
     return FoldResult(
         fold=split.fold,
         test_ids=list(fs.ids[test]),
@@ -77,8 +75,3 @@ def vector_fold(fs: FeatureSet, split: Split, kind: str = "logreg", seed: int = 
         n_train=len(train),
         n_val=0,
     )
-
-
-def chance_level(y: np.ndarray) -> float:
-    """Accuracy of always predicting the most frequent class."""
-    return float(np.bincount(y).max() / len(y)) if len(y) else 0.0

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .errors import UserError
+from .registry import KERAS_MODELS, VISION_MODELS, ModelSpec
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -90,14 +91,14 @@ def _features(args: argparse.Namespace) -> int:
     return 0 if len(fs) else 1
 
 
-TRAIN_MODELS = ("cnn", "lstm", "hybrid", "vit", "beit", "logreg", "rf", "duration")
+TRAIN_MODELS = KERAS_MODELS + VISION_MODELS + ("logreg", "rf", "duration")
 
 
 @command("train")
 def _train(args: argparse.Namespace) -> int:
     name, options = _train_model_name(args)
     from .experiments import run_experiment, scores_table
-    from .notebook import banner_text, start_chapter
+    from .course.chapter import banner_text, start_chapter
     from .paper import PAPER_ACCURACY
 
     ch = start_chapter(args.dataset, args.data_dir, args.artifacts, args.protocol, args.seeds[0],
@@ -120,7 +121,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _train_model_name(args: argparse.Namespace) -> tuple[str, dict]:
     """Check the ``train`` options against the model family; return the results name and the options."""
-    keras_models, vision_models = ("cnn", "lstm", "hybrid"), ("vit", "beit")
+    keras_models, vision_models = KERAS_MODELS, VISION_MODELS
     if args.epochs is not None and args.epochs < 1:
         raise UserError(f"--epochs must be at least 1, not {args.epochs}")
     if not args.seeds or any(s < 0 for s in args.seeds):
@@ -132,31 +133,25 @@ def _train_model_name(args: argparse.Namespace) -> tuple[str, dict]:
     if args.model not in vision_models + keras_models and args.augment:
         raise UserError(f"--augment applies only to {', '.join(keras_models + vision_models)}, not {args.model}")
     if args.model in keras_models:
-        from .training import variant_name
-
         options = {"input": args.input or "vector", "spknorm": args.spknorm, "augment": args.augment}
-        return variant_name(args.model, options), options
+        return ModelSpec(args.model).with_options(options).name, options
     if args.model in vision_models:
         if args.spknorm:
             raise UserError(f"--spknorm is not available for {args.model}")
         options = {"augment": bool(args.augment)}
         if args.pretrained:
             options["pretrained"] = args.pretrained
-        from .vision import variant_name as vision_variant
-
         # Pretrained or augmented runs get their own results files (vit-pretrained, beit-specaug).
-        return vision_variant(args.model, options), options
-    if args.spknorm:
-        if args.model == "duration":
-            raise UserError("--spknorm does not apply to the duration baseline")
-        return f"{args.model}-spknorm", {}
-    return args.model, {}
+        return ModelSpec(args.model).with_options(options).name, options
+    if args.spknorm and args.model == "duration":
+        raise UserError("--spknorm does not apply to the duration baseline")
+    return ModelSpec(args.model, spknorm=args.spknorm).name, {}
 
 
 @command("book")
 def _book(args: argparse.Namespace) -> int:
-    from .config import project_root
-    from .pipeline import PipelineError, resolve_parameters, run_book
+    from .run_context import project_root
+    from .course.runner import PipelineError, resolve_parameters, run_book
 
     if args.epochs is not None and args.epochs < 1:
         raise UserError(f"--epochs must be at least 1, not {args.epochs}")
@@ -182,8 +177,8 @@ def _book(args: argparse.Namespace) -> int:
 
 @command("report")
 def _report(args: argparse.Namespace) -> int:
-    from .config import project_root
-    from .report import (README_END, README_START, build_report, default_results_dir, save_uar_figure,
+    from .run_context import project_root
+    from .course.comparison import (README_END, README_START, build_report, default_results_dir, save_uar_figure,
                          update_readme)
 
     results = Path(args.results) if args.results else default_results_dir()
@@ -211,7 +206,7 @@ def _report(args: argparse.Namespace) -> int:
 
 @command("predict")
 def _predict(args: argparse.Namespace) -> int:
-    from .notebook import quiet_libraries
+    from .quiet import quiet_libraries
 
     quiet_libraries()
     from .predict import predict_clip, write_cam
@@ -310,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 @command("saved-code")
 def _saved_code(args: argparse.Namespace) -> int:
-    from .config import project_root
+    from .run_context import project_root
     from .course.literate import check_saved_code, write_saved_code
 
     root = project_root()

@@ -10,8 +10,6 @@ them.
 from __future__ import annotations
 
 import os
-import warnings
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -316,12 +314,6 @@ def _quirks(ok: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["path", "quirk"])
 
 
-def warn_if_partial(summary: ManifestSummary) -> None:
-    """Emit a visible warning when the manifest is not the full 2800-clip TESS."""
-    for note in summary.notes:
-        warnings.warn(note, stacklevel=2)
-
-
 def load_clip(path: str | os.PathLike, sr: int) -> np.ndarray:
     """Load one clip as mono float32 at ``sr`` Hz, whatever its container, rate or channel count.
 
@@ -335,8 +327,3 @@ def load_clip(path: str | os.PathLike, sr: int) -> np.ndarray:
     if native_sr != sr:
         audio = librosa.resample(audio, orig_sr=native_sr, target_sr=sr, res_type="soxr_hq")
     return audio.astype(np.float32, copy=False)
-
-
-def describe_locations(candidates: Iterable[str | os.PathLike | None]) -> str:
-    """One line per folder that was looked at, for error messages."""
-    return "\n".join(f"  - {c}" for c in candidates if c)

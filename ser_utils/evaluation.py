@@ -5,7 +5,7 @@ functions here and saved as one JSON per (model, protocol, seed) under
 ``<artifacts>/results/``. The comparison chapter and the README table read
 those files; no number is ever typed by hand.
 
-A results JSON holds (DESIGN.md section 2): model, protocol, seed, dataset
+A results JSON holds (the schema in ARCHITECTURE.md): model, protocol, seed, dataset
 (name, clips, whether it is synthetic or partial), ``metrics`` (mean over
 folds: accuracy, macro precision/recall/F1, weighted F1, UAR), one entry per
 fold with its own metrics, confusion matrix, per-class report and test
@@ -35,6 +35,7 @@ from sklearn.metrics import (
     recall_score,
 )
 
+from .data import FULL_TESS_SIZE
 from .labels import EMOTIONS
 
 METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_weighted", "uar")
@@ -131,12 +132,12 @@ def make_record(
 
 
 def dataset_info(ctx, n_clips: int) -> dict:
-    """The dataset block of a results record, from a :class:`~ser_utils.config.RunContext`."""
+    """The dataset block of a results record, from a :class:`~ser_utils.run_context.RunContext`."""
     return {
         "name": ctx.dataset,
         "synthetic": ctx.is_demo,
         "n_clips": int(n_clips),
-        "partial": (not ctx.is_demo) and n_clips < 2800,
+        "partial": (not ctx.is_demo) and n_clips < FULL_TESS_SIZE,
         "quick": ctx.quick,
     }
 
@@ -154,6 +155,13 @@ def save_record(record: dict, artifacts_dir: str | os.PathLike) -> Path:
     return path
 
 
+def load_record(path: str | os.PathLike) -> dict:
+    """One results JSON, with its file path under ``"_path"``."""
+    rec = json.loads(Path(path).read_text())
+    rec["_path"] = str(path)
+    return rec
+
+
 def load_records(results_dir: str | os.PathLike) -> list[dict]:
     """Every results JSON in a folder (sorted by file name); unreadable files are skipped with a warning."""
     import warnings
@@ -161,38 +169,57 @@ def load_records(results_dir: str | os.PathLike) -> list[dict]:
     records = []
     for path in sorted(Path(results_dir).glob("*__*__seed*.json")):
         try:
-            rec = json.loads(path.read_text())
+            records.append(load_record(path))
         except (OSError, json.JSONDecodeError) as exc:
             warnings.warn(f"skipping unreadable results file {path.name}: {exc}", stacklevel=2)
-            continue
-        rec["_path"] = str(path)
-        records.append(rec)
     return records
 
 
-def records_frame(records: list[dict]) -> pd.DataFrame:
-    """One row per record: model, protocol, seed, dataset and the mean metrics."""
+#: The metrics a score table shows unless told otherwise.
+TABLE_METRICS = ("accuracy", "f1_macro", "uar")
+
+
+def score_table(
+    records: Sequence[dict],
+    metrics: Sequence[str] = TABLE_METRICS,
+    *,
+    dataset: Callable[[dict], str] | None = None,
+) -> pd.DataFrame:
+    """The one score table: a row per dataset x model x protocol, metrics in %, mean and sd over seeds.
+
+    Columns: ``dataset`` (``dataset(record)``, default the dataset name),
+    ``model``, ``protocol``, ``<metric>_mean`` and ``<metric>_sd`` (sd over
+    seeds, NaN for one seed) for each metric, ``seeds`` (e.g. ``"0,1,2"``),
+    ``n_seeds``, ``n_params`` (Int64), ``wall_time_s`` (mean per seed),
+    ``n_test`` (test clips per seed, summed over folds) and ``epochs`` (mean
+    per fold). Rows keep the order in which their first record comes; every
+    other table (chapter, comparison, README, costs) is a view of this one.
+    """
     rows = []
-    for r in records:
+    for r in sorted(records, key=lambda r: r["seed"]):
+        epochs = [f.get("epochs") for f in r.get("folds", []) if f.get("epochs")]
         rows.append({
-            "model": r["model"], "protocol": r["protocol"], "seed": r["seed"],
-            "dataset": r["dataset"]["name"], "n_clips": r["dataset"]["n_clips"],
-            "wall_time_s": r.get("wall_time_s"), "n_params": r.get("n_params"),
-            **r["metrics"],
+            "dataset": dataset(r) if dataset else r["dataset"]["name"], "model": r["model"],
+            "protocol": r["protocol"], "seed": r["seed"], **{m: 100 * r["metrics"][m] for m in metrics},
+            "n_params": r.get("n_params"), "wall_time_s": r.get("wall_time_s"),
+            "n_test": sum(f.get("n_test", 0) for f in r.get("folds", [])),
+            "epochs": float(np.mean(epochs)) if epochs else np.nan,
         })
-    return pd.DataFrame(rows)
-
-
-def summary_table(records: list[dict], metrics: Sequence[str] = ("accuracy", "f1_macro", "uar")) -> pd.DataFrame:
-    """Mean and sd over seeds for each model x protocol (columns ``<metric>_mean``, ``<metric>_sd``, ``seeds``)."""
-    df = records_frame(records)
-    if df.empty:
-        return df
-    g = df.groupby(["model", "protocol"])
-    out = g[list(metrics)].agg(["mean", "std"])
-    out.columns = [f"{m}_{'sd' if s == 'std' else s}" for m, s in out.columns]
-    out["seeds"] = g["seed"].nunique()
-    return out.reset_index()
+    if not rows:
+        return pd.DataFrame()
+    df = pd.DataFrame(rows)
+    # Seeds are listed in order ("0,1,2"); rows keep the order of the input records.
+    order = pd.DataFrame([{"dataset": dataset(r) if dataset else r["dataset"]["name"], "model": r["model"],
+                           "protocol": r["protocol"]} for r in records]).drop_duplicates()
+    g = df.groupby(["dataset", "model", "protocol"], sort=False)
+    out = g.agg(**{f"{m}_{stat}": (m, "mean" if stat == "mean" else "std") for m in metrics
+                   for stat in ("mean", "sd")},
+                seeds=("seed", lambda s: ",".join(map(str, s))), n_seeds=("seed", "nunique"),
+                n_params=("n_params", "first"), wall_time_s=("wall_time_s", "mean"),
+                n_test=("n_test", "mean"), epochs=("epochs", "mean")).reset_index()
+    out["n_params"] = pd.to_numeric(out["n_params"], errors="coerce").astype("Int64")
+    out["n_test"] = out["n_test"].round().astype(int)
+    return order.merge(out, on=["dataset", "model", "protocol"], how="left")
 
 
 def run_folds(
@@ -225,7 +252,7 @@ def library_versions() -> dict:
 
 def git_commit() -> str | None:
     """The current git commit of the project (with ``-dirty`` if it has local changes), if any."""
-    from .config import project_root
+    from .run_context import project_root
 
     try:
         root = project_root()

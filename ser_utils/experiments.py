@@ -14,28 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .baselines import BASELINES, duration_fold, vector_fold
-from .evaluation import dataset_info, make_record, run_folds, save_record, summary_table
-from .notebook import Chapter
+from .baselines import duration_fold, vector_fold
+from .evaluation import dataset_info, load_record, make_record, result_path, run_folds, save_record, score_table
+from .registry import ModelSpec
 
-KERAS_MODELS = ("cnn", "lstm", "hybrid")
-VISION_MODELS = ("vit", "beit")
-ALL_MODELS = BASELINES + KERAS_MODELS + VISION_MODELS
-
-
-def model_family(model: str) -> str:
-    """``"baseline"``, ``"keras"`` or ``"vision"`` for a model name (its ``-variant`` suffix ignored)."""
-    base = model.split("-")[0]
-    if model in BASELINES:
-        return "baseline"
-    if base in KERAS_MODELS:
-        return "keras"
-    if base in VISION_MODELS:
-        return "vision"
-    raise ValueError(f"unknown model {model!r}; choose from {', '.join(ALL_MODELS)}")
+if TYPE_CHECKING:  # annotations only: the library does not depend on the course machinery at run time
+    from .course.chapter import Chapter
 
 
 def run_experiment(
@@ -60,7 +48,7 @@ def run_experiment(
     epochs = epochs if epochs is not None else ch.ctx.epochs
     options = dict(options or {})
     splits = ch.splits(protocol, seed)
-    family = model_family(model)
+    family = ModelSpec.parse(model).family
     if model == "duration":
         fit_predict = lambda s: duration_fold(ch.manifest, s, seed)  # noqa: E731
     elif family == "baseline":
@@ -94,10 +82,32 @@ def run_grid(
     models: Sequence[str],
     protocols: Sequence[str],
     seeds: Sequence[int],
+    *,
+    skip_existing: bool = False,
+    done: Sequence[dict] = (),
     **kwargs,
 ) -> list[dict]:
-    """:func:`run_experiment` over every model x protocol x seed; returns the records."""
-    return [run_experiment(ch, m, p, s, **kwargs) for m in models for p in protocols for s in seeds]
+    """:func:`run_experiment` over every model x protocol x seed; returns the records in that order.
+
+    Records in ``done`` (e.g. the run a chapter trained a few cells earlier)
+    are reused for their (model, protocol, seed). With ``skip_existing`` a run
+    whose results file is already in the artifacts folder is read back
+    instead of trained again (a chapter opened on its own computes only what
+    is missing).
+    """
+    have = {(r["model"], r["protocol"], r["seed"]): r for r in done}
+    records = []
+    for m in models:
+        for p in protocols:
+            for s in seeds:
+                path = result_path(ch.ctx.artifacts_dir, m, p, s)
+                if (m, p, s) in have:
+                    records.append(have[(m, p, s)])
+                elif skip_existing and path.exists():
+                    records.append(load_record(path))
+                else:
+                    records.append(run_experiment(ch, m, p, s, **kwargs))
+    return records
 
 
 def scores_table(records: list[dict], paper: dict[str, float] | None = None) -> pd.DataFrame:
@@ -107,17 +117,17 @@ def scores_table(records: list[dict], paper: dict[str, float] | None = None) -> 
     paper's accuracy for the same model, on the random split only (the only
     protocol the paper reports).
     """
-    table = summary_table(records)
+    table = score_table(records)
     if table.empty:
         return table
 
     def fmt(mean: float, sd: float) -> str:
-        return f"{100 * mean:.1f}" if pd.isna(sd) else f"{100 * mean:.1f} ± {100 * sd:.1f}"
+        return f"{mean:.1f}" if pd.isna(sd) else f"{mean:.1f} ± {sd:.1f}"
 
     out = table[["model", "protocol"]].copy()
     for metric, label in (("accuracy", "accuracy %"), ("f1_macro", "macro-F1 %"), ("uar", "UAR %")):
         out[label] = [fmt(m, s) for m, s in zip(table[f"{metric}_mean"], table[f"{metric}_sd"], strict=True)]
-    out["seeds"] = table["seeds"]
+    out["seeds"] = table["n_seeds"]
     datasets = {f"{r['dataset']['name']} ({r['dataset']['n_clips']} clips)" for r in records}
     out["data"] = ", ".join(sorted(datasets))
     if paper is not None:

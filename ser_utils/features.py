@@ -222,6 +222,8 @@ class FeatureSet:
         return pd.concat([self.meta[["clip_id", "speaker", "word", "emotion"]].reset_index(drop=True), df], axis=1)
 
 
+# Our own chunked cache on purpose: a 2800-clip extraction can be interrupted and resumed chunk by chunk,
+# and a changed extraction setting gets its own folder (joblib.Memory would cache one call, all or nothing).
 def ensure_features(
     manifest: pd.DataFrame,
     artifacts_dir: str | os.PathLike,
@@ -335,11 +337,6 @@ def fit_standardizer(x: np.ndarray, train_idx: np.ndarray):
 
     train = x[train_idx]
     return StandardScaler().fit(train.reshape(-1, train.shape[-1]))
-
-
-def apply_standardizer(scaler, x: np.ndarray) -> np.ndarray:
-    """Apply a scaler from :func:`fit_standardizer` to an array of any leading shape."""
-    return scaler.transform(x.reshape(-1, x.shape[-1])).reshape(x.shape).astype(np.float32)
 
 
 def standardize_per_speaker(x: np.ndarray, speakers: np.ndarray) -> np.ndarray:

@@ -40,9 +40,9 @@ import numpy as np
 
 from .features import FEATURE_GROUPS, N_MELS
 from .labels import EMOTIONS
+from .registry import LAST_CONV
 
 #: Name of the layer Grad-CAM reads, by convention of :mod:`ser_utils.models`.
-LAST_CONV = "last_conv"
 
 
 # --- the Grad-CAM model ----------------------------------------------------------------
@@ -172,6 +172,7 @@ def normalise(cam: np.ndarray) -> np.ndarray:
     return np.where(peak > 0, cam / np.where(peak > 0, peak, 1), 0.0).astype(np.float32)
 
 
+# Written out with tf.GradientTape on purpose: chapter 8 teaches Grad-CAM itself, not a library's wrapper.
 def grad_cam(
     model,
     x: np.ndarray,

@@ -37,7 +37,7 @@ named ``"last_conv"`` so Grad-CAM (:mod:`ser_utils.gradcam`) can find it by name
 
 from __future__ import annotations
 
-from .notebook import quiet_libraries
+from .quiet import quiet_libraries
 
 quiet_libraries()
 
@@ -45,9 +45,9 @@ import keras  # noqa: E402  (TF logging must be quietened before the import)
 from keras import layers  # noqa: E402
 
 from .labels import EMOTIONS  # noqa: E402
+from .registry import KERAS_MODELS as MODEL_NAMES  # noqa: E402
+from .registry import LAST_CONV  # noqa: E402
 
-MODEL_NAMES = ("cnn", "lstm", "hybrid")
-LAST_CONV = "last_conv"
 VECTOR_SHAPE = (187, 1)
 
 

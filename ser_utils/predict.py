@@ -32,16 +32,16 @@ import pandas as pd
 
 from .errors import UserError
 from .data import SILENCE_PEAK
+from .run_context import default_artifacts_root
 from .labels import EMOTIONS
+from .registry import ModelSpec
 
 DEFAULT_MODEL = "hybrid"
 
 
-def default_artifacts_root() -> Path:
-    """Where saved models are looked for: ``SER_ARTIFACTS_DIR`` or ``<project>/artifacts``."""
-    from .config import project_root
-
-    return Path(os.environ.get("SER_ARTIFACTS_DIR") or project_root() / "artifacts")
+def _base_of(name: str) -> str | None:
+    spec = ModelSpec.parse_or_none(str(name))
+    return spec.base if spec else None
 
 
 def find_models(root: str | os.PathLike | None = None, base: str | None = DEFAULT_MODEL) -> list[Path]:
@@ -60,7 +60,7 @@ def find_models(root: str | os.PathLike | None = None, base: str | None = DEFAUL
             meta = json.loads(side.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if base is None or meta.get("base_model", str(meta.get("model", "")).split("-")[0]) == base:
+        if base is None or meta.get("base_model", _base_of(meta.get("model", ""))) == base:
             spknorm = meta.get("standardizer", {}).get("kind") == "spknorm"
             found.append((spknorm, -path.stat().st_mtime, str(path), path))
     return [p for *_, p in sorted(found)]

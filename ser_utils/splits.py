@@ -1,4 +1,4 @@
-"""Train/validation/test splits for the three evaluation protocols (DESIGN.md section 4).
+"""Train/validation/test splits for the three evaluation protocols (see ARCHITECTURE.md).
 
 - ``random``: stratified 80/20 by emotion, as in the paper; validation is a
   stratified slice of the training part.

@@ -24,7 +24,7 @@ it
 
 Model variants are spelled in the model name so each gets its own results
 file: ``hybrid-frames-spknorm`` is the hybrid on frames with per-speaker
-normalisation (:func:`parse_variant`, :func:`variant_name`). TensorFlow is
+normalisation (the grammar lives in :mod:`ser_utils.registry`). TensorFlow is
 imported only when a model is trained or loaded, so the command line starts fast.
 """
 
@@ -43,10 +43,9 @@ import numpy as np
 from .evaluation import FoldResult
 from .features import FeatureConfig, FeatureSet, fit_standardizer, standardize_per_speaker
 from .labels import EMOTIONS
+from .registry import INPUTS, KERAS_MODELS, ModelSpec
 from .splits import Split
 
-KERAS_MODELS = ("cnn", "lstm", "hybrid")
-INPUTS = ("vector", "frames")
 #: Upper bound on epochs in full mode. On the random split of the TESS development subset early
 #: stopping ends training after 30-60 epochs; frame models trained on one speaker sometimes keep
 #: improving their validation loss slowly up to the cap. 100 leaves room without letting one run
@@ -66,9 +65,7 @@ QUICK_EPOCHS = 2
 QUICK_MAX_TRAIN = 128
 BATCH_SIZE = 32
 LEARNING_RATE = 1e-3
-#: Option names that can be spelled as suffixes of the model name, and the option they set.
-_SUFFIXES = {"frames": ("input", "frames"), "vector": ("input", "vector"),
-             "spknorm": ("spknorm", True), "cw": ("class_weights", True), "aug": ("augment", True)}
+#: Options a Keras run accepts (the first four are also spelled in the model name, see :mod:`ser_utils.registry`).
 _KNOWN_OPTIONS = {"input", "spknorm", "class_weights", "augment", "batch_size", "patience", "learning_rate"}
 #: Frequency-warped copies of each training clip added by the ``augment`` option (see :func:`warped_copies`).
 AUGMENT_COPIES = 4
@@ -78,33 +75,27 @@ AUGMENT_COPIES = 4
 
 
 def parse_variant(model: str, options: dict | None = None) -> tuple[str, dict]:
-    """Split a model name such as ``"hybrid-frames-spknorm"`` into its base and full options.
+    """The base and full Keras options of a model name such as ``"hybrid-frames-spknorm"``.
 
-    Suffixes: ``frames``/``vector`` (input view), ``spknorm`` (per-speaker
-    standardisation), ``cw`` (balanced class weights), ``aug`` (frequency-warped
-    copies of the training clips, :func:`warped_copies`). Explicit ``options``
-    are merged on top. Returns ``(base, options)`` with ``input``, ``spknorm``,
-    ``class_weights`` and ``augment`` always present.
+    The name is read by :class:`~ser_utils.registry.ModelSpec`; explicit
+    ``options`` are merged on top. Returns ``(base, options)`` with ``input``,
+    ``spknorm``, ``class_weights`` and ``augment`` always present.
 
     >>> parse_variant("hybrid-frames-spknorm")
     ('hybrid', {'input': 'frames', 'spknorm': True, 'class_weights': False, 'augment': False})
     """
-    base, *suffixes = model.split("-")
-    if base not in KERAS_MODELS:
+    spec = ModelSpec.parse(model)
+    if spec.family != "keras":
         raise ValueError(f"unknown Keras model {model!r}; choose from {', '.join(KERAS_MODELS)}")
-    opts: dict = {"input": "vector", "spknorm": False, "class_weights": False, "augment": False}
-    for s in suffixes:
-        if s not in _SUFFIXES:
-            raise ValueError(f"unknown model variant {s!r} in {model!r}; known: {', '.join(_SUFFIXES)}")
-        key, value = _SUFFIXES[s]
-        opts[key] = value
+    opts: dict = {"input": spec.input, "spknorm": spec.spknorm, "class_weights": spec.class_weights,
+                  "augment": spec.augment}
     for key, value in (options or {}).items():
         if key not in _KNOWN_OPTIONS:
             raise ValueError(f"unknown option {key!r} for Keras models; known: {', '.join(sorted(_KNOWN_OPTIONS))}")
         opts[key] = value
     if opts["input"] not in INPUTS:
         raise ValueError(f"input must be one of {INPUTS}, not {opts['input']!r}")
-    return base, opts
+    return spec.base, opts
 
 
 def variant_name(model: str, options: dict | None = None) -> str:
@@ -114,16 +105,7 @@ def variant_name(model: str, options: dict | None = None) -> str:
     'hybrid-frames'
     """
     base, opts = parse_variant(model, options)
-    parts = [base]
-    if opts["input"] == "frames":
-        parts.append("frames")
-    if opts["spknorm"]:
-        parts.append("spknorm")
-    if opts["class_weights"]:
-        parts.append("cw")
-    if opts["augment"]:
-        parts.append("aug")
-    return "-".join(parts)
+    return ModelSpec(base).with_options(opts).name
 
 
 # --- inputs -----------------------------------------------------------------------------
@@ -190,12 +172,12 @@ def apply_recipe(x: np.ndarray, recipe: dict, speakers: np.ndarray | None = None
     return _to_model_shape(z, kind)
 
 
-def balanced_class_weights(y: np.ndarray, n_classes: int = len(EMOTIONS)) -> dict[int, float]:
-    """``n / (k * count_c)`` for each class present in ``y`` (scikit-learn's "balanced")."""
-    counts = np.bincount(y, minlength=n_classes)
-    present = counts > 0
-    k = int(present.sum())
-    return {c: float(len(y) / (k * counts[c])) for c in range(n_classes) if counts[c]}
+def balanced_class_weights(y: np.ndarray) -> dict[int, float]:
+    """scikit-learn's "balanced" weights ``n / (k * count_c)`` for each class present in ``y``, as Keras wants them."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    classes = np.unique(y)
+    return dict(zip(classes.tolist(), compute_class_weight("balanced", classes=classes, y=y).tolist(), strict=True))
 
 
 # --- augmentation: frequency warping in feature space ------------------------------------
@@ -220,6 +202,7 @@ def _interp_matrix(src: np.ndarray, dst: np.ndarray, *, period: float | None = N
     return w
 
 
+# Hand-written on purpose: the warp acts on cached 187-d features (no audio re-extraction), and chapter 5 teaches it.
 def warp_frequency(x: np.ndarray, alpha: float, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
     """Scale the frequency axis of 187-d features by ``alpha``, as if a shorter (>1) or longer (<1) voice spoke.
 
@@ -490,7 +473,7 @@ def load_model_bundle(path: str | os.PathLike):
     feature configuration, standardisation recipe, the :data:`EMOTIONS` order
     and the protocol, fold and seed it was trained on.
     """
-    from .notebook import quiet_libraries
+    from .quiet import quiet_libraries
 
     quiet_libraries()
     import keras
@@ -550,7 +533,3 @@ def prepare_inputs(features: np.ndarray, sidecar: dict, *, reference: np.ndarray
         scale = np.mean([s["scale"] for s in stats], axis=0).astype(np.float32)
     return _to_model_shape((x - mean) / scale, kind)
 
-
-def predict_proba(model, sidecar: dict, features: np.ndarray, *, reference: np.ndarray | None = None) -> np.ndarray:
-    """Class probabilities ``(N, 7)``, in ``sidecar["emotions"]`` order, for raw features (:func:`prepare_inputs`)."""
-    return np.asarray(model.predict(prepare_inputs(features, sidecar, reference=reference), verbose=0))

@@ -56,13 +56,13 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from .errors import PretrainedUnavailableError, UserError
+from .errors import PretrainedUnavailableError
 from .evaluation import FoldResult
 from .features import FeatureSet, as_rgb
 from .labels import EMOTIONS
+from .registry import VISION_MODELS, ModelSpec
 from .splits import Split
 
-VISION_MODELS = ("vit", "beit")
 #: The checkpoints the paper's family of models starts from (ImageNet-21k / -22k pre-training).
 CHECKPOINTS = {
     "vit": "google/vit-base-patch16-224-in21k",
@@ -91,8 +91,7 @@ def variant_name(model: str, options: dict | None = None) -> str:
     Runs with other weights or augmentation get their own results files
     instead of overwriting the from-scratch, unaugmented ones.
     """
-    options = options or {}
-    return model + ("-pretrained" if options.get("pretrained") else "") + ("-specaug" if options.get("augment") else "")
+    return ModelSpec.parse(model).with_options(options).name
 
 
 # --- configuration and models ----------------------------------------------------------------
@@ -100,10 +99,10 @@ def variant_name(model: str, options: dict | None = None) -> str:
 
 def family_of(model: str) -> str:
     """``"vit"`` or ``"beit"`` for a model name such as ``"vit"`` or ``"beit-specaug"``."""
-    fam = model.split("-")[0].lower()
-    if fam not in VISION_MODELS:
+    spec = ModelSpec.parse_or_none(model.lower())
+    if spec is None or spec.family != "vision":
         raise ValueError(f"unknown vision model {model!r}; the name must start with one of {VISION_MODELS}")
-    return fam
+    return spec.base
 
 
 def compact_config(family: str, image_size: int, *, quick: bool = False, **overrides):
@@ -230,11 +229,6 @@ def _hub_unreachable(timeout: float = 3.0) -> str | None:
         return f"{host}: {exc}"
 
 
-def n_parameters(model) -> int:
-    """Number of trainable parameters."""
-    return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
-
-
 def _quiet_hf() -> None:
     """No HF progress bars or info logs (the book stays free of stray output)."""
     from transformers.utils import logging as hf_logging
@@ -336,28 +330,6 @@ def set_threads(n: int | None = None) -> int:
     return n
 
 
-def seed_everything(seed: int) -> np.random.Generator:
-    """Seed torch and numpy; return the numpy generator used for shuffling and augmentation."""
-    import torch
-
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    return np.random.default_rng(seed)
-
-
-def _lr_lambda(warmup_steps: int, total_steps: int):
-    """Linear warm-up, then cosine decay to 0 over ``total_steps`` (the usual ViT/BEiT schedule)."""
-    import math
-
-    def f(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return f
-
-
 def evaluate(model, images: np.ndarray, labels: np.ndarray | None, prep: Preprocess, *,
              batch_size: int = 64) -> tuple[np.ndarray, float | None]:
     """Logits (N, 7) of ``model`` on ``images``, and the mean cross-entropy when ``labels`` are given."""
@@ -415,11 +387,13 @@ def fit(model, prep: Preprocess, x_train: np.ndarray, y_train: np.ndarray, x_val
     """
     import torch
     from tqdm.auto import tqdm
+    from transformers import get_cosine_schedule_with_warmup
 
     steps_per_epoch = max(1, -(-len(x_train) // tc.batch_size))
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(tc.warmup_epochs * steps_per_epoch, tc.epochs * steps_per_epoch))
+    # Linear warm-up, then cosine decay to 0: the usual ViT/BEiT schedule.
+    schedule = get_cosine_schedule_with_warmup(optimizer, tc.warmup_epochs * steps_per_epoch,
+                                               tc.epochs * steps_per_epoch)
     history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": [], "lr": []}
     best_loss, best_epoch, best_state, waited = float("inf"), 0, None, 0
     bar = tqdm(range(1, tc.epochs + 1), desc=desc, unit="epoch", disable=not progress, leave=False)
@@ -515,7 +489,10 @@ def vision_fold(
     family = family_of(model)
     pretrained = options.get("pretrained") or None
     set_threads(options.get("threads"))
-    rng = seed_everything(seed)
+    from transformers import set_seed
+
+    set_seed(seed)  # Python, NumPy and torch
+    rng = np.random.default_rng(seed)  # shuffling and augmentation
     net = build_model(family, fs.config.image_size, pretrained=pretrained, quick=quick,
                       config_overrides=options.get("config"))
     source = str(Path(pretrained).expanduser()) if pretrained and Path(pretrained).expanduser().is_dir() else None
@@ -551,7 +528,7 @@ def vision_fold(
         epochs=n_epochs,
         history=history,
         extra={
-            "n_params": n_parameters(net),
+            "n_params": net.num_parameters(only_trainable=True),
             "best_epoch": best_epoch,
             "pretrained": pretrained,
             "augment": tc.augment,

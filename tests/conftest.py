@@ -31,7 +31,7 @@ def demo_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def quick_chapter(tmp_path_factory):
     """A quick-mode chapter context on the demo corpus, with its own artifacts folder."""
-    from ser_utils.notebook import start_chapter
+    from ser_utils.course.chapter import start_chapter
 
     art = tmp_path_factory.mktemp("artifacts")
     return start_chapter("demo", None, str(art), quick=True, show_banner=False)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from ser_utils.pipeline import read_toc, resolve_parameters, run_book
+from ser_utils.course.runner import read_toc, resolve_parameters, run_book
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.browser

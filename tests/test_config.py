@@ -2,9 +2,9 @@
 
 import pytest
 
-from ser_utils.config import resolve_run, tess_candidates
+from ser_utils.run_context import resolve_run, tess_candidates
 from ser_utils.data import TessNotFoundError
-from ser_utils.notebook import banner_html, banner_text
+from ser_utils.course.chapter import banner_html, banner_text
 
 from .helpers import tone, write_wav
 
@@ -12,7 +12,7 @@ from .helpers import tone, write_wav
 def test_auto_without_tess_uses_demo_and_says_so(tmp_path, monkeypatch):
     monkeypatch.delenv("SER_TESS_DIR", raising=False)
     monkeypatch.delenv("SER_DATASET", raising=False)
-    monkeypatch.setattr("ser_utils.config.project_root", lambda: tmp_path)
+    monkeypatch.setattr("ser_utils.run_context.project_root", lambda: tmp_path)
     ctx = resolve_run("auto", artifacts_dir=tmp_path / "art", quick=True)
     assert ctx.is_demo and ctx.dataset == "demo"
     assert (ctx.data_dir / "demo_corpus.json").exists()

@@ -1,4 +1,4 @@
-"""The book runner (ser_utils.pipeline) on tiny throwaway books: toc, parameters, resume, failures, build.
+"""The book runner (ser_utils.course.runner) on tiny throwaway books: toc, parameters, resume, failures, build.
 
 Each test writes a small book into its tmp dir (a ``_toc.yml`` and notebooks of
 two or three one-line cells), so the runner is exercised end to end, with
@@ -13,10 +13,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from myst_nb.core.utils import coalesce_streams
 
-from ser_utils import pipeline
+from ser_utils.course import runner as pipeline
 from ser_utils.cli import main
-from ser_utils.pipeline import (
+from ser_utils.course.runner import (
     BookBuildFailed,
     BookSetupError,
     ChapterFailed,
@@ -133,7 +134,7 @@ def test_parameters_reach_only_the_chapters_declaring_them(tmp_path, capfd):
                      "print(f'protocols={protocols} seeds={seeds}')",
                      # tqdm in a kernel without ipywidgets: must leave no stderr noise in the page
                      "from tqdm.auto import tqdm\nprint(sum(tqdm(range(3))))",
-                     # explicit bars: one that clears itself leaves nothing, a kept one a single line
+                     # explicit bars: stderr, which the book leaves out
                      "import time\nfor i in tqdm(range(3), disable=False, leave=False, mininterval=0):\n"
                      "    time.sleep(0.01)",
                      "for i in tqdm(range(3), disable=False, desc='kept', mininterval=0):\n    time.sleep(0.01)"),
@@ -147,13 +148,16 @@ def test_parameters_reach_only_the_chapters_declaring_them(tmp_path, capfd):
     assert "False" in out1  # protocols was not injected into a chapter that does not declare it
     assert "dataset=demo quick=True epochs=3" in out2
     assert "protocols=['speaker', 'word'] seeds=[1, 2]" in out2
+    # Progress bars go to stderr only (which myst-nb keeps out of the pages, nb_output_stderr), and the
+    # default bar (tqdm off in the kernels) writes nothing at all; stdout is merged by nb_merge_streams.
     nb2 = nbformat.read(str(tmp_path / "_build/src/book/02_extra.ipynb"), as_version=4)
-    stderr = [o.text for c in nb2.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
-    assert len(stderr) == 1 and stderr[0].count("\n") <= 1 and "\r" not in stderr[0], stderr
-    assert stderr[0].startswith("kept: 100%"), stderr
-    # The kernel's own output is kept apart in a log, and the TCP-without-encryption warning is gone.
-    kernel_log = (tmp_path / "_build/logs/01_std.kernel.log").read_text()
-    assert "without encryption" not in kernel_log + capfd.readouterr().err
+    shown = [coalesce_streams(c.get("outputs", [])) for c in nb2.cells]
+    stdout = [o.text for outs in shown for o in outs if o.get("name") == "stdout"]
+    assert "3\n" in stdout and not any("%|" in t or "\r" in t for t in stdout), stdout
+    with_stderr = [c.source for c, outs in zip(nb2.cells, shown) if any(o.get("name") == "stderr" for o in outs)]
+    assert len(with_stderr) == 2 and all("disable=False" in s for s in with_stderr), with_stderr
+    # The kernel talks over a local socket: no TCP-without-encryption warning.
+    assert "without encryption" not in capfd.readouterr().err
     assert not list((tmp_path / "book").glob("kernel-*"))  # no kernel socket files in the chapter folder
     timings = json.loads((tmp_path / "_build/book-timings.json").read_text())
     assert [c["chapter"] for c in timings["chapters"]] == ["01_std", "02_extra"]
@@ -293,12 +297,11 @@ def test_build_fails_on_any_warning(tmp_path):
     assert json.loads((tmp_path / "_build/book-timings.json").read_text())["failed"] == "jupyter-book build"
 
 
-def test_jupyter_stream_text_keeps_what_jupyter_shows():
-    bar = "\rtrain:   0%|  | 0/2\rtrain:  50%|# | 1/2\rtrain: 100%|##| 2/2\n"
-    assert pipeline.jupyter_stream_text(bar) == "train: 100%|##| 2/2\n"
-    cleared = "\rfit:   0%| | 0/2\rfit: 100%| | 2/2\r           \r"
-    assert pipeline.jupyter_stream_text("before\n" + cleared + "after\n") == "before\nafter\n"
-    assert pipeline.jupyter_stream_text("plain\ntext\n") == "plain\ntext\n"
+def test_the_book_config_hands_stream_tidying_to_myst_nb():
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "_config.yml").read_text())["sphinx"]["config"]
+    assert config["nb_merge_streams"] is True and config["nb_output_stderr"] == "remove-warn"
 
 
 def test_sphinx_warnings_parses_the_log(tmp_path):

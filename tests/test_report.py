@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from ser_utils import report
+from ser_utils.course import comparison as report
 from ser_utils.cli import main
 from ser_utils.evaluation import FoldResult, make_record, save_record
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import precision_recall_fscore_support
 
-from ser_utils import reporting
+from ser_utils.course import display as reporting
 from ser_utils.evaluation import FoldResult, make_record
 from ser_utils.labels import EMOTIONS
 

@@ -3,7 +3,7 @@
 import json
 import shutil
 
-from ser_utils.config import project_root
+from ser_utils.run_context import project_root
 from ser_utils.course.literate import check_saved_code, saved_definitions, write_saved_code
 
 ROOT = project_root()

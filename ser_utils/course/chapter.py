@@ -12,32 +12,16 @@ the numbers below come from real TESS or from the synthetic demo corpus.
 from __future__ import annotations
 
 import html
-import logging
-import os
-import warnings
 from dataclasses import dataclass
 from functools import cached_property
 
 import pandas as pd
 
-from .config import RunContext, resolve_run
-from .data import ManifestSummary, build_manifest, summarise_manifest
-from .features import FeatureConfig, FeatureSet, ensure_features, quick_config
-from .splits import Split, ensure_splits
-
-
-def quiet_libraries() -> None:
-    """Silence the start-up chatter of TensorFlow, transformers and friends (errors still show)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    for name in ("tensorflow", "absl", "transformers", "numba", "matplotlib", "h5py"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    # tqdm.auto falls back to text bars without ipywidgets; its notice about that is noise here.
-    warnings.filterwarnings("ignore", message="IProgress not found")
-    warnings.filterwarnings("ignore", message=".*is_categorical_dtype.*")
+from ..data import FULL_TESS_SIZE, ManifestSummary, build_manifest, summarise_manifest
+from ..features import FeatureConfig, FeatureSet, ensure_features, quick_config
+from ..quiet import quiet_libraries
+from ..run_context import RunContext, resolve_run
+from ..splits import Split, ensure_splits
 
 
 def banner_html(ctx: RunContext, summary: ManifestSummary | None = None) -> str:
@@ -55,7 +39,7 @@ def banner_html(ctx: RunContext, summary: ManifestSummary | None = None) -> str:
         colour, title = "#d1e7dd", "Real data: TESS"
         part = ""
         if summary is not None and not summary.is_full:
-            part = f" This is a <b>partial</b> set ({summary.n_ok} of 2800 clips), so scores are not one-to-one comparable with the full corpus."
+            part = f" This is a <b>partial</b> set ({summary.n_ok} of {FULL_TESS_SIZE} clips), so scores are not one-to-one comparable with the full corpus."
         body = f"This run uses real TESS recordings ({n}) from <code>{html.escape(str(ctx.data_dir))}</code>.{part}"
     mode = " Quick mode: tiny sizes and 1-2 epochs, for testing only." if ctx.quick else ""
     return (
@@ -133,7 +117,7 @@ def start_chapter(
     ctx = resolve_run(dataset, data_dir, artifacts_dir, protocol, seed, epochs, quick)
     manifest = build_manifest(ctx.data_dir, progress=False)
     manifest.to_csv(ctx.artifacts_dir / "manifest.csv", index=False)
-    expected = len(manifest) if ctx.is_demo else 2800
+    expected = len(manifest) if ctx.is_demo else FULL_TESS_SIZE
     summary = summarise_manifest(manifest, expected_size=expected)
     cfg = quick_config() if ctx.quick else FeatureConfig()
     chapter = Chapter(ctx, manifest, summary, cfg)

@@ -26,8 +26,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .labels import EMOTIONS
-from .paper import PAPER_ACCURACY, PAPER_PROTOCOL
+from ..labels import EMOTIONS
+from ..paper import PAPER_ACCURACY, PAPER_PROTOCOL
 
 
 def default_protocols(ch, protocols: Sequence[str] | None = None) -> list[str]:
@@ -44,12 +44,10 @@ def run_protocols(ch, models: Sequence[str], protocols: Sequence[str], seeds: Se
     Records in ``done`` (e.g. the run a chapter trained a few cells earlier)
     are reused for their (model, protocol, seed) instead of being trained again.
     """
-    from .experiments import run_experiment
+    from ..experiments import run_grid
 
     kwargs.setdefault("progress", False)
-    have = {(r["model"], r["protocol"], r["seed"]): r for r in done}
-    return [have.get((m, p, s)) or run_experiment(ch, m, p, s, **kwargs)
-            for m in models for p in protocols for s in seeds]
+    return run_grid(ch, models, protocols, seeds, done=done, **kwargs)
 
 
 def protocol_table(records: Sequence[dict], paper: dict[str, float] = PAPER_ACCURACY) -> pd.DataFrame:
@@ -60,18 +58,14 @@ def protocol_table(records: Sequence[dict], paper: dict[str, float] = PAPER_ACCU
     score, so nothing is set beside those rows. Also reports the mean training
     wall time per seed (all folds).
     """
-    from .evaluation import records_frame
+    from ..evaluation import TABLE_METRICS, score_table
 
-    df = records_frame(list(records))
-    if df.empty:
-        return df
-    g = df.groupby(["model", "protocol"], sort=False)
-    out = g[["accuracy", "f1_macro", "uar"]].agg(["mean", "std"]) * 100
-    out.columns = [f"{m}_{'sd' if s == 'std' else s}" for m, s in out.columns]
-    out = out.round(2)
-    out["seeds"] = g["seed"].nunique()
-    out["wall_time_s"] = g["wall_time_s"].mean().round(1)
-    out = out.reset_index()
+    table = score_table(list(records))
+    if table.empty:
+        return table
+    out = table[["model", "protocol", *(f"{m}_{s}" for m in TABLE_METRICS for s in ("mean", "sd"))]].round(2)
+    out["seeds"] = table["n_seeds"]
+    out["wall_time_s"] = table["wall_time_s"].round(1)
     # NaN (not None) where the paper has no figure, so every table shows a missing value the same way.
     out["paper_accuracy"] = [paper.get(m, np.nan) if p == PAPER_PROTOCOL else np.nan
                              for m, p in zip(out["model"], out["protocol"], strict=True)]
@@ -80,14 +74,14 @@ def protocol_table(records: Sequence[dict], paper: dict[str, float] = PAPER_ACCU
 
 def per_class_table(record: dict) -> pd.DataFrame:
     """Precision, recall, F1 (%) and support per emotion, from the record's confusion matrix (pooled over folds)."""
-    cm = np.asarray(record["confusion"], dtype=float)
-    tp = np.diag(cm)
-    support = cm.sum(axis=1)
-    predicted = cm.sum(axis=0)
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    from sklearn.metrics import precision_recall_fscore_support
+
+    cm = np.asarray(record["confusion"], dtype=int)
+    k = len(EMOTIONS)
+    # The (true, predicted) pairs the pooled confusion matrix counts, one per test clip.
+    y_true, y_pred = np.repeat(np.arange(k), k).repeat(cm.ravel()), np.tile(np.arange(k), k).repeat(cm.ravel())
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=np.arange(k),
+                                                                     zero_division=0)
     return pd.DataFrame({"precision": precision * 100, "recall": recall * 100, "f1": f1 * 100,
                          "support": support.astype(int)}, index=pd.Index(EMOTIONS, name="emotion")).round(1)
 
@@ -131,7 +125,7 @@ def play_clip(manifest: pd.DataFrame, clip_id: str, *, note: str = "", sr: int =
     """Display an audio player for one clip, headed by its speaker, word, emotion and ``note``."""
     from IPython.display import HTML, Audio, display
 
-    from .data import load_clip
+    from ..data import load_clip
 
     row = manifest.set_index("clip_id").loc[clip_id]
     head = f"<b>{clip_id}</b>: speaker {row['speaker']}, word '{row['word']}', labelled <b>{row['emotion']}</b>"
@@ -179,7 +173,7 @@ def show_results(record: dict, *, title: str | None = None) -> pd.DataFrame:
     """
     from IPython.display import display
 
-    from .plots import confusion_heatmap, learning_curves
+    from ..plots import confusion_heatmap, learning_curves
 
     title = title or f"{record['model']}, {record['protocol']} protocol, seed {record['seed']}"
     data = "demo corpus" if record["dataset"].get("synthetic") else record["dataset"]["name"].upper()
@@ -208,8 +202,8 @@ def warp_figure(fs, clip_id: str, alphas: Sequence[float] = (1 / 1.15, 1.0, 1.15
     (harmonics and formants alike) slides down for ``alpha < 1`` (a longer,
     lower voice) and up for ``alpha > 1``.
     """
-    from .features import FEATURE_GROUPS
-    from .training import warp_frequency
+    from ..features import FEATURE_GROUPS
+    from ..training import warp_frequency
 
     frames = fs.frames[fs.index([clip_id])[0]]
     fig, axes = plt.subplots(1, len(alphas), figsize=(4 * len(alphas), 3.2), sharey=True)

@@ -1,6 +1,6 @@
 """Resolving a chapter's parameters: which dataset, where the artifacts go, quick mode.
 
-Every chapter has the same ``parameters`` cell (DESIGN.md section 3) and hands
+Every chapter has the same ``parameters`` cell (see ARCHITECTURE.md) and hands
 it to :func:`resolve_run`, which answers the questions once: is real TESS
 here, or do we run on the synthetic demo corpus? The answer is carried by a
 :class:`RunContext` that the banner, the manifest and the results files all
@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .data import TESS_HELP, TessNotFoundError, find_audio_files
+from .splits import PROTOCOLS
 
 #: Words in the demo corpus: full run and quick (CI) run.
 DEMO_WORDS = 30
 DEMO_WORDS_QUICK = 10
-PROTOCOLS = ("random", "speaker", "word")
 
 
 def project_root() -> Path:
@@ -28,6 +28,11 @@ def project_root() -> Path:
         if (parent / "pyproject.toml").exists() and (parent / "ser_utils").is_dir():
             return parent
     return Path.cwd()
+
+
+def default_artifacts_root() -> Path:
+    """Where every run's artifacts folder lives: ``SER_ARTIFACTS_DIR``, else ``<project>/artifacts``."""
+    return Path(os.environ.get("SER_ARTIFACTS_DIR") or project_root() / "artifacts")
 
 
 def env_flag(name: str) -> bool:
@@ -115,7 +120,7 @@ def resolve_run(
             raise TessNotFoundError(f"no TESS audio found. Looked in:\n{looked}\n{TESS_HELP}")
     name = "tess" if root is not None else "demo"
     if artifacts_dir is None:
-        artifacts_dir = os.environ.get("SER_ARTIFACTS_DIR") or project_root() / "artifacts"
+        artifacts_dir = default_artifacts_root()
         # Quick runs get their own folder so they never overwrite the results of a full run.
         artifacts_dir = Path(artifacts_dir) / (name + ("-quick" if quick else ""))
     artifacts_dir = Path(artifacts_dir).expanduser().resolve()

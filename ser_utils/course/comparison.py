@@ -27,8 +27,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .evaluation import load_records
-from .paper import PAPER_ACCURACY, PAPER_PROTOCOL
+from ..data import FULL_TESS_SIZE
+from ..evaluation import load_records, score_table
+from ..paper import PAPER_ACCURACY, PAPER_PROTOCOL
+from ..registry import BASELINES, KERAS_MODELS, VISION_MODELS, ModelSpec
+from ..splits import PROTOCOLS
 
 #: Metrics of the main table (keys of a record's ``metrics``), with their column titles.
 TABLE_METRICS: dict[str, str] = {
@@ -39,8 +42,8 @@ TABLE_METRICS: dict[str, str] = {
     "uar": "UAR",
 }
 #: Reading order of models in every table (unknown models and variants follow their base).
-MODEL_ORDER = ("duration", "logreg", "rf", "logreg-spknorm", "rf-spknorm", "cnn", "lstm", "hybrid", "vit", "beit")
-PROTOCOL_ORDER = ("random", "speaker", "word")
+MODEL_ORDER = BASELINES + KERAS_MODELS + VISION_MODELS
+PROTOCOL_ORDER = PROTOCOLS
 #: Models trained by chapters 3-6 (the expensive ones) and the chapter that trains each.
 DEEP_MODELS: dict[str, int] = {"cnn": 3, "lstm": 4, "hybrid": 5, "vit": 6, "beit": 6}
 #: Cheap models chapter 7 computes itself when their results are missing.
@@ -53,7 +56,8 @@ README_END = "<!-- results:end -->"
 
 
 def _model_key(model: str) -> tuple[int, str]:
-    base = model.split("-")[0]
+    spec = ModelSpec.parse_or_none(model)
+    base = spec.base if spec else None
     if model in MODEL_ORDER:
         return MODEL_ORDER.index(model), model
     if base in MODEL_ORDER:
@@ -84,8 +88,8 @@ def dataset_label(records: Sequence[dict]) -> str:
     n = max(int(r.get("dataset", {}).get("n_clips", 0)) for r in records)
     if d.get("synthetic") or d.get("name") == "demo":
         label = f"demo corpus (synthetic, not TESS), {n} clips"
-    elif d.get("partial") or n < 2800:
-        label = f"TESS, {n} of 2800 clips (partial)"
+    elif d.get("partial") or n < FULL_TESS_SIZE:
+        label = f"TESS, {n} of {FULL_TESS_SIZE} clips (partial)"
     else:
         label = f"TESS, {n} clips"
     return label + (", quick mode" if d.get("quick") else "")
@@ -138,37 +142,19 @@ def _sorted(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def comparison_table(records: Sequence[dict], metrics: Iterable[str] = TABLE_METRICS) -> pd.DataFrame:
-    """One row per dataset x model x protocol: metrics in %, mean and sd over seeds.
+    """One row per dataset x model x protocol: metrics in %, mean and sd over seeds, in reading order.
 
-    Columns: ``dataset`` (see :func:`dataset_label`), ``model``, ``protocol``,
-    ``seeds`` (e.g. ``"0,1,2"``), ``n_seeds``, ``<metric>_mean`` and
-    ``<metric>_sd`` (sd over seeds, NaN for one seed) for each metric,
-    ``n_params``, ``wall_time_s`` (mean per seed) and ``n_test`` (test clips
-    per seed, summed over folds).
+    :func:`~ser_utils.evaluation.score_table` with the dataset named by
+    :func:`dataset_label` (``"TESS, 2800 clips"``...): ``dataset``, ``model``,
+    ``protocol``, ``seeds`` (e.g. ``"0,1,2"``), ``n_seeds``, ``<metric>_mean``
+    and ``<metric>_sd`` for each metric, ``n_params``, ``wall_time_s`` and ``n_test``.
     """
-    metrics = list(metrics)
     groups: dict[tuple, list[dict]] = {}
     for r in records:
         groups.setdefault(dataset_key(r), []).append(r)
     labels = {k: dataset_label(v) for k, v in groups.items()}
-    rows = []
-    cells: dict[tuple, list[dict]] = {}
-    for r in records:
-        cells.setdefault((labels[dataset_key(r)], r["model"], r["protocol"]), []).append(r)
-    for (label, model, protocol), recs in cells.items():
-        recs = sorted(recs, key=lambda r: r["seed"])
-        row = {"dataset": label, "model": model, "protocol": protocol,
-               "seeds": ",".join(str(r["seed"]) for r in recs), "n_seeds": len(recs)}
-        for m in metrics:
-            vals = np.array([r["metrics"][m] for r in recs], dtype=float) * 100
-            row[f"{m}_mean"] = float(vals.mean())
-            row[f"{m}_sd"] = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
-        params = [r.get("n_params") for r in recs if r.get("n_params")]
-        row["n_params"] = int(params[0]) if params else None
-        row["wall_time_s"] = float(np.mean([r.get("wall_time_s") or 0.0 for r in recs]))
-        row["n_test"] = int(np.mean([sum(f.get("n_test", 0) for f in r.get("folds", [])) for r in recs]))
-        rows.append(row)
-    return _sorted(pd.DataFrame(rows))
+    table = score_table(records, list(metrics), dataset=lambda r: labels[dataset_key(r)])
+    return _sorted(table.drop(columns="epochs", errors="ignore"))
 
 
 def formatted_table(table: pd.DataFrame, metrics: Iterable[str] = TABLE_METRICS) -> pd.DataFrame:
@@ -212,20 +198,11 @@ def paper_comparison(
 
 def cost_table(records: Sequence[dict]) -> pd.DataFrame:
     """Parameters, training wall time (mean over seeds, all folds) and epochs run, per model and protocol."""
-    rows = []
-    for r in records:
-        epochs = [f.get("epochs") for f in r.get("folds", []) if f.get("epochs")]
-        rows.append({"dataset": dataset_label([r]), "model": r["model"], "protocol": r["protocol"],
-                     "seed": r["seed"], "n_params": r.get("n_params"), "wall_time_s": r.get("wall_time_s"),
-                     "epochs": float(np.mean(epochs)) if epochs else float("nan")})
-    df = pd.DataFrame(rows)
-    if df.empty:
-        return df
-    out = df.groupby(["dataset", "model", "protocol"], sort=False).agg(
-        n_params=("n_params", "first"), wall_time_s=("wall_time_s", "mean"), epochs=("epochs", "mean"),
-        seeds=("seed", "nunique")).reset_index()
-    out["n_params"] = pd.to_numeric(out["n_params"], errors="coerce").astype("Int64")
-    return _sorted(out)
+    table = score_table(records, [], dataset=lambda r: dataset_label([r]))
+    if table.empty:
+        return table
+    cols = ["dataset", "model", "protocol", "n_params", "wall_time_s", "epochs"]
+    return _sorted(table[cols].assign(seeds=table["n_seeds"]))
 
 
 def other_features(records: Sequence[dict], feature_key: str) -> list[str]:
@@ -324,6 +301,7 @@ def _predictions(record: dict) -> dict[tuple[str, str], tuple[int, int]]:
     return out
 
 
+# The paired test is computed here (scipy's binomtest on the discordant pairs) because chapter 7 teaches it.
 def mcnemar(rec_a: dict, rec_b: dict) -> McNemarResult:
     """Exact McNemar test between two records of the same protocol and seed, on their shared test clips.
 
@@ -356,7 +334,8 @@ def mcnemar(rec_a: dict, rec_b: dict) -> McNemarResult:
 
 def uses_test_speaker(model: str) -> bool:
     """True for variants that standardise with the test speaker's unlabelled statistics (``-spknorm``)."""
-    return "spknorm" in model.split("-")
+    spec = ModelSpec.parse_or_none(model)
+    return bool(spec and spec.uses_test_speaker)
 
 
 def best_models(records: Sequence[dict], protocol: str, k: int = 2, metric: str = "accuracy",
@@ -442,9 +421,9 @@ def default_results_dir(artifacts_root: str | os.PathLike | None = None) -> Path
 
     ``artifacts_root`` defaults to ``SER_ARTIFACTS_DIR`` or ``<project>/artifacts``.
     """
-    from .config import project_root
+    from ..run_context import default_artifacts_root
 
-    root = Path(artifacts_root or os.environ.get("SER_ARTIFACTS_DIR") or project_root() / "artifacts")
+    root = Path(artifacts_root) if artifacts_root else default_artifacts_root()
     for name in ("tess", "demo", "demo-quick"):
         d = root / name / "results"
         if d.is_dir() and any(d.glob("*__*__seed*.json")):
@@ -462,7 +441,7 @@ def save_uar_figure(records: Sequence[dict], path: str | os.PathLike) -> Path:
     """Draw UAR by model and protocol (the chapter 7 bar chart) for ``records`` into a PNG file."""
     import matplotlib.pyplot as plt
 
-    from . import plots
+    from .. import plots
 
     table = comparison_table(records)
     fig = plots.scores_bar(table, metric="uar_mean", title=f"UAR by model and protocol ({table['dataset'].iloc[0]})")
@@ -474,7 +453,7 @@ def save_uar_figure(records: Sequence[dict], path: str | os.PathLike) -> Path:
 
 
 def _display_path(path: str | os.PathLike) -> str:
-    from .config import project_root
+    from ..run_context import project_root
 
     p = Path(path).resolve()
     try:
@@ -489,17 +468,13 @@ def ensure_cheap_results(ch, protocols: Sequence[str], seeds: Sequence[int],
 
     Returns the ``model/protocol/seed`` names it computed (empty when all existed).
     """
-    from .evaluation import result_path
-    from .experiments import run_experiment
+    from ..evaluation import result_path
+    from ..experiments import run_grid
 
-    done = []
-    for m in models:
-        for p in protocols:
-            for s in seeds:
-                if not result_path(ch.ctx.artifacts_dir, m, p, s).exists():
-                    run_experiment(ch, m, p, s, progress=False)
-                    done.append(f"{m}/{p}/seed{s}")
-    return done
+    missing = [f"{m}/{p}/seed{s}" for m in models for p in protocols for s in seeds
+               if not result_path(ch.ctx.artifacts_dir, m, p, s).exists()]
+    run_grid(ch, models, protocols, seeds, skip_existing=True, progress=False)
+    return missing
 
 
 def key_findings(records: Sequence[dict]) -> list[str]:
@@ -530,8 +505,9 @@ def key_findings(records: Sequence[dict]) -> list[str]:
         paper_best = max(PAPER_ACCURACY, key=PAPER_ACCURACY.get)
         out.append(f"Random split: the best model is `{best}` with {score(best, 'random'):.1f} % accuracy "
                    f"(the paper's best: `{paper_best}`, {PAPER_ACCURACY[paper_best]:.2f} %, on the full TESS).")
-        simple = [m for m in random_models if m.split("-")[0] in ("logreg", "rf")]
-        deep = [m for m in random_models if m.split("-")[0] in DEEP_MODELS]
+        bases = {m: getattr(ModelSpec.parse_or_none(m), "base", None) for m in random_models}
+        simple = [m for m in random_models if bases[m] in ("logreg", "rf")]
+        deep = [m for m in random_models if bases[m] in DEEP_MODELS]
         if simple and deep:
             bs, bd = max(simple, key=lambda m: score(m, "random")), max(deep, key=lambda m: score(m, "random"))
             out.append(f"Best simple baseline `{bs}`: {score(bs, 'random'):.1f} %; best deep model `{bd}`: "

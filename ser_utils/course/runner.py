@@ -1,0 +1,711 @@
+"""Executing the book: run every chapter with papermill, then build the Jupyter Book.
+
+``python -m ser_utils book`` (and ``make book``) call :func:`run_book`, which reads
+the chapters from ``_toc.yml`` (``sphinx_external_toc``, so new chapters are picked
+up), stages the book's sources in ``_build/src``, executes each chapter there with
+papermill (:func:`run_chapter`; a chapter gets only the parameters its
+``parameters`` cell declares), stamps it so that a re-run skips chapters executed
+with the same parameters, data and code and an interrupted run resumes where it
+stopped, stops at the first failing chapter naming the chapter, cell and error
+(:class:`ChapterFailed`), then builds the HTML with warnings as errors
+(:func:`build_html`) and writes a timing report ``_build/book-timings.json``.
+
+How outputs look is myst-nb's job (``_config.yml``): ``nb_merge_streams`` shows a
+progress bar's last state only; ``nb_output_stderr: remove-warn`` keeps stderr out
+of the pages and names each such cell in the build log (reported as a note).
+Chapters left out with ``--only`` keep their last good executed copy, or are staged
+unexecuted with a note, so every cross-reference still resolves (warnings located
+in such a page are reported but do not fail a partial build).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from unittest import mock
+
+from ..errors import BookSetupError
+from ..quiet import QUIET_ENVIRONMENT
+
+#: Parameters every chapter has (the ``parameters`` cell, see ARCHITECTURE.md) that the runner may set.
+STANDARD_PARAMETERS = ("dataset", "data_dir", "artifacts_dir", "quick", "epochs")
+#: Environment variables that change what a chapter computes; part of the resume stamp.
+STAMP_ENVIRONMENT = ("SER_ARTIFACTS_DIR", "SER_TESS_DIR")
+#: The package whose sources are hashed into every stamp (``ser_utils``, this module's parent package).
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+#: Never copied from the book's folders into the staging copy.
+_SKIP_STAGING = {".ipynb_checkpoints", "__pycache__", "_build", ".DS_Store"}
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_GLUE_ROLE = re.compile(r"\{glue(?::[a-z]+)?\}`[^`]*`")
+#: myst-nb's tag on the warning it logs for a cell with stderr output (``nb_output_stderr: remove-warn``).
+_STDERR_WARNING = "[mystnb.stderr]"
+
+Echo = Callable[[str], None]
+
+
+# --- errors ---------------------------------------------------------------------------
+
+
+class PipelineError(RuntimeError):
+    """A chapter or the book build failed; the message says where and why."""
+
+
+class ChapterSelectionError(BookSetupError):
+    """``--only`` named a chapter that is not in ``_toc.yml``."""
+
+
+class ChapterFailed(PipelineError):
+    """A chapter raised an error; names the chapter, the cell and the error."""
+
+    def __init__(self, chapter: str, message: str, *, cell: int | None = None,
+                 executed_copy: Path | None = None):
+        self.chapter, self.cell, self.executed_copy = chapter, cell, executed_copy
+        where = f" at cell {cell} (cells counted from 1, markdown included)" if cell is not None else ""
+        text = f"chapter {chapter} failed{where}: {message}"
+        if executed_copy is not None:
+            text += f"\nThe executed copy, with the error, is at {executed_copy}"
+        super().__init__(text)
+
+
+class BookBuildFailed(PipelineError):
+    """``jupyter-book build`` failed or printed warnings (the build must be warning-free)."""
+
+    def __init__(self, message: str, warnings: Sequence[str] = ()):
+        self.warnings = list(warnings)
+        super().__init__(message)
+
+
+class BuildFolderBusy(BookSetupError):
+    """Another ``book`` run is using the same ``_build`` folder."""
+
+
+# --- the table of contents -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TocEntry:
+    """One document of ``_toc.yml``: its toc name (``book/01_data``) and source file."""
+
+    docname: str
+    path: Path
+
+    @property
+    def stem(self) -> str:
+        """File name without suffix, e.g. ``01_data``."""
+        return self.path.stem
+
+    @property
+    def key(self) -> str:
+        """The chapter number as written in the file name (``"01"``), else the stem."""
+        m = re.match(r"(\d+)", self.stem)
+        return m.group(1) if m else self.stem
+
+    @property
+    def is_notebook(self) -> bool:
+        return self.path.suffix == ".ipynb"
+
+    def relpath(self) -> Path:
+        """The source file relative to the book root (``book/01_data.ipynb``)."""
+        return Path(self.docname).with_suffix(self.path.suffix)
+
+
+def _entry(book_root: Path, docname: str) -> TocEntry:
+    """The toc document ``docname`` (suffix optional) and its source file, ``.ipynb`` before ``.md``."""
+    stem = docname.removesuffix(".ipynb").removesuffix(".md")
+    if docname != stem:
+        return TocEntry(stem, book_root / docname)
+    for suffix in (".ipynb", ".md"):
+        if (book_root / f"{stem}{suffix}").exists():
+            return TocEntry(stem, book_root / f"{stem}{suffix}")
+    return TocEntry(stem, book_root / f"{stem}.md")  # only the root page may be missing (a placeholder is staged)
+
+
+def read_toc(book_root: str | os.PathLike) -> tuple[TocEntry, list[TocEntry]]:
+    """The root page and the chapters (in reading order, parts and sections included) of ``_toc.yml``.
+
+    Parsed by ``sphinx_external_toc``, the reader Jupyter Book itself uses;
+    ``url``/``glob`` entries are ignored. A chapter file listed but absent
+    raises :class:`BookSetupError` naming it.
+    """
+    from sphinx_external_toc.parsing import parse_toc_yaml
+
+    book_root = Path(book_root)
+    site = parse_toc_yaml(book_root / "_toc.yml")
+
+    def walk(docname: str):
+        for tree in site[docname].subtrees:
+            for child in tree.files():
+                yield child
+                yield from walk(child)
+
+    entries = [_entry(book_root, doc) for doc in walk(site.root.docname)]
+    for entry in entries:
+        if not entry.path.exists():
+            raise BookSetupError(f"_toc.yml lists {entry.docname!r} but neither {entry.docname}.ipynb "
+                                 f"nor {entry.docname}.md exists")
+    return _entry(book_root, site.root.docname), entries
+
+
+def _matches(entry: TocEntry, token: str) -> bool:
+    if token in {entry.stem, entry.key, entry.docname}:
+        return True
+    return token.isdigit() and entry.key.isdigit() and int(token) == int(entry.key)
+
+
+def select_chapters(entries: Sequence[TocEntry], only: str | Sequence[str] | None) -> list[TocEntry]:
+    """The notebook chapters to execute: all of them, or those named by ``only``.
+
+    Tokens match the chapter number (``3`` or ``03``), the file stem
+    (``03_cnn``) or the toc name; a token matching nothing raises
+    :class:`ChapterSelectionError` listing the chapters that exist.
+    """
+    notebooks = [e for e in entries if e.is_notebook]
+    items = [] if only is None else [only] if isinstance(only, str) else list(only)  # "03,05" or ["03", "5,6"]
+    tokens = [t.strip() for item in items for t in str(item).split(",") if t.strip()]
+    if not tokens:
+        return notebooks
+    unknown = [t for t in tokens if not any(_matches(e, t) for e in notebooks)]
+    if unknown:
+        have = ", ".join(e.stem for e in notebooks) or "none"
+        raise ChapterSelectionError(f"--only {','.join(unknown)}: no such chapter in _toc.yml (chapters: {have})")
+    return [e for e in notebooks if any(_matches(e, t) for t in tokens)]
+
+
+# --- parameters and stamps -----------------------------------------------------------
+
+
+def chapter_parameters(notebook: str | os.PathLike, run_parameters: dict) -> tuple[dict, list[str]]:
+    """The subset of ``run_parameters`` that ``notebook`` declares, and the standard ones it lacks.
+
+    Values that are ``None`` are not passed (the chapter's default stands).
+    The second element lists standard parameters (dataset, quick, ...) that
+    the runner wanted to pass but the chapter does not declare, so the
+    caller can point out a chapter that breaks the convention.
+    """
+    import papermill
+
+    declared = papermill.inspect_notebook(str(notebook))
+    chosen = {k: v for k, v in run_parameters.items() if v is not None and k in declared}
+    missing = [k for k in STANDARD_PARAMETERS if run_parameters.get(k) is not None and k not in declared]
+    return chosen, missing
+
+
+# Resume stamps are ours on purpose: jupyter-cache keys a notebook on its code cells only, so it
+# cannot see papermill parameters, the data environment or a change to ser_utils.
+
+
+def file_hash(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (the source notebook's identity in a stamp)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def package_hash() -> str:
+    """SHA-256 over the ``ser_utils`` sources: a chapter executed with older package code is stale."""
+    h = hashlib.sha256()
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        h.update(str(path.relative_to(PACKAGE_DIR)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def _stamp_environment() -> dict:
+    return {**{k: os.environ.get(k) for k in STAMP_ENVIRONMENT}, "ser_utils_sha256": package_hash()}
+
+
+def _normalise(obj):
+    """JSON round trip, so a stamp read back compares equal to the parameters it stored."""
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
+def read_stamp(path: Path) -> dict | None:
+    """The stamp stored next to an executed chapter, or None when absent or unreadable."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def is_up_to_date(executed: Path, stamp: dict | None, parameters: dict, source_hash: str) -> bool:
+    """True when ``executed`` ran without error with these parameters from this source notebook."""
+    want = {"status": "ok", "source_sha256": source_hash, "parameters": _normalise(parameters),
+            "environment": _normalise(_stamp_environment())}
+    return executed.exists() and stamp is not None and all(stamp.get(k) == v for k, v in want.items())
+
+
+# --- executing one chapter -----------------------------------------------------------
+
+
+def quiet_environment() -> None:
+    """Environment for the kernels: quiet TensorFlow/transformers/jupyter start-up chatter.
+
+    Set in this process (kernels inherit it) only where the user has not set
+    the variable: :data:`~ser_utils.quiet.QUIET_ENVIRONMENT`, debugpy's
+    frozen-modules notice and jupyter_core's platformdirs deprecation notice.
+    """
+    for key, value in {**QUIET_ENVIRONMENT, "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+                       "JUPYTER_PLATFORM_DIRS": "1"}.items():
+        os.environ.setdefault(key, value)
+    # papermill logs "Input Notebook: ..." etc. at INFO; the runner prints its own lines.
+    for name in ("papermill", "traitlets", "nbclient", "asyncio"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def kernel_environment(base: dict | None = None) -> dict:
+    """The environment a chapter kernel starts with: ``base`` (default ``os.environ``) plus quieting.
+
+    tqdm is off in the kernels only (in an executed page a progress bar is a frozen stderr box;
+    the runner's own bar stays on), and tqdm.auto's "IProgress not found" notice is filtered out
+    (PYTHONWARNINGS is read before site-packages are importable, so by message, not category).
+    """
+    env = dict(os.environ if base is None else base, TQDM_DISABLE="1")
+    filters = [f for f in env.get("PYTHONWARNINGS", "").split(",") if f]
+    env["PYTHONWARNINGS"] = ",".join([*filters, "ignore:IProgress not found"])
+    return env
+
+
+def _kernel_config(socket_dir: str):
+    """Kernel-manager settings: a local IPC socket in ``socket_dir`` (TCP warns "running without encryption").
+
+    Socket paths are limited to ~100 characters, so a very long temporary
+    folder (or Windows) keeps jupyter_client's TCP default.
+    """
+    from traitlets.config import Config
+
+    if os.name == "posix" and len(socket_dir) <= 60:
+        return Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(socket_dir, "k")}})
+    return Config()
+
+
+def _source_cell_number(nb, index: int) -> int:
+    """1-based position in the source notebook of cell ``index`` of the run (before papermill's error banners)."""
+    tags = [c.get("metadata", {}).get("tags", []) for c in nb.cells]
+    ran = [t for t in tags if "papermill-error-cell-tag" not in t]
+    return index - sum("injected-parameters" in t for t in ran[:index]) + 1
+
+
+def execute_chapter(entry: TocEntry, output: Path, parameters: dict, *, progress: bool = True,
+                    label: str | None = None, timeout: int | None = None) -> int:
+    """Execute one chapter notebook into ``output`` with papermill; return its number of cells.
+
+    The kernel runs in the chapter's own folder (as when a reader opens it in
+    JupyterLab) with :func:`kernel_environment`. A cell error raises
+    :class:`ChapterFailed` naming the chapter, the cell (1-based, in the
+    source notebook), the error, and where the executed copy with the
+    traceback was written.
+    """
+    import nbformat
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    bar = {"desc": label or entry.stem, "leave": False} if progress else False
+    try:
+        # The kernel inherits the environment it starts in.
+        with tempfile.TemporaryDirectory(prefix="ser-book-kernel-") as sockets, \
+                mock.patch.dict(os.environ, kernel_environment(), clear=True):
+            papermill.execute_notebook(
+                str(entry.path), str(output), parameters=parameters, cwd=str(entry.path.parent),
+                progress_bar=bar, log_output=False, execution_timeout=timeout,
+                config=_kernel_config(sockets),
+            )
+    except PapermillExecutionError as exc:
+        cell = None
+        with contextlib.suppress(Exception):
+            cell = _source_cell_number(nbformat.read(str(output), as_version=4), exc.cell_index)
+        first = next((ln for ln in str(exc.source).splitlines() if ln.strip()), "")
+        message = f"{exc.ename}: {exc.evalue}".rstrip(": ")
+        if first:
+            message += f"\n  in: {first.strip()}"
+        raise ChapterFailed(entry.stem, message, cell=cell, executed_copy=output) from None
+    except Exception as exc:  # kernel died, timeout, unreadable notebook...
+        raise ChapterFailed(entry.stem, f"{type(exc).__name__}: {exc}") from exc
+    return len(nbformat.read(str(output), as_version=4).cells)
+
+
+def write_placeholder(entry: TocEntry, output: Path, note: str) -> None:
+    """Stage a chapter that was not executed: its source notebook with ``note`` after the title.
+
+    Keeping the prose (and its labels) means the table of contents and every
+    cross-reference into the chapter still resolve; ``{glue}`` roles, which
+    need executed outputs, are replaced by a short text.
+    """
+    import nbformat
+
+    nb = nbformat.read(str(entry.path), as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = _GLUE_ROLE.sub("*(not computed)*", cell.source)
+    admonition = nbformat.v4.new_markdown_cell(f"```{{note}}\n{note}\n```")
+    admonition["id"] = "ser-book-not-executed"
+    first_is_title = bool(nb.cells) and nb.cells[0].cell_type == "markdown" and \
+        nb.cells[0].source.lstrip().startswith("# ")
+    nb.cells.insert(1 if first_is_title else 0, admonition)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(output))
+
+
+# --- staging and building ------------------------------------------------------------
+
+
+def stage_sources(book_root: Path, stage: Path, root: TocEntry, entries: Sequence[TocEntry],
+                  echo: Echo = print) -> None:
+    """Copy the book's non-notebook sources into ``stage``.
+
+    That is ``_config.yml``, ``_toc.yml``, every file (Markdown pages,
+    ``references.bib``, images) in the folders holding toc documents, and the
+    bibliography/logo files the config names. A missing root page gets a
+    minimal placeholder in the staging copy only, never in the repository.
+    """
+    import yaml
+
+    stage.mkdir(parents=True, exist_ok=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(book_root / name, stage / name)
+    folders = {(book_root / e.docname).parent for e in (root, *entries)}
+    for folder in sorted(folders):
+        if folder.resolve() == book_root.resolve():
+            # Only the top-level files the book uses; never the whole repository.
+            continue
+        shutil.copytree(folder, stage / folder.relative_to(book_root), dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(*_SKIP_STAGING, "*.ipynb"))
+    config = yaml.safe_load((book_root / "_config.yml").read_text(encoding="utf-8")) or {}
+    html = config.get("html") or {}
+    logos = [config.get(key) or html.get(key) for key in ("logo", "favicon")]
+    for rel in [*(config.get("bibtex_bibfiles") or []), *filter(None, logos)]:
+        src = book_root / rel
+        if src.is_file():
+            (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, stage / rel)
+    for entry in (root, *entries):
+        target = stage / entry.relpath()
+        if entry.is_notebook:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if entry.path.exists():
+            shutil.copy2(entry.path, target)  # also pages at the top level, whose folder is not copied
+        else:
+            target.write_text(f"# ser-book\n\nThis page (`{entry.relpath()}`) has not been written yet.\n",
+                              encoding="utf-8")
+            echo(f"note: {entry.relpath()} is missing; staged a placeholder page (the repository is unchanged)")
+
+
+def sphinx_warnings(log: str, stage: Path | None = None) -> list[str]:
+    """The WARNING/ERROR lines of a Sphinx log, paths shown relative to the staging folder."""
+    lines = []
+    for line in _ANSI.sub("", log).splitlines():
+        if re.search(r"(^|: )(WARNING|ERROR|CRITICAL|SEVERE)(:|\b)", line):
+            if stage is not None:
+                line = line.replace(str(stage) + os.sep, "")
+            lines.append(line.strip())
+    return lines
+
+
+def build_html(stage: Path, output_root: Path, *, tolerate: Sequence[str] = ()) -> tuple[Path, list[str]]:
+    """Build the staged book into ``<output_root>/_build/html``; return that folder and ignored warnings.
+
+    Runs ``jupyter-book build --all`` (a full rebuild, so warnings of
+    unchanged pages are reported every time) with ``-W -n --keep-going``:
+    any Sphinx warning, including a broken cross-reference, citation or
+    image, fails the build with :class:`BookBuildFailed` listing every
+    warning. ``tolerate`` names documents (toc names, e.g. ``book/03_cnn``)
+    staged unexecuted in a partial build: warnings located in them (say, a
+    reference to a figure that only exists once the chapter has run) are
+    returned instead of failing the build, as are myst-nb's notes on cells that
+    wrote to stderr; any other warning fails it.
+    """
+    # No -W: the warnings are read from the log, so that stderr notes and tolerated pages can be told apart.
+    # jupyter-book run by this Python, so the venv's Sphinx and extensions are used.
+    jupyter_book = [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.exit(main())"]
+    cmd = [*jupyter_book, "build", str(stage), "--path-output", str(output_root), "--all",
+           "-n", "--keep-going"]
+    env = dict(os.environ, PYTHONWARNINGS="ignore", NO_COLOR="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(stage))
+    log = proc.stdout + proc.stderr
+    html = output_root / "_build" / "html"
+    found = sphinx_warnings(log, stage)
+    located = tuple(f"{doc}{sep}" for doc in tolerate for sep in ".:")  # "book/03_cnn.ipynb:12: WARNING..."
+    ignored = [w for w in found if w.startswith(located) or _STDERR_WARNING in w]
+    errors = [w for w in found if w not in ignored]
+    if proc.returncode != 0 or errors:
+        detail = "\n".join(f"  {w}" for w in errors) or "\n".join(log.strip().splitlines()[-25:])
+        raise BookBuildFailed(
+            f"jupyter-book build failed ({len(errors)} warning(s); warnings are errors):\n{detail}", errors
+        )
+    if not (html / "index.html").exists():
+        raise BookBuildFailed(f"jupyter-book build finished but {html / 'index.html'} is missing")
+    return html, ignored
+
+
+# --- the whole run -------------------------------------------------------------------
+
+
+@dataclass
+class ChapterTiming:
+    """One row of the timing report."""
+
+    chapter: str
+    docname: str
+    status: str  # executed | cached | kept | not-run | failed
+    wall_s: float | None
+    cells: int | None = None
+    parameters: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BookReport:
+    """What a run did: a row per chapter, the build time, where the HTML is."""
+
+    chapters: list[ChapterTiming]
+    dataset: str
+    quick: bool
+    started: str
+    execute_s: float = 0.0
+    build_s: float | None = None
+    total_s: float = 0.0
+    html: str | None = None
+    failed: str | None = None
+    machine: dict = field(default_factory=dict)
+
+
+def report_path(output_root: str | os.PathLike) -> Path:
+    """Where :func:`run_book` writes the timing report."""
+    return Path(output_root) / "_build" / "book-timings.json"
+
+
+def load_report(path: str | os.PathLike) -> BookReport:
+    """Read a timing report written by :func:`run_book`."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    data["chapters"] = [ChapterTiming(**c) for c in data["chapters"]]
+    return BookReport(**data)
+
+
+def format_report(report: BookReport) -> str:
+    """The timing report as a plain-text table (one line per chapter, then totals)."""
+    rows = [("chapter", "status", "wall (s)", "cells")]
+    for c in report.chapters:
+        wall = "-" if c.wall_s is None else f"{c.wall_s:.1f}" + (" (earlier run)" if c.status == "cached" else "")
+        rows.append((c.chapter, c.status, wall, "-" if c.cells is None else str(c.cells)))
+    if report.build_s is not None:
+        rows.append(("jupyter-book build", "ok", f"{report.build_s:.1f}", ""))
+    rows.append(("total (this run)", "failed" if report.failed else "ok", f"{report.total_s:.1f}", ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    head = f"Book timings ({report.dataset}{', quick' if report.quick else ''}):"
+    return "\n".join([head, *lines])
+
+
+def _write_report(report: BookReport, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
+
+
+def resolve_parameters(
+    dataset: str = "auto",
+    data_dir: str | os.PathLike | None = None,
+    artifacts_dir: str | os.PathLike | None = None,
+    quick: bool | None = None,
+    epochs: int | None = None,
+    protocols: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+) -> dict:
+    """The parameters of a run, resolved once for every chapter.
+
+    ``dataset="auto"`` is resolved here (real TESS when found, else the demo
+    corpus) and ``quick`` from ``SER_QUICK`` when not given, so the values a
+    chapter receives, and its resume stamp, say exactly what it ran on.
+    Raises ``TessNotFoundError`` when TESS is required but absent and
+    ``ValueError`` for an unknown protocol.
+    """
+    from ..run_context import is_quick, resolve_run
+    from ..splits import PROTOCOLS
+
+    if bad := [p for p in protocols or () if p not in PROTOCOLS]:
+        raise ValueError(f"unknown protocol(s) {', '.join(bad)}; choose from {', '.join(PROTOCOLS)}")
+    quick = is_quick(quick)
+    ctx = resolve_run(dataset, data_dir, artifacts_dir, quick=quick, make_demo=False)
+    return {
+        "dataset": ctx.dataset,
+        "data_dir": str(ctx.data_dir) if ctx.dataset == "tess" else None,
+        "artifacts_dir": str(Path(artifacts_dir).expanduser().resolve()) if artifacts_dir else None,
+        "quick": quick,
+        "epochs": None if epochs is None else int(epochs),
+        "protocols": None if protocols is None else list(protocols),
+        "seeds": None if seeds is None else [int(s) for s in seeds],
+    }
+
+
+@contextlib.contextmanager
+def build_lock(build: Path):
+    """Hold ``<build>/.lock`` for the duration of a run, so two runs never share a build folder.
+
+    Two runs writing the same executed copies and stamps (easy in a shared
+    checkout) would mix their chapters silently. Raises :class:`BuildFolderBusy`
+    naming the holder's process id (kept in ``.lock.pid``).
+    """
+    from filelock import FileLock, Timeout
+
+    build.mkdir(parents=True, exist_ok=True)
+    owner = build / ".lock.pid"
+    try:
+        with FileLock(build / ".lock", timeout=0):
+            owner.write_text(str(os.getpid()))
+            yield
+    except Timeout:
+        holder = owner.read_text().strip() if owner.exists() else "unknown"
+        raise BuildFolderBusy(f"another book run (process {holder}) is using {build}; wait for it to finish, "
+                              "or write elsewhere with --path-output DIR") from None
+
+
+def run_book(
+    book_root: str | os.PathLike,
+    output_root: str | os.PathLike | None = None,
+    *,
+    parameters: dict,
+    only: str | Sequence[str] | None = None,
+    force: bool = False,
+    html: bool = True,
+    progress: bool = True,
+    echo: Echo | None = None,
+) -> BookReport:
+    """Execute the chapters of ``<book_root>/_toc.yml`` and build the book; see the module docstring.
+
+    ``parameters`` is the dict of :func:`resolve_parameters` (each chapter gets
+    the subset it declares). Executed copies, stamps and the timing report go
+    under ``<output_root>/_build`` (default: the book root), the HTML into
+    ``<output_root>/_build/html``. ``only`` restricts execution to some
+    chapters; ``force`` re-executes chapters that are up to date; ``html``
+    false skips the book build. Raises :class:`ChapterFailed` at the first
+    failing chapter, :class:`BookBuildFailed` when the build warns, and
+    :class:`BuildFolderBusy` when another run is using the same build folder.
+    """
+    t_start = time.perf_counter()
+    echo = echo or (lambda s: print(s, flush=True))
+    book_root = Path(book_root).resolve()
+    output_root = Path(output_root).resolve() if output_root else book_root
+    with build_lock(output_root / "_build"):
+        quiet_environment()
+        root, entries = read_toc(book_root)
+        selected = select_chapters(entries, only)
+        notebooks = [e for e in entries if e.is_notebook]
+        report = BookReport(
+            chapters=[], dataset=parameters["dataset"], quick=bool(parameters.get("quick")),
+            started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            machine={"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},
+        )
+        where = f" from {parameters['data_dir']}" if parameters.get("data_dir") else ""
+        echo(f"Book: {len(notebooks)} chapter(s) in _toc.yml; executing {len(selected)} on "
+             f"{parameters['dataset'].upper()}{where}{' (quick mode)' if report.quick else ''}")
+        stage_sources(book_root, output_root / "_build" / "src", root, entries, echo)
+        t_exec = time.perf_counter()
+        for i, entry in enumerate(notebooks, 1):
+            try:
+                report.chapters.append(run_chapter(entry, output_root / "_build", parameters,
+                                                   label=f"[{i}/{len(notebooks)}] {entry.stem}",
+                                                   selected=entry in selected, force=force,
+                                                   progress=progress, echo=echo))
+            except ChapterFailed as exc:
+                report.chapters.append(exc.timing)
+                report.failed = entry.stem
+                report.execute_s = round(time.perf_counter() - t_exec, 2)
+                report.total_s = round(time.perf_counter() - t_start, 2)
+                _write_report(report, report_path(output_root))
+                raise
+        report.execute_s = round(time.perf_counter() - t_exec, 2)
+        if html:
+            _build_book(report, output_root, t_start, echo)
+        report.total_s = round(time.perf_counter() - t_start, 2)
+        _write_report(report, report_path(output_root))
+    echo(format_report(report))
+    echo(f"Timing report: {report_path(output_root)}")
+    return report
+
+
+def run_chapter(entry: TocEntry, build: Path, parameters: dict, *, label: str, selected: bool = True,
+                force: bool = False, progress: bool = True, echo: Echo = print) -> ChapterTiming:
+    """Bring one chapter's executed copy in ``<build>/src`` up to date; return its timing row.
+
+    Unselected chapters keep their last good copy ("kept") or are staged
+    unexecuted ("not-run"); a chapter whose stamp matches its source,
+    parameters and package code is skipped ("cached"); otherwise it is
+    executed and stamped ("executed"). A failure raises :class:`ChapterFailed`
+    carrying its "failed" row as ``timing``.
+    """
+    out = build / "src" / entry.relpath()
+    stamp_file = build / "stamps" / f"{entry.stem}.json"
+    stamp = read_stamp(stamp_file)
+    if not selected:
+        if out.exists() and stamp is not None and stamp.get("status") == "ok":
+            changed = stamp.get("source_sha256") != file_hash(entry.path)
+            echo(f"{label}: kept from an earlier run (not selected by --only)"
+                 + ("; its source has changed since, re-run it to update" if changed else ""))
+            return ChapterTiming(entry.stem, entry.docname, "kept", stamp.get("wall_s"), stamp.get("cells"),
+                                 stamp.get("parameters", {}))
+        write_placeholder(entry, out, "This chapter was not executed in this build of the book "
+                          "(it was built with `--only`). Run `make book` to execute it.")
+        stamp_file.unlink(missing_ok=True)
+        echo(f"{label}: not executed (not selected by --only); staged unexecuted")
+        return ChapterTiming(entry.stem, entry.docname, "not-run", None)
+    params, missing = chapter_parameters(entry.path, parameters)
+    if missing:
+        echo(f"note: {entry.stem} does not declare the parameter(s) {', '.join(missing)} (not passed)")
+    source_hash = file_hash(entry.path)
+    if not force and is_up_to_date(out, stamp, params, source_hash):
+        echo(f"{label}: up to date, skipped (executed earlier in {stamp.get('wall_s', 0):.1f} s)")
+        return ChapterTiming(entry.stem, entry.docname, "cached", stamp.get("wall_s"), stamp.get("cells"), params)
+    stamp_file.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    try:
+        cells = execute_chapter(entry, out, params, progress=progress, label=label)
+    except ChapterFailed as exc:
+        wall = time.perf_counter() - t0
+        exc.timing = ChapterTiming(entry.stem, entry.docname, "failed", round(wall, 2), None, params)
+        echo(f"{label}: FAILED after {wall:.1f} s")
+        raise
+    wall = round(time.perf_counter() - t0, 2)
+    stamp_file.parent.mkdir(parents=True, exist_ok=True)
+    stamp_file.write_text(json.dumps({
+        "docname": entry.docname, "status": "ok", "source_sha256": source_hash,
+        "parameters": _normalise(params), "environment": _normalise(_stamp_environment()),
+        "wall_s": wall, "cells": cells, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }, indent=2), encoding="utf-8")
+    echo(f"{label}: executed in {wall:.1f} s ({cells} cells)")
+    return ChapterTiming(entry.stem, entry.docname, "executed", wall, cells, params)
+
+
+def _build_book(report: BookReport, output_root: Path, t_start: float, echo: Echo) -> None:
+    """Build the HTML from the staged copies into ``report`` (time, path); notes on what was ignored."""
+    echo("Building the HTML book (jupyter-book; any warning is an error)...")
+    t0 = time.perf_counter()
+    try:
+        unexecuted = [c.docname for c in report.chapters if c.status == "not-run"]
+        html_dir, ignored = build_html(output_root / "_build" / "src", output_root, tolerate=unexecuted)
+    except BookBuildFailed:
+        report.failed = "jupyter-book build"
+        raise
+    finally:
+        report.build_s = round(time.perf_counter() - t0, 2)
+        report.total_s = round(time.perf_counter() - t_start, 2)
+        _write_report(report, report_path(output_root))
+    report.html = str(html_dir / "index.html")
+    if ignored:
+        echo(f"Built in {report.build_s:.1f} s: {report.html}; {len(ignored)} warning(s) ignored (chapters "
+             "not executed in this build, or notes on cells that wrote to stderr):")
+        for warning in ignored:
+            echo(f"  {warning}")
+    else:
+        echo(f"Built without warnings in {report.build_s:.1f} s: {report.html}")

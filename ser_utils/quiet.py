@@ -1,0 +1,31 @@
+"""Keeping third-party libraries' start-up chatter out of the book, the tests and the console.
+
+Shared by the model code (TensorFlow must be quietened before it is imported),
+the chapter setup and the book runner, so it lives in neither.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+#: Environment variables that quieten TensorFlow, oneDNN and transformers/the hub (set only where unset).
+QUIET_ENVIRONMENT = {
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+    "TF_ENABLE_ONEDNN_OPTS": "0",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+}
+
+
+def quiet_libraries() -> None:
+    """Silence the start-up chatter of TensorFlow, transformers and friends (errors still show)."""
+    for key, value in QUIET_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+    for name in ("tensorflow", "absl", "transformers", "numba", "matplotlib", "h5py"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    # tqdm.auto falls back to text bars without ipywidgets; its notice about that is noise here.
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    warnings.filterwarnings("ignore", message=".*is_categorical_dtype.*")
