@@ -34,7 +34,6 @@ missing chunk. A clip that fails is reported with its reason and left out.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -42,8 +41,10 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import librosa
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from .labels import EMOTIONS
 
@@ -99,45 +100,40 @@ class ClipFeatures:
 def extract_from_audio(audio: np.ndarray, cfg: FeatureConfig = FeatureConfig()) -> ClipFeatures:
     """Compute all features of one mono clip already at ``cfg.sample_rate`` (one STFT).
 
-    >>> import numpy as np
-    >>> t = np.arange(22050) / 22050
-    >>> f = extract_from_audio((0.1 * np.sin(2 * np.pi * 220 * t)).astype("float32"))
-    >>> f.vector.shape, f.frames.shape, f.image.shape
-    ((187,), (64, 187), (128, 128))
+    Saved from chapter 2, section 2.4 (book/02_features.ipynb).
     """
-    import librosa
-
     if audio.ndim != 1 or audio.size == 0:
         raise ValueError(f"expected a non-empty mono signal, got shape {audio.shape}")
     if cfg.trim_db is not None:
         trimmed, _ = librosa.effects.trim(audio, top_db=cfg.trim_db)
-        audio = trimmed if trimmed.size >= cfg.n_fft else audio
+        audio = trimmed if trimmed.size >= cfg.n_fft else audio  # keep a clip too short to trim
     if float(np.max(np.abs(audio))) < 1e-6:
         raise ValueError("the clip is silent")
     per_frame = per_frame_features(audio, cfg)  # (187, T)
-    mel_db = per_frame[FEATURE_GROUPS["mel"]]
     return ClipFeatures(
         vector=per_frame.mean(axis=1),
-        frames=_time_normalise(per_frame, cfg.n_frames).T,
-        image=_to_image(mel_db, cfg),
+        frames=time_normalise(per_frame, cfg.n_frames).T,
+        image=to_image(per_frame[FEATURE_GROUPS["mel"]], cfg),
         n_frames_raw=per_frame.shape[1],
         trimmed_duration=audio.size / cfg.sample_rate,
     )
 
 
 def per_frame_features(audio: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """The (187, T) matrix of chroma, log-mel, contrast and MFCC frames, from one STFT."""
-    import librosa
+    """The (187, T) matrix of chroma, log-mel, contrast and MFCC frames, from one STFT.
 
-    sr = cfg.sample_rate
-    mag = np.abs(librosa.stft(audio, n_fft=cfg.n_fft, hop_length=cfg.hop_length))
+    Rows, counted from 0: chroma 0-11, mel 12-139, contrast 140-146, MFCC 147-186.
+
+    Saved from chapter 2, section 2.3 (book/02_features.ipynb).
+    """
+    sr, n_fft, hop = cfg.sample_rate, cfg.n_fft, cfg.hop_length
+    mag = np.abs(librosa.stft(audio, n_fft=n_fft, hop_length=hop))
     power = mag**2
-    mel_fb, chroma_fb = _filterbanks(sr, cfg.n_fft, cfg.n_mels)
-    # Chroma with tuning fixed at 0: speech has no concert pitch to estimate, and librosa's
-    # per-clip tuning estimate (piptrack) would cost a third of the extraction time.
-    chroma = librosa.util.normalize(chroma_fb @ power, norm=np.inf, axis=0)
-    mel_db = librosa.power_to_db(mel_fb @ power, ref=np.max, top_db=cfg.top_db)
-    contrast = librosa.feature.spectral_contrast(S=mag, sr=sr, n_fft=cfg.n_fft, hop_length=cfg.hop_length)
+    # tuning 0: speech has no concert pitch to estimate, and the estimate is slow
+    chroma = librosa.feature.chroma_stft(S=power, sr=sr, n_fft=n_fft, tuning=0.0)
+    mel = librosa.feature.melspectrogram(S=power, sr=sr, n_fft=n_fft, n_mels=cfg.n_mels)
+    mel_db = librosa.power_to_db(mel, ref=np.max, top_db=cfg.top_db)  # dB below the clip's peak
+    contrast = librosa.feature.spectral_contrast(S=mag, sr=sr, n_fft=n_fft, hop_length=hop)
     mfcc = librosa.feature.mfcc(S=mel_db, n_mfcc=cfg.n_mfcc)
     return np.vstack([chroma, mel_db, contrast, mfcc]).astype(np.float32)
 
@@ -149,30 +145,24 @@ def extract_clip(path: str | os.PathLike, cfg: FeatureConfig = FeatureConfig()) 
     return extract_from_audio(load_clip(path, cfg.sample_rate), cfg)
 
 
-@functools.lru_cache(maxsize=8)
-def _filterbanks(sr: int, n_fft: int, n_mels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mel and chroma filter banks, built once per configuration (librosa rebuilds them per call)."""
-    import librosa
+def time_normalise(x: np.ndarray, n: int) -> np.ndarray:
+    """Linearly interpolate (features, T) to (features, n) along time.
 
-    return (
-        librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels),
-        librosa.filters.chroma(sr=sr, n_fft=n_fft, tuning=0.0),
-    )
-
-
-def _time_normalise(x: np.ndarray, n: int) -> np.ndarray:
-    """Linearly interpolate (features, T) to (features, n) along time."""
+    Saved from chapter 2, section 2.4 (book/02_features.ipynb).
+    """
     if x.shape[1] == 1:
         return np.repeat(x, n, axis=1).astype(np.float32)
-    pos = np.linspace(0.0, x.shape[1] - 1, n)
-    i0 = np.minimum(pos.astype(int), x.shape[1] - 2)
-    w = (pos - i0).astype(np.float32)
+    pos = np.linspace(0.0, x.shape[1] - 1, n)  # n evenly spaced, fractional frame positions
+    i0 = np.minimum(pos.astype(int), x.shape[1] - 2)  # left neighbour of each position
+    w = (pos - i0).astype(np.float32)  # weight of the right neighbour
     return (x[:, i0] * (1 - w) + x[:, i0 + 1] * w).astype(np.float32)
 
 
-def _to_image(mel_db: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    from PIL import Image
+def to_image(mel_db: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """The log-mel spectrogram as an S x S uint8 image, [peak - top_db, peak] -> [0, 255].
 
+    Saved from chapter 2, section 2.4 (book/02_features.ipynb).
+    """
     scaled = np.clip((mel_db - mel_db.max() + cfg.top_db) / cfg.top_db, 0.0, 1.0).astype(np.float32)
     img = Image.fromarray(scaled, mode="F").resize((cfg.image_size, cfg.image_size), Image.BILINEAR)
     return np.clip(np.asarray(img) * 255.0 + 0.5, 0, 255).astype(np.uint8)

@@ -90,19 +90,19 @@ def canonical_emotion(label: str) -> str:
 def parse_tess_name(filename: str) -> ParsedName:
     """Parse ``<SPK>_<word>_<emotion>.wav`` (any case) into speaker, word and emotion.
 
-    >>> parse_tess_name("YAF_germ_ps.wav")
-    ParsedName(speaker='YAF', word='germ', emotion='pleasant_surprise')
-
     Raises :class:`UnknownLabelError` when the name does not have the TESS
-    shape or its emotion is not a known spelling.
+    shape or its emotion is not a known spelling; it never guesses.
+
+    Saved from chapter 1, section 1.1 (book/01_data.ipynb).
     """
-    stem = filename.rsplit("/", 1)[-1]
-    stem = stem.rsplit(".", 1)[0] if "." in stem else stem
-    match = _NAME_RE.match(stem.strip().lower())
+    stem = filename.rsplit("/", 1)[-1]  # a path is fine: keep the file name
+    stem = stem.rsplit(".", 1)[0] if "." in stem else stem  # drop the extension
+    match = _NAME_RE.match(stem.strip().lower())  # TESS mixes cases: OAF_Fear, oaf_food
     if match is None:
         raise UnknownLabelError(
             f"file name {filename!r} is not of the form <SPEAKER>_<word>_<emotion>.wav"
         )
     speaker = match["speaker"]
-    speaker = _SPEAKER_ALIASES.get(speaker, speaker.upper())
+    speaker = _SPEAKER_ALIASES.get(speaker, speaker.upper())  # "oa" -> "OAF"
+    # every spelling of an emotion ("ps", "Pleasant_surprised") -> one of EMOTIONS, or an error
     return ParsedName(speaker=speaker, word=match["word"], emotion=canonical_emotion(match["emotion"]))
