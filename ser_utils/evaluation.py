@@ -161,10 +161,20 @@ def load_records(results_dir: str | os.PathLike) -> list[dict]:
     records = []
     for path in sorted(Path(results_dir).glob("*__*__seed*.json")):
         try:
-            rec = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            rec = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             warnings.warn(f"skipping unreadable results file {path.name}: {exc}", stacklevel=2)
             continue
+        missing = [k for k in ("model", "protocol", "seed", "metrics") if not isinstance(rec, dict) or k not in rec]
+        if missing:
+            warnings.warn(f"skipping results file {path.name}: not a results record (missing "
+                          f"{', '.join(missing)})", stacklevel=2)
+            continue
+        if not isinstance(rec.get("dataset"), dict) or rec["dataset"].get("name") not in ("tess", "demo"):
+            # No provenance: keep the record, but never let it pass for a TESS result.
+            rec["dataset"] = {**(rec.get("dataset") if isinstance(rec.get("dataset"), dict) else {}),
+                              "name": "unknown", "synthetic": None}
+        rec["dataset"].setdefault("n_clips", 0)
         rec["_path"] = str(path)
         records.append(rec)
     return records
