@@ -55,7 +55,8 @@ def _manifest(args: argparse.Namespace) -> int:
     from .data import summarise_manifest
     from .outputs import atomic_write, check_output_path
 
-    out = check_output_path(args.output, kind="file", data_dir=args.data_dir, what="-o") if args.output else None
+    # An explicit -o may sit in the data folder (a CSV is no clip), but never replaces an audio or data file.
+    out = check_output_path(args.output, kind="file", what="-o") if args.output else None
     manifest = _load_manifest(args.data_dir)
     summary = summarise_manifest(manifest)
     print(summary)
