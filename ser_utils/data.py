@@ -282,8 +282,9 @@ def build_manifest(
     seen: set[tuple[str, str, str]] = set()
     for path in tqdm(files, desc="Checking clips", unit="clip", disable=not progress):
         row = {c: None for c in MANIFEST_COLUMNS}
-        row["path"] = _printable(path.resolve())
-        if row["path"] != str(path.resolve()):
+        full = path.resolve() if path.exists() else path.absolute()  # a broken link keeps its own name
+        row["path"] = _printable(full)
+        if row["path"] != str(full):
             # Not valid UTF-8: the name cannot be written to the manifest CSV nor read back as the same path.
             row.update(clip_id=_printable(Path(path.stem)).lower(), status="bad",
                        reason="file name is not valid UTF-8 (bytes shown as \\xNN); rename the file")

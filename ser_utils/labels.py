@@ -99,6 +99,11 @@ def parse_tess_name(filename: str) -> ParsedName:
     stem = filename.rsplit("/", 1)[-1]
     stem = stem.rsplit(".", 1)[0] if "." in stem else stem
     match = _NAME_RE.match(stem.strip().lower())
+    if match is None and stem.count("_") >= 2 and not stem.isascii():
+        raise UnknownLabelError(
+            f"file name {filename!r} has characters outside plain ASCII (a-z, 0-9, '); TESS names are plain "
+            "ASCII <SPEAKER>_<word>_<emotion>.wav: rename the file"
+        )
     if match is None:
         raise UnknownLabelError(
             f"file name {filename!r} is not of the form <SPEAKER>_<word>_<emotion>.wav"

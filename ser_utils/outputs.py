@@ -81,7 +81,7 @@ def check_output_path(
     p = Path(os.fsdecode(path)).expanduser()
     if str(path) == "":
         raise UserError(f"{what}: empty path")
-    if kind == "image":
+    if kind == "image" and not p.is_dir():
         if not p.suffix:
             p = p.with_name(p.name + ".png")
         elif p.suffix.lower() not in IMAGE_SUFFIXES:
