@@ -37,7 +37,9 @@ def _demo_corpus(args: argparse.Namespace) -> int:
     from .synth import check_demo_parameters, write_demo_corpus
 
     check_demo_parameters(args.words, args.seed)
-    out = check_output_path(args.out, kind="dir", what="demo corpus folder")
+    from .outputs import make_output_dir
+
+    out = make_output_dir(check_output_path(args.out, kind="dir", what="demo corpus folder"), what="demo corpus folder")
     root = write_demo_corpus(out, n_words=args.words, seed=args.seed)
     print(f"Wrote the synthetic demo corpus ({args.words} words x 7 emotions x 2 speakers, seed {args.seed}) to {root}")
     return 0
@@ -57,8 +59,13 @@ def _manifest(args: argparse.Namespace) -> int:
 
     # An explicit -o may sit in the data folder (a CSV is no clip), but never replaces an audio or data file.
     out = check_output_path(args.output, kind="file", what="-o") if args.output else None
+    from .synth import is_demo_corpus
+
     manifest = _load_manifest(args.data_dir)
-    summary = summarise_manifest(manifest)
+    demo = is_demo_corpus(args.data_dir)
+    summary = summarise_manifest(manifest, **({"expected_size": len(manifest)} if demo else {}))
+    if demo:
+        print("DEMO DATA: this folder holds the synthetic demo corpus (speakers SYNA/SYNB), not TESS.")
     print(summary)
     if out is not None:
         with atomic_write(out, what="manifest") as tmp:
@@ -81,13 +88,14 @@ def _features(args: argparse.Namespace) -> int:
     from .data import summarise_manifest
     from .features import FeatureConfig, ensure_features, quick_config
 
-    from .outputs import check_output_path
+    from .outputs import check_output_path, make_output_dir
 
     if args.jobs is not None and args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, not {args.jobs}")
     out = Path(args.output) if args.output else _default_artifacts(args.data_dir, args.quick)
     out = check_output_path(out, kind="dir", data_dir=args.data_dir, what="-o")
     manifest = _load_manifest(args.data_dir)
+    make_output_dir(out, what="artifacts folder")
     cfg = quick_config() if args.quick else FeatureConfig()
     fs = ensure_features(manifest, out, cfg, jobs=args.jobs)
     summary = summarise_manifest(manifest)
@@ -118,11 +126,12 @@ def _train(args: argparse.Namespace) -> int:
     name, options = _train_model_name(args)
     from .experiments import run_experiment, scores_table
     from .notebook import banner_text, start_chapter
-    from .outputs import check_output_path
+    from .outputs import check_output_path, make_output_dir
     from .paper import PAPER_ACCURACY
 
     if args.artifacts:
-        check_output_path(args.artifacts, kind="dir", data_dir=args.data_dir, what="-o")
+        make_output_dir(check_output_path(args.artifacts, kind="dir", data_dir=args.data_dir, what="-o"),
+                        what="artifacts folder")
     ch = start_chapter(args.dataset, args.data_dir, args.artifacts, args.protocol, args.seeds[0],
                        args.epochs, True if args.quick else None, show_banner=False)
     print(banner_text(ch.ctx, ch.summary))

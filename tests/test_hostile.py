@@ -208,6 +208,14 @@ CASES = [
     ("predict-cam-clip", ["predict", "{good}", "--cam", "{good}", "--model", "{models}/empty.keras"], 2,
      "unknown image format"),
 ]
+if Path("/proc").is_dir():  # a location nobody can write, even root (chmod does not stop root)
+    CASES += [
+        ("manifest-o-unwritable", ["manifest", "{data}", "-o", "/proc/ser-book-test.csv"], 2, "cannot write"),
+        ("demo-unwritable", ["demo-corpus", "/proc/ser-book-demo"], 2, "cannot create"),
+        ("train-o-unwritable", ["train", "duration", "--data-dir", "{seed0}", "-o", "/proc/ser-book-t"], 2,
+         "cannot create"),
+        ("download-unwritable", ["download", "/proc/ser-book-dl"], 2, "cannot create"),
+    ]
 
 
 def _argv(template: list[str], world: dict[str, Path]) -> list[str]:
@@ -299,9 +307,10 @@ def test_figure_without_extension_gets_png_and_says_so(tmp_path, capsys):
 def test_demo_corpus_as_data_dir_is_never_tess(demo_dir, tmp_path, capsys):
     """Provenance: a demo corpus given as --data-dir is recorded and reported as demo, never TESS."""
     art = tmp_path / "art"
-    assert main(["train", "duration", "--data-dir", str(demo_dir), "-o", str(art), "--quick"]) == 0
-    out = capsys.readouterr().out
-    assert "DEMO DATA" in out and "Real data: TESS" not in out
+    proc = subprocess.run([sys.executable, "-m", "ser_utils", "train", "duration", "--data-dir", str(demo_dir),
+                           "-o", str(art), "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "DEMO DATA" in proc.stdout and "Real data: TESS" not in proc.stdout
     rec = json.loads(next((art / "results").glob("duration__random__seed0.json")).read_text())
     assert rec["dataset"]["name"] == "demo" and rec["dataset"]["synthetic"] is True
     assert main(["report", "--results", str(art / "results"), "--no-readme"]) == 0
