@@ -222,7 +222,8 @@ def _bad(probe: AudioProbe, reason: str) -> AudioProbe:
 
 def _short(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:120]
+    # libsndfile names the open file object ("Error opening <_io.BufferedReader ...>: why"): keep the why.
+    return text.rsplit(">: ", 1)[-1][:120]
 
 
 def find_audio_files(root: str | os.PathLike) -> list[Path]:
@@ -420,7 +421,8 @@ def _quirks(ok: pd.DataFrame) -> pd.DataFrame:
         why = []
         if r["sample_rate"] != common_rate:
             why.append(f"{r['sample_rate']} Hz (most clips {common_rate} Hz): resampled on load")
-        if r["format"] not in (None, "WAV"):
+        suffix = Path(r["path"]).suffix.lower().lstrip(".")
+        if r["format"] not in (None, "WAV") and suffix == "wav":
             why.append(f"{r['format']} data under a .wav name: read by content")
         if r["channels"] and r["channels"] > 1:
             why.append(f"{r['channels']} channels: downmixed to mono on load")
