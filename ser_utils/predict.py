@@ -221,7 +221,11 @@ def predict_clip(clip: str | os.PathLike, model_path: str | os.PathLike | None =
             x = prepare_inputs(raw, sidecar)
         except (KeyError, TypeError, ValueError) as exc:  # a sidecar that does not match its model
             raise UserError(f"the sidecar of {model_path} does not match the features ({exc}); retrain the model") from exc
-    probs = np.asarray(model.predict(x, verbose=0))[0].astype(float)
+    try:
+        probs = np.asarray(model.predict(x, verbose=0))[0].astype(float)
+    except Exception as exc:  # keras raises ValueError and friends when the sidecar describes another model
+        raise UserError(f"the model {model_path} does not accept the inputs its sidecar describes "
+                        f"({type(exc).__name__}); the sidecar belongs to another model: retrain or restore it") from exc
     emotions = sidecar.get("emotions", list(EMOTIONS))
     series = pd.Series(probs, index=emotions, name="probability").sort_values(ascending=False)
     return Prediction(clip=Path(clip), model_path=Path(model_path), model_name=sidecar.get("model", "?"),
