@@ -34,10 +34,15 @@ def command(name: str):
 
 @command("demo-corpus")
 def _demo_corpus(args: argparse.Namespace) -> int:
-    from .synth import write_demo_corpus
+    from .outputs import check_output_path
+    from .synth import check_demo_parameters, write_demo_corpus
 
-    root = write_demo_corpus(args.out, n_words=args.words, seed=args.seed)
-    print(f"Wrote the synthetic demo corpus ({args.words} words x 7 emotions x 2 speakers) to {root}")
+    check_demo_parameters(args.words, args.seed)
+    from .outputs import make_output_dir
+
+    out = make_output_dir(check_output_path(args.out, kind="dir", what="demo corpus folder"), what="demo corpus folder")
+    root = write_demo_corpus(out, n_words=args.words, seed=args.seed)
+    print(f"Wrote the synthetic demo corpus ({args.words} words x 7 emotions x 2 speakers, seed {args.seed}) to {root}")
     return 0
 
 
@@ -51,14 +56,22 @@ def _load_manifest(data_dir: str):
 @command("manifest")
 def _manifest(args: argparse.Namespace) -> int:
     from .data import summarise_manifest
+    from .outputs import atomic_write, check_output_path
+
+    # An explicit -o may sit in the data folder (a CSV is no clip), but never replaces an audio or data file.
+    out = check_output_path(args.output, kind="file", what="-o") if args.output else None
+    from .synth import is_demo_corpus
 
     manifest = _load_manifest(args.data_dir)
-    summary = summarise_manifest(manifest)
+    demo = is_demo_corpus(args.data_dir)
+    summary = summarise_manifest(manifest, **({"expected_size": len(manifest)} if demo else {}))
+    if demo:
+        print("DEMO DATA: this folder holds the synthetic demo corpus (speakers SYNA/SYNB), not TESS.")
     print(summary)
-    if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        manifest.to_csv(args.output, index=False)
-        print(f"Manifest written to {args.output}")
+    if out is not None:
+        with atomic_write(out, what="manifest") as tmp:
+            manifest.to_csv(tmp, index=False, encoding="utf-8", errors="backslashreplace")
+        print(f"Manifest written to {out}")
     return 0 if summary.n_ok else 1
 
 
@@ -76,8 +89,14 @@ def _features(args: argparse.Namespace) -> int:
     from .data import summarise_manifest
     from .features import FeatureConfig, ensure_features, quick_config
 
+    from .outputs import check_output_path, make_output_dir
+
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, not {args.jobs}")
+    out = Path(args.output) if args.output else _default_artifacts(args.data_dir, args.quick)
+    out = check_output_path(out, kind="dir", data_dir=args.data_dir, what="-o")
     manifest = _load_manifest(args.data_dir)
-    out = Path(args.output or Path("artifacts") / Path(args.data_dir).name)
+    make_output_dir(out, what="artifacts folder")
     cfg = quick_config() if args.quick else FeatureConfig()
     fs = ensure_features(manifest, out, cfg, jobs=args.jobs)
     summary = summarise_manifest(manifest)
@@ -91,6 +110,15 @@ def _features(args: argparse.Namespace) -> int:
     return 0 if len(fs) else 1
 
 
+def _default_artifacts(data_dir: str, quick: bool) -> Path:
+    """The artifacts folder ``train`` uses for this data folder, so ``features`` fills the same cache."""
+    from .predict import default_artifacts_root
+    from .synth import is_demo_corpus
+
+    name = "demo" if is_demo_corpus(data_dir) else "tess"
+    return default_artifacts_root() / (name + ("-quick" if quick else ""))
+
+
 TRAIN_MODELS = KERAS_MODELS + VISION_MODELS + ("logreg", "rf", "duration")
 
 
@@ -99,8 +127,12 @@ def _train(args: argparse.Namespace) -> int:
     name, options = _train_model_name(args)
     from .experiments import run_experiment, scores_table
     from .course.chapter import banner_text, start_chapter
+    from .outputs import check_output_path, make_output_dir
     from .paper import PAPER_ACCURACY
 
+    if args.artifacts:
+        make_output_dir(check_output_path(args.artifacts, kind="dir", data_dir=args.data_dir, what="-o"),
+                        what="artifacts folder")
     ch = start_chapter(args.dataset, args.data_dir, args.artifacts, args.protocol, args.seeds[0],
                        args.epochs, True if args.quick else None, show_banner=False)
     print(banner_text(ch.ctx, ch.summary))
@@ -124,8 +156,8 @@ def _train_model_name(args: argparse.Namespace) -> tuple[str, dict]:
     keras_models, vision_models = KERAS_MODELS, VISION_MODELS
     if args.epochs is not None and args.epochs < 1:
         raise UserError(f"--epochs must be at least 1, not {args.epochs}")
-    if not args.seeds or any(s < 0 for s in args.seeds):
-        raise UserError("--seeds needs one or more non-negative integers")
+    if not args.seeds or any(not 0 <= s < 2**32 for s in args.seeds):
+        raise UserError("--seeds needs one or more integers between 0 and 2**32 - 1 (e.g. --seeds 0 1 2)")
     if args.model not in keras_models and (args.input is not None):
         raise UserError(f"--input applies only to {', '.join(keras_models)}, not {args.model}")
     if args.model not in vision_models and args.pretrained:
@@ -148,6 +180,17 @@ def _train_model_name(args: argparse.Namespace) -> tuple[str, dict]:
     return ModelSpec(args.model, spknorm=args.spknorm).name, {}
 
 
+def _seed(text: str) -> int:
+    """One ``--seeds`` value as an int in [0, 2**32); :class:`UserError` naming the bad value otherwise."""
+    try:
+        seed = int(text)
+    except ValueError:
+        raise UserError(f"--seeds takes integers (e.g. --seeds 0 1 2 or --seeds 0,1,2), not {text!r}") from None
+    if not 0 <= seed < 2**32:
+        raise UserError(f"--seeds values must be between 0 and 2**32 - 1, not {seed}")
+    return seed
+
+
 @command("book")
 def _book(args: argparse.Namespace) -> int:
     from .run_context import project_root
@@ -157,7 +200,7 @@ def _book(args: argparse.Namespace) -> int:
         raise UserError(f"--epochs must be at least 1, not {args.epochs}")
     split = lambda values: [v for item in values for v in item.split(",") if v]  # noqa: E731
     try:
-        seeds = None if args.seeds is None else [int(s) for s in split(args.seeds)]
+        seeds = None if args.seeds is None else [_seed(s) for s in split(args.seeds)]
         params = resolve_parameters(
             args.dataset, args.data_dir, args.artifacts_dir, True if args.quick else None, args.epochs,
             None if args.protocols is None else split(args.protocols), seeds,
@@ -181,7 +224,19 @@ def _report(args: argparse.Namespace) -> int:
     from .course.comparison import (README_END, README_START, build_report, default_results_dir, save_uar_figure,
                          update_readme)
 
+    from .outputs import check_output_path
+
+    figure = check_output_path(args.figure, kind="image", what="--figure") if args.figure else None
+    readme = None
+    if args.readme and not args.no_readme:
+        readme = check_output_path(args.readme, kind="file", what="--readme")
+        if not readme.is_file():
+            raise UserError(f"--readme {readme} does not exist; give an existing README with the results markers")
+    elif args.results and not args.no_readme:
+        readme = project_root() / "README.md"
     results = Path(args.results) if args.results else default_results_dir()
+    if results is not None and results.exists() and not results.is_dir():
+        raise UserError(f"--results {results} is a file; give the folder that holds the results JSON files")
     if results is None or not results.is_dir():
         where = args.results or "the artifacts folder (tess, demo or demo-quick)"
         raise UserError(f"no results folder found in {where}; run the chapters or "
@@ -191,11 +246,14 @@ def _report(args: argparse.Namespace) -> int:
         raise UserError(f"no results files (*__*__seed*.json) in {results}; run the chapters or "
                         "`python -m ser_utils train MODEL` first")
     print(block)
-    if args.figure:
-        print(f"\nFigure: {save_uar_figure(records, args.figure)}")
-    if args.no_readme:
+    if figure is not None:
+        print(f"\nFigure: {save_uar_figure(records, figure)}")
+    if readme is None:
+        if not args.no_readme and not args.results:
+            # The default folder may hold demo or quick results: the README's table is only rewritten on request.
+            print("\nREADME not updated (no --results given); pass --readme README.md to write this table there.",
+                  file=sys.stderr)
         return 0
-    readme = Path(args.readme) if args.readme else project_root() / "README.md"
     if update_readme(readme, block):
         print(f"\nUpdated the results block of {readme}")
         return 0
@@ -209,17 +267,28 @@ def _predict(args: argparse.Namespace) -> int:
     from .quiet import quiet_libraries
 
     quiet_libraries()
-    from .predict import predict_clip, write_cam
+    from .outputs import check_output_path
+    from .predict import check_clip, is_demo_model, newest_model, predict_clip, read_sidecar, write_cam
+
+    check_clip(args.clip)  # cheap checks first: no TensorFlow start-up for a bad clip or output path
+    cam = check_output_path(args.cam, kind="image", what="--cam") if args.cam else None
+    model_path = args.model or newest_model()
+    read_sidecar(model_path)
+    if not args.model:
+        print(f"note: no --model given; using the newest saved hybrid model {model_path}", file=sys.stderr)
+    if is_demo_model(model_path):
+        print("WARNING: this model was trained on the synthetic demo corpus, not on TESS: its answer says "
+              "nothing about real emotional speech. Train on TESS and pass --model PATH.", file=sys.stderr)
     from .training import load_model_bundle
 
-    pred = predict_clip(args.clip, args.model)
+    pred = predict_clip(args.clip, model_path)
     print(pred.as_text())
     if pred.sidecar.get("standardizer", {}).get("kind") == "spknorm":
         print("note: this model uses per-speaker normalisation; a single new clip was standardised with the "
               "training speakers' average statistics instead", file=sys.stderr)
     if args.cam:
         model, _ = load_model_bundle(pred.model_path)
-        print(f"Grad-CAM figure written to {write_cam(pred, model, args.cam)}")
+        print(f"Grad-CAM figure written to {write_cam(pred, model, cam)}")
     return 0
 
 
@@ -241,12 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("download", help="download TESS from the Borealis Dataverse")
     p.add_argument("dest", help="folder to download and extract into")
-    p.add_argument("--url", default=TESS_URL, help=argparse.SUPPRESS)
+    p.add_argument("--url", default=TESS_URL, help="archive URL (default: the Borealis Dataverse TESS dataset)")
     p.add_argument("--sha256", help="expected SHA-256 of the archive (optional)")
 
     p = sub.add_parser("features", help="extract and cache chroma/mel/contrast/MFCC features")
     p.add_argument("data_dir", help="folder holding TESS or the demo corpus")
-    p.add_argument("-o", "--output", help="artifacts folder (default artifacts/<data folder name>)")
+    p.add_argument("-o", "--output", help="artifacts folder (default: the one `train` uses, "
+                   "<project>/artifacts/tess or .../demo, -quick with --quick)")
     p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: all cores)")
     p.add_argument("--quick", action="store_true", help="smaller images and sequences (as in quick mode)")
 
@@ -288,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", metavar="DIR",
                    help="folder of results JSON (default: artifacts/tess/results, else demo, else demo-quick)")
     p.add_argument("--readme", metavar="README.md", help="README to update between the results markers "
-                   "(default: the project's README.md)")
+                   "(default: the project's README.md when --results is given; never without --results)")
     p.add_argument("--no-readme", action="store_true", help="only print the table")
     p.add_argument("--figure", metavar="FILE.png", help="also draw UAR by model and protocol into FILE.png")
 

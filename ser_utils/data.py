@@ -31,8 +31,9 @@ TESS_HELP = (
     "TESS (Toronto Emotional Speech Set) is licensed CC BY-NC-ND 4.0 and is not shipped with "
     "ser-book. Get it from the Borealis Dataverse (doi:10.5683/SP2/E8H2MF; "
     "`python -m ser_utils download DEST` fetches it) or Kaggle ('Toronto emotional speech set "
-    "(TESS)'), unpack it anywhere and point ser-book at it with SER_TESS_DIR=/path/to/tess or "
-    "the notebook parameter data_dir. Without it, use dataset='demo' for the synthetic corpus."
+    "(TESS)'), unpack it anywhere and point ser-book at it with SER_TESS_DIR=/path/to/tess "
+    "(command line: --data-dir DIR; notebook: the parameter data_dir). Without it, use the synthetic "
+    "demo corpus (command line: --dataset demo; notebook: dataset='demo')."
 )
 
 MANIFEST_COLUMNS = [
@@ -62,38 +63,132 @@ class AudioProbe:
     reason: str = ""
 
 
+#: Suffixes the manifest and ``predict`` both accept (content decides the format; these pick the files).
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+#: Plausible sample rates (Hz). Anything outside is a broken header; resampling it could ask for ~1e9 samples.
+MIN_SAMPLE_RATE = 4000
+MAX_SAMPLE_RATE = 384_000
+#: Longest clip we accept (seconds). TESS clips last 1-3 s; a longer file is not a clip of one word.
+MAX_DURATION_S = 60.0
+
+
+@dataclass
+class AcceptedAudio:
+    """A clip that passed :func:`accept_audio`: mono samples at the file's own rate, and what the header said."""
+
+    audio: np.ndarray  # mono float32, native rate
+    sample_rate: int
+    channels: int
+    format: str
+    duration: float
+
+
+def file_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be opened as a clip (missing, folder, FIFO, device, broken link, empty), or None.
+
+    Only ``stat`` is used, so a FIFO named ``.wav`` is reported instead of
+    blocking forever on ``open``.
+    """
+    import stat
+
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        return "broken symbolic link (its target does not exist)" if p.is_symlink() else "no such file"
+    except OSError as exc:  # e.g. a symbolic link loop, a permission problem on a parent
+        return f"cannot be opened ({exc.strerror or type(exc).__name__})"
+    if stat.S_ISDIR(st.st_mode):
+        return "a folder, not an audio file"
+    if stat.S_ISFIFO(st.st_mode):
+        return "a named pipe (FIFO), not an audio file"
+    if not stat.S_ISREG(st.st_mode):
+        return "a device or socket, not an audio file"
+    if st.st_size == 0:
+        return "empty file (0 bytes)"
+    if not os.access(p, os.R_OK):
+        return "not readable (no permission)"
+    return None
+
+
+def accept_audio(path: str | os.PathLike) -> AcceptedAudio:
+    """The one acceptance rule for a clip, used by the manifest, feature extraction and ``predict``.
+
+    Checks, in this order and before anything expensive: a regular non-empty
+    file; readable as audio by content; a plausible sample rate and length
+    (bounded *before* any resampling); samples present and not truncated;
+    no NaN or infinite sample; then, after the downmix to mono (a stereo file
+    whose channels cancel is silent), at least ``MIN_DURATION_S`` long and not
+    silent. Raises :class:`~ser_utils.errors.AudioFileError` saying what is wrong.
+    """
+    from .errors import AudioFileError
+
+    problem = file_problem(path)
+    if problem:
+        raise AudioFileError(problem)
+    # A file object instead of a name: libsndfile cannot open names that are not valid UTF-8.
+    with open(path, "rb") as fh:
+        try:
+            info = sf.info(fh)
+        except Exception as exc:  # libsndfile raises a generic error for non-audio data
+            raise AudioFileError(f"not readable as audio: not an audio file soundfile can read ({_short(exc)})") from exc
+        if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
+            raise AudioFileError(f"implausible sample rate {info.samplerate} Hz in the header (expected "
+                                 f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz): a broken or hand-edited file")
+        if info.frames == 0:
+            raise AudioFileError("no audio samples (empty or header-only file)")
+        if info.duration > MAX_DURATION_S:
+            raise AudioFileError(f"too long ({info.duration:.0f} s > {MAX_DURATION_S:.0f} s): not a clip of one word")
+        fh.seek(0)
+        try:
+            audio, _ = sf.read(fh, dtype="float32", always_2d=True)
+        except Exception as exc:
+            raise AudioFileError(f"truncated or corrupt audio data ({_short(exc)})") from exc
+    if audio.shape[0] < info.frames:
+        raise AudioFileError(f"truncated: header says {info.frames} samples, file holds {audio.shape[0]}")
+    declared = _declared_wav_bytes(path) if info.format == "WAV" else None
+    size = Path(path).stat().st_size
+    if declared is not None and declared[0] + declared[1] > size:
+        raise AudioFileError(f"truncated: the WAV header declares {declared[1]} bytes of audio, "
+                             f"the file ends after {size - declared[0]}")
+    if not np.all(np.isfinite(audio)):
+        raise AudioFileError("audio holds NaN or infinite samples")
+    if info.duration < MIN_DURATION_S:
+        raise AudioFileError(f"too short ({info.duration:.3f} s < {MIN_DURATION_S} s)")
+    mono = audio.mean(axis=1)
+    if float(np.max(np.abs(mono))) < SILENCE_PEAK:
+        why = " after mixing its channels to mono (they cancel out)" if info.channels > 1 and \
+            float(np.max(np.abs(audio))) >= SILENCE_PEAK else ""
+        raise AudioFileError(f"silent (peak amplitude below 1e-4){why}")
+    return AcceptedAudio(mono.astype(np.float32, copy=False), int(info.samplerate), int(info.channels),
+                         str(info.format), float(info.duration))
+
+
 def probe_audio(path: str | os.PathLike) -> AudioProbe:
     """Read one file by its content (WAV, AIFF, FLAC, ...) and judge whether it is a usable clip.
 
-    Reads the samples too, so that truncated, empty and silent files are caught
-    here rather than halfway through feature extraction. Never raises for a bad
-    file: the reason is returned instead.
+    Applies :func:`accept_audio` (the same rule as feature extraction and
+    ``predict``), so truncated, empty and silent files are caught here rather
+    than halfway through feature extraction. Never raises for a bad file (nor
+    blocks on a FIFO): the reason is returned instead.
     """
+    from .errors import AudioFileError
+
+    info = None
+    if file_problem(path) is None:
+        try:
+            with open(path, "rb") as fh:
+                info = sf.info(fh)
+        except Exception:
+            info = None
+    base = (AudioProbe(info.samplerate, info.duration, info.channels, info.format, True) if info is not None
+            else AudioProbe(None, None, None, None, True))
     try:
-        info = sf.info(str(path))
-    except Exception as exc:  # libsndfile raises a generic error for non-audio data
-        size = Path(path).stat().st_size if Path(path).exists() else 0
-        why = "empty file (0 bytes)" if size == 0 else f"not readable as audio ({_short(exc)})"
-        return AudioProbe(None, None, None, None, False, why)
-    base = AudioProbe(info.samplerate, info.duration, info.channels, info.format, True)
-    if info.frames == 0:
-        return _bad(base, "no audio samples (empty or header-only file)")
-    try:
-        audio, _ = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as exc:
-        return _bad(base, f"truncated or corrupt audio data ({_short(exc)})")
-    if audio.shape[0] < info.frames:
-        return _bad(base, f"truncated: header says {info.frames} samples, file holds {audio.shape[0]}")
-    declared = _declared_wav_bytes(path) if info.format == "WAV" else None
-    if declared is not None and declared[0] + declared[1] > Path(path).stat().st_size:
-        return _bad(base, f"truncated: the WAV header declares {declared[1]} bytes of audio, "
-                          f"the file ends after {Path(path).stat().st_size - declared[0]}")
-    if not np.all(np.isfinite(audio)):
-        return _bad(base, "audio holds NaN or infinite samples")
-    if info.duration < MIN_DURATION_S:
-        return _bad(base, f"too short ({info.duration:.3f} s < {MIN_DURATION_S} s)")
-    if float(np.max(np.abs(audio))) < SILENCE_PEAK:
-        return _bad(base, "silent (peak amplitude below 1e-4)")
+        accept_audio(path)
+    except AudioFileError as exc:
+        return _bad(base, str(exc))
+    except OSError as exc:  # vanished or unreadable between the checks
+        return _bad(base, f"cannot be read ({exc.strerror or type(exc).__name__})")
     return base
 
 
@@ -125,25 +220,33 @@ def _bad(probe: AudioProbe, reason: str) -> AudioProbe:
 
 def _short(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:120]
+    # libsndfile names the open file object ("Error opening <_io.BufferedReader ...>: why"): keep the why.
+    return text.rsplit(">: ", 1)[-1][:120]
 
 
 def find_audio_files(root: str | os.PathLike) -> list[Path]:
-    """All ``.wav`` files under ``root`` in any TESS layout (per-emotion folders, flat, nested).
+    """All audio files (``AUDIO_SUFFIXES``) under ``root`` in any TESS layout (per-emotion folders, flat, nested).
 
     The match is case-insensitive (``.WAV``); macOS resource forks
-    (``__MACOSX``, ``._*``) are ignored. Sorted for a deterministic order.
+    (``__MACOSX``, ``._*``) are ignored. Entries that are not regular files
+    (a FIFO, a folder or a broken link named ``.wav``) are returned too, so the
+    manifest lists them as bad instead of dropping them. Sorted for a
+    deterministic order.
     """
     root = Path(root)
     files = [
         p
         for p in root.rglob("*")
-        if p.suffix.lower() == ".wav"
-        and p.is_file()
+        if p.suffix.lower() in AUDIO_SUFFIXES
         and "__MACOSX" not in p.parts
         and not p.name.startswith("._")
     ]
     return sorted(files, key=lambda p: str(p.relative_to(root)).lower())
+
+
+def _printable(path: Path) -> str:
+    """``path`` as text that can always be written to CSV (undecodable bytes shown as ``\\xNN``)."""
+    return os.fsencode(path).decode("utf-8", errors="backslashreplace")
 
 
 def build_manifest(
@@ -162,11 +265,15 @@ def build_manifest(
     ``root`` is missing or holds no WAV file at all.
     """
     root = Path(root).expanduser()
+    if root.exists() and not root.is_dir():
+        raise TessNotFoundError(f"data folder {_printable(root)!r} is a file, not a folder: give the folder "
+                                f"that holds the clips (for one clip, use `python -m ser_utils predict CLIP`).")
     if not root.is_dir():
-        raise TessNotFoundError(f"data folder {str(root)!r} does not exist.\n{TESS_HELP}")
+        raise TessNotFoundError(f"data folder {_printable(root)!r} does not exist.\n{TESS_HELP}")
     files = find_audio_files(root)
     if not files:
-        raise TessNotFoundError(f"no .wav files under {str(root)!r}.\n{TESS_HELP}")
+        raise TessNotFoundError(f"no .wav files (nor {', '.join(AUDIO_SUFFIXES[1:])}) under "
+                                f"{_printable(root)!r}.\n{TESS_HELP}")
 
     from tqdm.auto import tqdm
 
@@ -174,11 +281,22 @@ def build_manifest(
     seen: set[tuple[str, str, str]] = set()
     for path in tqdm(files, desc="Checking clips", unit="clip", disable=not progress):
         row = {c: None for c in MANIFEST_COLUMNS}
-        row["path"] = str(path.resolve())
+        full = path.resolve() if path.exists() else path.absolute()  # a broken link keeps its own name
+        row["path"] = _printable(full)
+        if row["path"] != str(full):
+            # Not valid UTF-8: the name cannot be written to the manifest CSV nor read back as the same path.
+            row.update(clip_id=_printable(Path(path.stem)).lower(), status="bad",
+                       reason="file name is not valid UTF-8 (bytes shown as \\xNN); rename the file")
+            rows.append(row)
+            continue
         try:
             name = parse_tess_name(path.name)
         except UnknownLabelError as exc:
-            row.update(clip_id=path.stem.lower(), status="unlabelled", reason=str(exc))
+            reason = str(exc)
+            if not path.name.isascii():  # a likelier cause than a wrong label: say it
+                reason = (f"file name {path.name!r} has characters outside plain ASCII; TESS names are "
+                          "<SPEAKER>_<word>_<emotion>.wav in plain ASCII: rename the file")
+            row.update(clip_id=path.stem.lower(), status="unlabelled", reason=reason)
             rows.append(row)
             continue
         key = (name.speaker, name.word, name.emotion)
@@ -305,7 +423,8 @@ def _quirks(ok: pd.DataFrame) -> pd.DataFrame:
         why = []
         if r["sample_rate"] != common_rate:
             why.append(f"{r['sample_rate']} Hz (most clips {common_rate} Hz): resampled on load")
-        if r["format"] not in (None, "WAV"):
+        suffix = Path(r["path"]).suffix.lower().lstrip(".")
+        if r["format"] not in (None, "WAV") and suffix == "wav":
             why.append(f"{r['format']} data under a .wav name: read by content")
         if r["channels"] and r["channels"] > 1:
             why.append(f"{r['channels']} channels: downmixed to mono on load")
@@ -317,13 +436,16 @@ def _quirks(ok: pd.DataFrame) -> pd.DataFrame:
 def load_clip(path: str | os.PathLike, sr: int) -> np.ndarray:
     """Load one clip as mono float32 at ``sr`` Hz, whatever its container, rate or channel count.
 
-    Reads by content with soundfile (so AIFF under a .wav name works),
-    downmixes by averaging channels and resamples with librosa (soxr).
+    The clip must pass :func:`accept_audio` (raises
+    :class:`~ser_utils.errors.AudioFileError` otherwise): rate and length are
+    bounded before resampling, so a broken header cannot exhaust memory. Reads
+    by content (AIFF under a .wav name works), downmixes by averaging channels
+    and resamples with librosa (soxr).
     """
     import librosa
 
-    audio, native_sr = sf.read(str(path), dtype="float32", always_2d=True)
-    audio = audio.mean(axis=1)
-    if native_sr != sr:
-        audio = librosa.resample(audio, orig_sr=native_sr, target_sr=sr, res_type="soxr_hq")
+    clip = accept_audio(path)
+    audio = clip.audio
+    if clip.sample_rate != sr:
+        audio = librosa.resample(audio, orig_sr=clip.sample_rate, target_sr=sr, res_type="soxr_hq")
     return audio.astype(np.float32, copy=False)

@@ -38,25 +38,51 @@ def download_tess(
     A partial ``.part`` file from an interrupted run is resumed, not restarted.
     An archive already downloaded and verified is not fetched again.
     """
-    dest = Path(dest).expanduser()
-    dest.mkdir(parents=True, exist_ok=True)
+    from .outputs import check_output_path, make_output_dir
+
+    sha256 = check_sha256(sha256)
+    dest = check_output_path(Path(dest).expanduser(), kind="dir", what="download folder")
     archive = dest / archive_name
+    out = dest / "TESS"
+    for path, kind in ((archive, "file"), (archive.with_name(archive.name + ".part"), "file"), (out, "folder")):
+        if path.exists() and path.is_dir() != (kind == "folder"):
+            raise DownloadError(f"{path} is in the way (a {'file' if kind == 'folder' else 'folder'} where the "
+                                f"download needs a {kind}); move it away and run again")
+    make_output_dir(dest, what="download folder")
     if not archive.exists():
         part = archive.with_name(archive.name + ".part")
         _fetch(url, part, timeout=timeout, progress=progress)
-        _verify(part, sha256)
+        _verify(part, sha256, fresh=True)
         part.replace(archive)
     else:
-        _verify(archive, sha256)
-    out = dest / "TESS"
-    with zipfile.ZipFile(archive) as zf:
-        zf.extractall(out)
-    # The Dataverse zip may itself hold zips (one per uploaded archive): unpack those too.
-    for inner in sorted(out.rglob("*.zip")):
-        with zipfile.ZipFile(inner) as zf:
-            zf.extractall(inner.with_suffix(""))
-        inner.unlink()
+        _verify(archive, sha256, fresh=False)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(out)
+        # The Dataverse zip may itself hold zips (one per uploaded archive): unpack those too.
+        for inner in sorted(out.rglob("*.zip")):
+            with zipfile.ZipFile(inner) as zf:
+                zf.extractall(inner.with_suffix(""))
+            inner.unlink()
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise DownloadError(f"could not extract {archive} into {out}: {exc}. Free some disk space or fix the "
+                            "folder's permissions, then run again (the verified archive is kept)") from exc
     return out
+
+
+def check_sha256(sha256: str | None) -> str | None:
+    """``sha256`` lower-cased when it is 64 hex digits (or None); :class:`DownloadError` otherwise.
+
+    Checked before anything is fetched or verified, so a typo in the hash can
+    never remove a good archive.
+    """
+    if sha256 is None:
+        return None
+    text = sha256.strip().lower()
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise DownloadError(f"--sha256 {sha256!r} is not a SHA-256 hash (64 hexadecimal digits); "
+                            "copy it again from the dataset page. Nothing was downloaded or removed")
+    return text
 
 
 def _fetch(url: str, part: Path, *, timeout: float, progress: bool) -> None:
@@ -73,35 +99,63 @@ def _fetch(url: str, part: Path, *, timeout: float, progress: bool) -> None:
         if resp.status_code == 416:  # the part file is already complete
             return
         if resp.status_code not in (200, 206):
-            raise DownloadError(f"{url} answered HTTP {resp.status_code}; try again later or download by hand")
+            hint = ("check --url; a rerun will not help" if 400 <= resp.status_code < 500
+                    else "the server has a problem: try again later, or download by hand")
+            raise DownloadError(f"{url} answered HTTP {resp.status_code}; {hint}")
         if have and resp.status_code == 200:
             have = 0  # the server ignored Range: start over
         total = resp.headers.get("Content-Length")
         total = int(total) + have if total is not None else None
         mode = "ab" if have else "wb"
-        with open(part, mode) as fh, tqdm(
+        try:
+            fh = open(part, mode)
+        except OSError as exc:
+            raise DownloadError(f"cannot write {part}: {exc.strerror or exc}; choose a writable folder") from exc
+        with fh, tqdm(
             total=total, initial=have, unit="B", unit_scale=True, desc="Downloading TESS", disable=not progress
         ) as bar:
-            for chunk in resp.iter_content(_CHUNK):
-                fh.write(chunk)
-                bar.update(len(chunk))
+            try:
+                for chunk in resp.iter_content(_CHUNK):
+                    fh.write(chunk)
+                    bar.update(len(chunk))
+            except OSError as exc:  # disk full, file system gone read-only
+                raise DownloadError(f"writing {part} failed: {exc.strerror or exc}; free some space, "
+                                    "then run again to resume") from exc
+            except requests.RequestException as exc:
+                raise DownloadError(f"the transfer from {url} broke off ({type(exc).__name__}); "
+                                    "run again to resume where it stopped") from exc
 
 
-def _verify(path: Path, sha256: str | None) -> None:
+def _verify(path: Path, sha256: str | None, *, fresh: bool) -> None:
+    """Check ``path`` (zip integrity, and the hash when given). ``fresh``: just downloaded (a ``.part``).
+
+    A fresh download that fails the hash is removed (a rerun fetches it again);
+    an archive that was already there is never deleted: the message says what
+    to check, since the expected hash itself may be the wrong one.
+    """
     if sha256:
         digest = hashlib.sha256()
         with open(path, "rb") as fh:
             for block in iter(lambda: fh.read(_CHUNK), b""):
                 digest.update(block)
-        if digest.hexdigest() != sha256.lower():
-            path.unlink()
-            raise DownloadError(f"{path.name}: SHA-256 mismatch; the corrupt file was removed, run again")
+        if digest.hexdigest() != sha256:
+            if fresh:
+                path.unlink()
+                raise DownloadError(f"{path.name}: SHA-256 mismatch (got {digest.hexdigest()}, expected {sha256}); "
+                                    "the download was removed. Check the expected hash; if it is right, run "
+                                    "again to download afresh")
+            raise DownloadError(f"{path}: SHA-256 is {digest.hexdigest()}, not the expected {sha256}. The file was "
+                                "kept: check the expected hash; if it is right, the archive is damaged: delete "
+                                f"{path} and run again (a rerun alone will not help)")
     try:
         with zipfile.ZipFile(path) as zf:
             bad = zf.testzip()
     except zipfile.BadZipFile as exc:
-        raise DownloadError(
-            f"{path} is not a complete zip archive ({exc}); run again to resume, or delete it to restart"
-        ) from exc
+        if fresh:
+            raise DownloadError(
+                f"{path} is not a complete zip archive ({exc}); run again to resume, or delete it to restart"
+            ) from exc
+        raise DownloadError(f"{path} is not a valid zip archive ({exc}); a rerun will not fix it: delete the "
+                            "file and run again to download afresh") from exc
     if bad is not None:
-        raise DownloadError(f"{path}: member {bad!r} is corrupt; delete the file and run again")
+        raise DownloadError(f"{path}: member {bad!r} is corrupt; a rerun will not fix it: delete the file and run again")

@@ -156,8 +156,20 @@ def save_record(record: dict, artifacts_dir: str | os.PathLike) -> Path:
 
 
 def load_record(path: str | os.PathLike) -> dict:
-    """One results JSON, with its file path under ``"_path"``."""
-    rec = json.loads(Path(path).read_text())
+    """One results JSON, with its file path under ``"_path"``.
+
+    Raises ``ValueError`` when the file is not a results record. A record
+    without a dataset block (an old or hand-made file) is kept but labelled
+    ``"unknown"``, so that it is never reported as TESS.
+    """
+    rec = json.loads(Path(path).read_text(encoding="utf-8"))
+    missing = [k for k in ("model", "protocol", "seed", "metrics") if not isinstance(rec, dict) or k not in rec]
+    if missing:
+        raise ValueError(f"not a results record (missing {', '.join(missing)})")
+    dataset = rec.get("dataset") if isinstance(rec.get("dataset"), dict) else {}
+    if not dataset.get("name"):
+        dataset = {**dataset, "name": "unknown", "synthetic": None}
+    rec["dataset"] = {"n_clips": 0, **dataset}
     rec["_path"] = str(path)
     return rec
 
@@ -170,8 +182,8 @@ def load_records(results_dir: str | os.PathLike) -> list[dict]:
     for path in sorted(Path(results_dir).glob("*__*__seed*.json")):
         try:
             records.append(load_record(path))
-        except (OSError, json.JSONDecodeError) as exc:
-            warnings.warn(f"skipping unreadable results file {path.name}: {exc}", stacklevel=2)
+        except (OSError, UnicodeDecodeError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
+            warnings.warn(f"skipping results file {path.name}: {exc}", stacklevel=2)
     return records
 
 
@@ -200,7 +212,7 @@ def score_table(
         epochs = [f.get("epochs") for f in r.get("folds", []) if f.get("epochs")]
         rows.append({
             "dataset": dataset(r) if dataset else r["dataset"]["name"], "model": r["model"],
-            "protocol": r["protocol"], "seed": r["seed"], **{m: 100 * r["metrics"][m] for m in metrics},
+            "protocol": r["protocol"], "seed": r["seed"], **{m: 100 * r["metrics"].get(m, np.nan) for m in metrics},
             "n_params": r.get("n_params"), "wall_time_s": r.get("wall_time_s"),
             "n_test": sum(f.get("n_test", 0) for f in r.get("folds", [])),
             "epochs": float(np.mean(epochs)) if epochs else np.nan,

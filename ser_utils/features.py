@@ -38,6 +38,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -225,8 +226,11 @@ def ensure_features(
     """Return the features of every usable clip, computing only what the cache lacks.
 
     Chunks of 50 clips are cached under ``<artifacts_dir>/features/<cfg.key()>/``
-    by a hash of their clip ids and file sizes. ``jobs`` processes run in
-    parallel (default: all cores). Failed clips are listed in ``failed``.
+    by a hash of their clip ids and file contents (size, modification time and
+    a hash of the first and last 64 KiB), so a clip replaced by other audio is
+    recomputed. A cached chunk that cannot be read is recomputed with a
+    warning. ``jobs`` processes run in parallel (default: all cores). Failed
+    clips are listed in ``failed``.
     """
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
@@ -240,14 +244,24 @@ def ensure_features(
     (cache / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
     chunks = [ok.iloc[i : i + _CHUNK] for i in range(0, len(ok), _CHUNK)]
     paths = [cache / f"chunk_{_chunk_key(c)}.npz" for c in chunks]
-    todo = [(c, p) for c, p in zip(chunks, paths, strict=True) if not p.exists()]
+    loaded: dict[Path, dict] = {}
+    todo = []
+    for c, p in zip(chunks, paths, strict=True):
+        if p.exists():
+            part = _load_chunk(p)
+            if part is not None:
+                loaded[p] = part
+                continue
+            warnings.warn(f"feature cache chunk {p} is corrupt or unreadable; recomputing it", stacklevel=2)
+            p.unlink(missing_ok=True)
+        todo.append((c, p))
     if todo:
         jobs = jobs or os.cpu_count() or 1
         runner = Parallel(n_jobs=min(jobs, len(todo)), return_as="generator_unordered")
         work = runner(delayed(_extract_chunk)(c[["clip_id", "path"]], cfg, p) for c, p in todo)
         for _ in tqdm(work, total=len(todo), desc="Extracting features", unit="chunk", disable=not progress):
             pass
-    fs = _assemble(ok, paths, cfg)
+    fs = _assemble(ok, paths, cfg, loaded)
     fs.cache_dir = cache
     fs.wall_time = time.perf_counter() - start
     fs.chunks_computed = len(todo)
@@ -257,9 +271,37 @@ def ensure_features(
 def _chunk_key(chunk: pd.DataFrame) -> str:
     h = hashlib.sha1()
     for cid, path in zip(chunk["clip_id"], chunk["path"], strict=True):
-        size = Path(path).stat().st_size if Path(path).exists() else -1
-        h.update(f"{cid}:{size};".encode())
+        h.update(f"{cid}:{_content_key(path)};".encode())
     return h.hexdigest()[:16]
+
+
+def _content_key(path: str | os.PathLike, block: int = 1 << 16) -> str:
+    """Size, modification time and a hash of the first and last ``block`` bytes of a file ("-1" if unreadable).
+
+    Cheap (two reads per clip) yet it changes when a clip is replaced by other
+    audio of the same length, which a size alone would miss.
+    """
+    try:
+        st = os.stat(path)
+        with open(path, "rb") as fh:
+            head = fh.read(block)
+            if st.st_size > block:
+                fh.seek(max(block, st.st_size - block))
+                head += fh.read(block)
+    except OSError:
+        return "-1"
+    return f"{st.st_size}:{st.st_mtime_ns}:{hashlib.sha1(head).hexdigest()[:16]}"
+
+
+def _load_chunk(path: Path) -> dict | None:
+    """The arrays of one cached chunk, or None when the file is damaged (truncated, not a zip, keys missing)."""
+    keys = ("ids", "vectors", "frames", "images", "n_frames_raw", "failed")
+    try:
+        with np.load(path) as npz:
+            part = {k: npz[k] for k in keys}
+    except Exception:  # BadZipFile, EOFError, OSError, KeyError, ValueError: any of them means "recompute"
+        return None
+    return part if len(part["ids"]) == len(part["vectors"]) else None
 
 
 def _extract_chunk(chunk: pd.DataFrame, cfg: FeatureConfig, out: Path) -> Path:
@@ -291,8 +333,9 @@ def _extract_chunk(chunk: pd.DataFrame, cfg: FeatureConfig, out: Path) -> Path:
     return out
 
 
-def _assemble(ok: pd.DataFrame, paths: list[Path], cfg: FeatureConfig) -> FeatureSet:
-    parts = [dict(np.load(p)) for p in paths]
+def _assemble(ok: pd.DataFrame, paths: list[Path], cfg: FeatureConfig, loaded: dict | None = None) -> FeatureSet:
+    loaded = loaded or {}
+    parts = [loaded[p] if p in loaded else dict(np.load(p)) for p in paths]
     s = cfg.image_size
     ids = np.concatenate([p["ids"] for p in parts]) if parts else np.array([], dtype=str)
     failed_rows = [tuple(r) for p in parts for r in p["failed"]]

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import UserError
+from .errors import AudioFileError, UserError
 from .data import SILENCE_PEAK
 from .run_context import default_artifacts_root
 from .labels import EMOTIONS
@@ -76,31 +76,88 @@ def newest_model(root: str | os.PathLike | None = None, base: str = DEFAULT_MODE
     return models[0]
 
 
-def load_audio(path: str | os.PathLike, sr: int) -> np.ndarray:
-    """Read any audio file as mono float32 at ``sr`` Hz.
+def check_clip(path: str | os.PathLike):
+    """Apply the manifest's acceptance rule (:func:`ser_utils.data.accept_audio`) to one clip to classify.
 
-    Raises :class:`UserError` (one clear line, no traceback on the command line)
-    for a missing, non-audio, empty or silent file.
+    Cheap (no TensorFlow), so ``predict`` refuses a bad clip before loading a
+    model. Returns the accepted audio; raises :class:`AudioFileError` naming
+    the file and what is wrong with it.
     """
-    import soundfile as sf
+    from .data import _printable, accept_audio
 
-    from .data import load_clip
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"no such file: {path}")
-    if path.stat().st_size == 0:
-        raise UserError(f"{path} is empty (0 bytes)")
+    p = Path(path)
+    if p.is_dir():
+        raise AudioFileError(f"{_printable(p)} is a folder; predict classifies one audio file "
+                             "(for a folder of clips use `python -m ser_utils manifest DIR`)")
+    if not p.exists() and not p.is_symlink():
+        raise AudioFileError(f"no such file: {_printable(p)}")
     try:
-        info = sf.info(str(path))
-    except Exception as exc:  # libsndfile raises a generic error for non-audio data
-        raise UserError(f"{path} is not an audio file soundfile can read ({type(exc).__name__})") from exc
-    if info.frames == 0:
-        raise UserError(f"{path} holds no audio samples")
-    audio = load_clip(path, sr)
-    if audio.size == 0 or float(np.max(np.abs(audio))) < SILENCE_PEAK:
-        raise UserError(f"{path} is silent (peak amplitude below {SILENCE_PEAK}); nothing to classify")
-    return audio
+        return accept_audio(p)
+    except AudioFileError as exc:
+        raise AudioFileError(f"{_printable(p)}: {exc}") from None
+
+
+def load_audio(path: str | os.PathLike, sr: int) -> np.ndarray:
+    """Read any audio file as mono float32 at ``sr`` Hz, after the same checks as the manifest.
+
+    Raises :class:`AudioFileError` (a :class:`UserError`: one clear line, no
+    traceback on the command line) for a missing, non-audio, empty, silent,
+    truncated, too short or implausible file.
+    """
+    import librosa
+
+    clip = check_clip(path)
+    audio = clip.audio
+    if clip.sample_rate != sr:
+        audio = librosa.resample(audio, orig_sr=clip.sample_rate, target_sr=sr, res_type="soxr_hq")
+    return audio.astype(np.float32, copy=False)
+
+
+def read_sidecar(model_path: str | os.PathLike) -> tuple[Path, dict]:
+    """``(model file, sidecar)`` of a saved model, checked without loading TensorFlow.
+
+    Raises :class:`UserError` for a missing model, a file that is not a Keras
+    archive, or a missing, unreadable or incomplete JSON sidecar.
+    """
+    import zipfile
+
+    from .features import FeatureConfig
+    from .training import sidecar_path
+
+    path = Path(model_path)
+    if path.is_dir():
+        raise UserError(f"--model {path} is a folder; give the saved .keras file")
+    model_file = path.with_suffix(".keras")
+    if not model_file.is_file():
+        raise UserError(f"no saved model at {model_file}; train one with `python -m ser_utils train hybrid`")
+    if not zipfile.is_zipfile(model_file):
+        raise UserError(f"{model_file} is not a saved Keras model (not a .keras archive)")
+    side = sidecar_path(model_file)
+    if not side.is_file():
+        raise UserError(f"model {model_file} has no sidecar {side.name}; it was not saved by ser_utils")
+    try:
+        meta = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"the sidecar {side} of model {model_file.name} is not readable JSON ({exc}); "
+                        "retrain the model or restore the file") from exc
+    try:
+        if meta.get("input") not in ("vector", "frames"):
+            raise KeyError("input")
+        FeatureConfig(**meta["feature_config"])
+        for key in ("input_shape", "standardizer"):
+            meta[key]  # noqa: B018 - presence check
+    except (AttributeError, KeyError, TypeError) as exc:
+        raise UserError(f"the sidecar {side} of model {model_file.name} is incomplete or from another "
+                        f"version (bad or missing {exc}); retrain the model") from exc
+    return model_file, meta
+
+
+def is_demo_model(model_path: str | os.PathLike) -> bool:
+    """True when a saved model lies in a demo artifacts folder (trained on the synthetic corpus)."""
+    for parent in Path(model_path).resolve().parents:
+        if parent.name in ("demo", "demo-quick") or (parent / "demo_corpus").is_dir():
+            return True
+    return False
 
 
 @dataclass
@@ -138,12 +195,17 @@ def predict_clip(clip: str | os.PathLike, model_path: str | os.PathLike | None =
     from .features import extract_from_audio
     from .training import feature_config_of, load_model_bundle, prepare_inputs
 
+    check_clip(clip)  # before any model is loaded: a bad clip costs no TensorFlow start-up
     if bundle is None:
         model_path = Path(model_path) if model_path is not None else newest_model()
+        read_sidecar(model_path)
         try:
             model, sidecar = load_model_bundle(model_path)
         except FileNotFoundError as exc:
             raise UserError(str(exc)) from exc
+        except Exception as exc:  # keras raises many types for a damaged or foreign archive
+            raise UserError(f"{model_path} could not be loaded as a Keras model ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0][:150] if str(exc) else ''}); retrain it") from exc
     else:
         model, sidecar = bundle
         model_path = Path(model_path or sidecar.get("path", "model.keras"))
@@ -156,8 +218,15 @@ def predict_clip(clip: str | os.PathLike, model_path: str | os.PathLike | None =
     raw = feats.vector if sidecar["input"] == "vector" else feats.frames
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the spknorm fallback warning is reported in the text below
-        x = prepare_inputs(raw, sidecar)
-    probs = np.asarray(model.predict(x, verbose=0))[0].astype(float)
+        try:
+            x = prepare_inputs(raw, sidecar)
+        except (KeyError, TypeError, ValueError) as exc:  # a sidecar that does not match its model
+            raise UserError(f"the sidecar of {model_path} does not match the features ({exc}); retrain the model") from exc
+    try:
+        probs = np.asarray(model.predict(x, verbose=0))[0].astype(float)
+    except Exception as exc:  # keras raises ValueError and friends when the sidecar describes another model
+        raise UserError(f"the model {model_path} does not accept the inputs its sidecar describes "
+                        f"({type(exc).__name__}); the sidecar belongs to another model: retrain or restore it") from exc
     emotions = sidecar.get("emotions", list(EMOTIONS))
     series = pd.Series(probs, index=emotions, name="probability").sort_values(ascending=False)
     return Prediction(clip=Path(clip), model_path=Path(model_path), model_name=sidecar.get("model", "?"),
@@ -185,12 +254,16 @@ def cam_figure(pred: Prediction, model, *, title: str | None = None):
 
 
 def write_cam(pred: Prediction, model, out: str | os.PathLike) -> Path:
-    """Save :func:`cam_figure` to ``out`` (format from the extension, e.g. ``.png``)."""
+    """Save :func:`cam_figure` to ``out`` (format from the extension; none means ``.png``); returns the real path."""
     import matplotlib.pyplot as plt
 
+    from .outputs import atomic_write, check_output_path
+
+    out = check_output_path(out, kind="image", what="--cam")
     fig = cam_figure(pred, model)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        with atomic_write(out, what="--cam figure") as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format=out.suffix.lstrip(".").lower())
+    finally:
+        plt.close(fig)
     return out

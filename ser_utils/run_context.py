@@ -118,7 +118,15 @@ def resolve_run(
         if root is None and (dataset == "tess" or data_dir):
             looked = "\n".join(f"  - {c}" for c in tess_candidates(data_dir))
             raise TessNotFoundError(f"no TESS audio found. Looked in:\n{looked}\n{TESS_HELP}")
-    name = "tess" if root is not None else "demo"
+    if root is not None:
+        from .synth import is_demo_corpus
+
+        if is_demo_corpus(root):  # a demo corpus passed as data_dir is never recorded as TESS
+            if dataset == "tess":
+                raise TessNotFoundError(f"{root} holds the synthetic demo corpus (speakers SYNA/SYNB), not TESS; "
+                                        "use --dataset demo (notebook: dataset='demo') or point at real TESS")
+            dataset = "demo"
+    name = "tess" if root is not None and dataset != "demo" else "demo"
     if artifacts_dir is None:
         artifacts_dir = default_artifacts_root()
         # Quick runs get their own folder so they never overwrite the results of a full run.

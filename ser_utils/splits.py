@@ -22,9 +22,24 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold, train_test_split
 
+from .errors import UserError
+
 PROTOCOLS = ("random", "speaker", "word")
 TEST_FRACTION = 0.2
 VAL_FRACTION = 0.1  # of the training part
+
+
+#: What each protocol needs of a data set (7 emotions), for the error raised when a split is impossible.
+#: random: a stratified 20% test part and a stratified 10% validation slice each need >= 1 clip per emotion.
+NEEDS = {
+    "random": "at least 11 usable clips per emotion (77 clips in all)",
+    "speaker": "2 speakers, each with at least 9 usable clips per emotion",
+    "word": "at least 3 distinct words (5 or more recommended), each spoken in every emotion",
+}
+
+
+class SplitError(UserError, ValueError):
+    """The data set is too small (or too lopsided) for the protocol's split; the message says what it needs."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +81,24 @@ def make_splits(manifest: pd.DataFrame, protocol: str, seed: int = 0) -> list[Sp
 
     ok = usable(manifest)
     if ok.empty:
-        raise ValueError("the manifest holds no usable clip to split")
+        raise SplitError("the manifest holds no usable clip to split (every file is bad or unlabelled; "
+                         "run `python -m ser_utils manifest DIR` to see why)")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
+    try:
+        return _make_splits(ok, protocol, seed)
+    except SplitError:
+        raise
+    except ValueError as exc:  # sklearn cannot stratify a set this small
+        counts = ok["emotion"].value_counts()
+        raise SplitError(
+            f"cannot make the {protocol!r} split: {len(ok)} usable clips, {counts.min()} to {counts.max()} per "
+            f"emotion, {ok['word'].nunique()} words, {ok['speaker'].nunique()} speaker(s). The {protocol} protocol "
+            f"needs {NEEDS[protocol]}. Use more data (e.g. `demo-corpus DIR --words 10`). ({exc})"
+        ) from exc
+
+
+def _make_splits(ok: pd.DataFrame, protocol: str, seed: int) -> list[Split]:
     ids = ok["clip_id"].to_numpy()
     y = ok["emotion"].to_numpy()
     if protocol == "random":
@@ -76,7 +108,7 @@ def make_splits(manifest: pd.DataFrame, protocol: str, seed: int = 0) -> list[Sp
     if protocol == "speaker":
         speakers = sorted(ok["speaker"].unique())
         if len(speakers) < 2:
-            raise ValueError(f"the speaker protocol needs two speakers; found {speakers}")
+            raise SplitError(f"the speaker protocol needs two speakers ({NEEDS['speaker']}); found {len(speakers)} speaker(s) {speakers}")
         folds = []
         for test_speaker in speakers:
             train_speakers = [s for s in speakers if s != test_speaker]
@@ -89,7 +121,7 @@ def make_splits(manifest: pd.DataFrame, protocol: str, seed: int = 0) -> list[Sp
     if protocol == "word":
         groups = ok["word"].to_numpy()
         if len(set(groups)) < 3:
-            raise ValueError("the word protocol needs at least 3 distinct words")
+            raise SplitError(f"the word protocol needs {NEEDS['word']}; found {len(set(groups))}")
         gss = GroupShuffleSplit(n_splits=1, test_size=TEST_FRACTION, random_state=seed)
         train_idx, test_idx = next(gss.split(ids, y, groups))
         train_ids = ids[train_idx]
@@ -104,7 +136,7 @@ def make_splits(manifest: pd.DataFrame, protocol: str, seed: int = 0) -> list[Sp
                 _sorted(train_ids[fit_idx]), _sorted(train_ids[val_idx]), _sorted(ids[test_idx]),
             )
         ]
-    raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
+    raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")  # pragma: no cover
 
 
 def _stratified_val(ok: pd.DataFrame, train_ids: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:

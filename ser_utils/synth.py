@@ -227,6 +227,26 @@ def _resonator(x: np.ndarray, freq: float, bandwidth: float, sr: int) -> np.ndar
     return lfilter([1 + a1 + a2], [1, a1, a2], x)
 
 
+def check_demo_parameters(n_words: int, seed: int) -> None:
+    """Raise :class:`~ser_utils.errors.UserError` unless ``n_words`` and ``seed`` are usable."""
+    from .errors import UserError
+
+    if not 1 <= n_words <= len(WORDS):
+        raise UserError(f"--words must be between 1 and {len(WORDS)} (the TESS word list), not {n_words}; "
+                        "10 words give 140 clips, and the random protocol needs at least 6")
+    if not 0 <= seed < 2**32:
+        raise UserError(f"--seed must be between 0 and 2**32 - 1, not {seed}")
+
+
+def read_marker(root: str | os.PathLike) -> dict | None:
+    """The parameters recorded in a demo corpus folder's marker, or None (no marker, or unreadable)."""
+    try:
+        params = json.loads((Path(root) / _MARKER).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return params if isinstance(params, dict) else None
+
+
 def write_demo_corpus(
     root: str | os.PathLike,
     *,
@@ -239,14 +259,34 @@ def write_demo_corpus(
     """Write the demo corpus in TESS's layout: ``<SPK>_<emotion>/<SPK>_<word>_<emotion>.wav``.
 
     ``n_words`` words x 7 emotions x len(speakers) clips, 16-bit PCM at
-    ``sr`` Hz. Files already present are kept (an interrupted run resumes);
-    a ``demo_corpus.json`` marker records the parameters once all are written.
+    ``sr`` Hz. The ``demo_corpus.json`` marker is written first (with
+    ``"complete": false``) and completed at the end, so an interrupted run
+    resumes and keeps the clips already written. The marker never lies: a
+    folder holding a demo corpus with other parameters (seed, words...), or
+    audio that is not a demo corpus, is refused with
+    :class:`~ser_utils.errors.UserError` rather than mixed.
     """
     from tqdm.auto import tqdm
 
-    if not 1 <= n_words <= len(WORDS):
-        raise ValueError(f"n_words must be between 1 and {len(WORDS)}, not {n_words}")
+    from .data import find_audio_files
+    from .errors import UserError
+
+    check_demo_parameters(n_words, seed)
     root = Path(root)
+    params = {"n_words": n_words, "seed": seed, "speakers": list(speakers), "sample_rate": sr,
+              "synthetic": True, "n_clips": n_words * len(EMOTIONS) * len(speakers)}
+    old = read_marker(root)
+    if old is not None:
+        if {k: old.get(k) for k in params} != params:
+            diff = ", ".join(f"{k} {old.get(k)!r} (asked: {v!r})" for k, v in params.items() if old.get(k) != v)
+            raise UserError(f"{root} already holds a demo corpus written with other parameters: {diff}. "
+                            "Its clips would not match the new ones: choose another folder, or delete it first")
+    elif (root / _MARKER).exists():
+        raise UserError(f"{root / _MARKER} is not readable; delete the folder {root} and run again")
+    elif root.is_dir() and find_audio_files(root):
+        raise UserError(f"{root} already holds audio files that are not a demo corpus; choose an empty folder")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / _MARKER).write_text(json.dumps({**params, "complete": False}, indent=2))
     jobs = [(s, w, e) for s in speakers for e in EMOTIONS for w in WORDS[:n_words]]
     for spk, word, emo in tqdm(jobs, desc="Synthesising demo corpus", disable=not progress):
         tag = "ps" if emo == "pleasant_surprise" else emo  # TESS spells it 'ps' in file names
@@ -257,9 +297,9 @@ def write_demo_corpus(
         tmp = path.with_suffix(".part")
         sf.write(tmp, synthesize_clip(word, emo, spk, seed=seed, sr=sr), sr, subtype="PCM_16", format="WAV")
         tmp.replace(path)
-    params = {"n_words": n_words, "seed": seed, "speakers": list(speakers), "sample_rate": sr,
-              "synthetic": True, "n_clips": len(jobs)}
-    (root / _MARKER).write_text(json.dumps(params, indent=2))
+    tmp = root / (_MARKER + ".part")
+    tmp.write_text(json.dumps({**params, "complete": True}, indent=2))
+    tmp.replace(root / _MARKER)
     return root
 
 
@@ -268,16 +308,29 @@ def ensure_demo_corpus(root: str | os.PathLike, *, n_words: int = 10, seed: int 
     root = Path(root)
     marker = root / _MARKER
     if marker.exists():
-        params = json.loads(marker.read_text())
-        if params.get("n_words") == n_words and params.get("seed") == seed:
+        params = read_marker(root) or {}
+        if params.get("n_words") == n_words and params.get("seed") == seed and params.get("complete", True):
             return root
-        # Different parameters: start again so no stale clip lingers.
-        import shutil
+        if params.get("n_words") != n_words or params.get("seed") != seed:
+            # Different parameters in our own managed folder: start again so no stale clip lingers.
+            import shutil
 
-        shutil.rmtree(root)
+            shutil.rmtree(root)
     return write_demo_corpus(root, n_words=n_words, seed=seed)
 
 
 def is_demo_corpus(root: str | os.PathLike) -> bool:
-    """True when ``root`` was written by :func:`write_demo_corpus`."""
-    return (Path(root) / _MARKER).exists()
+    """True when ``root`` holds a corpus written by :func:`write_demo_corpus` (its marker, or only SYNA/SYNB clips).
+
+    The speaker check catches a demo corpus whose marker was lost or copied
+    without it, so it is never taken for real TESS.
+    """
+    root = Path(root)
+    if (root / _MARKER).exists():
+        return True
+    if not root.is_dir():
+        return False
+    from .data import find_audio_files
+
+    names = [p.name.upper() for p in find_audio_files(root)]
+    return bool(names) and all(n.split("_", 1)[0] in DEMO_SPEAKERS for n in names)

@@ -8,6 +8,7 @@ sidecar format tested here is the one the chapters write.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,7 +90,30 @@ def test_default_model_is_the_newest_hybrid(bundles, new_clip, monkeypatch, caps
     assert {str(p) for p in found} == {str(bundles["vector"]), str(bundles["frames"])}
     assert predict.newest_model() == found[0]
     assert main(["predict", str(new_clip)]) == 0
-    assert len(_parse_probs(capsys.readouterr().out)) == 7
+    out, err = capsys.readouterr()
+    assert len(_parse_probs(out)) == 7
+    # No --model: the choice, and that the model only knows the synthetic corpus, are said loudly.
+    assert "no --model given" in err and "synthetic demo corpus, not on TESS" in err
+
+
+def test_cam_without_extension_gets_png_and_prints_the_real_name(bundles, new_clip, tmp_path, capsys):
+    out = tmp_path / "cam"
+    assert main(["predict", str(new_clip), "--model", str(bundles["vector"]), "--cam", str(out)]) == 0
+    assert (tmp_path / "cam.png").read_bytes()[:4] == b"\x89PNG" and not out.exists()
+    assert f"written to {tmp_path / 'cam.png'}" in capsys.readouterr().out
+
+
+def test_sidecar_of_another_model_is_a_clear_error(bundles, new_clip, tmp_path, capsys):
+    import json
+    import shutil
+
+    model = tmp_path / "mixed.keras"
+    shutil.copy(bundles["vector"], model)
+    side = json.loads(Path(bundles["frames"]).with_suffix(".json").read_text())
+    model.with_suffix(".json").write_text(json.dumps(side))  # a frames sidecar beside a vector model
+    assert main(["predict", str(new_clip), "--model", str(model)]) == 2
+    err = capsys.readouterr().err
+    assert "sidecar" in err and "Traceback" not in err
 
 
 def test_no_model_anywhere_is_a_clear_error(tmp_path, new_clip, monkeypatch, capsys):

@@ -84,10 +84,13 @@ def dataset_label(records: Sequence[dict]) -> str:
     """
     if not records:
         return "no data"
-    d = records[0].get("dataset", {})
-    n = max(int(r.get("dataset", {}).get("n_clips", 0)) for r in records)
+    d = records[0].get("dataset") or {}
+    n = max(int((r.get("dataset") or {}).get("n_clips", 0)) for r in records)
     if d.get("synthetic") or d.get("name") == "demo":
         label = f"demo corpus (synthetic, not TESS), {n} clips"
+    elif d.get("name") != "tess":
+        # No provenance (an old or hand-made results file): never presented as TESS.
+        label = f"unknown dataset (results file says no 'dataset'; not known to be TESS), {n} clips"
     elif d.get("partial") or n < FULL_TESS_SIZE:
         label = f"TESS, {n} of {FULL_TESS_SIZE} clips (partial)"
     else:
@@ -412,7 +415,10 @@ def update_readme(readme: str | os.PathLike, block: str) -> bool:
         return False
     new = pattern.sub(lambda _: f"{README_START}\n{block.strip()}\n{README_END}", text, count=1)
     if new != text:
-        path.write_text(new)
+        from .outputs import atomic_write
+
+        with atomic_write(path, what="README") as tmp:
+            tmp.write_text(new)
     return True
 
 
@@ -443,12 +449,16 @@ def save_uar_figure(records: Sequence[dict], path: str | os.PathLike) -> Path:
 
     from .. import plots
 
+    from .outputs import atomic_write, check_output_path
+
+    path = check_output_path(path, kind="image", what="--figure")  # no extension: .png is added
     table = comparison_table(records)
     fig = plots.scores_bar(table, metric="uar_mean", title=f"UAR by model and protocol ({table['dataset'].iloc[0]})")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        with atomic_write(path, what="figure") as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format=path.suffix.lstrip(".").lower())
+    finally:
+        plt.close(fig)
     return path
 
 
