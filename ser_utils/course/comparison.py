@@ -415,7 +415,7 @@ def update_readme(readme: str | os.PathLike, block: str) -> bool:
         return False
     new = pattern.sub(lambda _: f"{README_START}\n{block.strip()}\n{README_END}", text, count=1)
     if new != text:
-        from .outputs import atomic_write
+        from ..outputs import atomic_write
 
         with atomic_write(path, what="README") as tmp:
             tmp.write_text(new)
@@ -449,7 +449,7 @@ def save_uar_figure(records: Sequence[dict], path: str | os.PathLike) -> Path:
 
     from .. import plots
 
-    from .outputs import atomic_write, check_output_path
+    from ..outputs import atomic_write, check_output_path
 
     path = check_output_path(path, kind="image", what="--figure")  # no extension: .png is added
     table = comparison_table(records)
