@@ -13,7 +13,7 @@ import re
 import nbformat
 import pytest
 
-from ser_utils.config import project_root
+from ser_utils.run_context import project_root
 
 BOOK = project_root() / "book"
 CHAPTERS = {path.name[:2]: path for path in sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))}
