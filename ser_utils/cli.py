@@ -49,10 +49,13 @@ def _load_manifest(data_dir: str):
 
 @command("manifest")
 def _manifest(args: argparse.Namespace) -> int:
-    from .data import summarise_manifest
+    from .corpora import detect_corpus, get_corpus, summarise_corpus
+    from .data import build_manifest, summarise_manifest
 
-    manifest = _load_manifest(args.data_dir)
-    summary = summarise_manifest(manifest)
+    corpus = get_corpus(args.corpus) if args.corpus else detect_corpus(args.data_dir)
+    print(f"Corpus: {corpus.title}" + ("" if args.corpus else " (detected from the file names; --corpus to choose)"))
+    manifest = build_manifest(args.data_dir, corpus=corpus)
+    summary = summarise_manifest(manifest) if corpus.name == "tess" else summarise_corpus(manifest, corpus)
     print(summary)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -241,8 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
 
     p = sub.add_parser("manifest", help="scan a TESS folder: counts, durations, bad files")
-    p.add_argument("data_dir", help="folder holding TESS (any published layout)")
+    p.add_argument("data_dir", help="folder holding TESS (any published layout), CREMA-D or RAVDESS")
     p.add_argument("-o", "--output", help="write the manifest CSV here")
+    p.add_argument("--corpus", choices=("tess", "crema-d", "ravdess"),
+                   help="which corpus the folder holds (default: detected from the file names)")
 
     p = sub.add_parser("download", help="download TESS from the Borealis Dataverse")
     p.add_argument("dest", help="folder to download and extract into")

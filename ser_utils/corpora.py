@@ -273,25 +273,16 @@ def get_corpus(corpus: str | Corpus | None = None) -> Corpus:
 def detect_corpus(root: str | os.PathLike) -> Corpus:
     """Guess the corpus of a folder from its file names: the corpus whose naming scheme most files follow.
 
-    Raises :class:`~ser_utils.errors.UserError` when no file follows any scheme.
+    Falls back to TESS, the default, when the folder is missing or no file
+    follows any scheme (building its manifest then says what is wrong).
     """
     from .data import find_audio_files
-    from .errors import TessNotFoundError
 
     root = Path(root).expanduser()
-    if not root.is_dir():
-        raise TessNotFoundError(f"data folder {str(root)!r} does not exist")
-    names = [p.name for p in find_audio_files(root)]
+    names = [p.name for p in find_audio_files(root)] if root.is_dir() else []
     corpora = [get_corpus(n) for n in CORPUS_NAMES]
     votes = {c.name: sum(c.recognises(n) for n in names) for c in corpora}
-    best = max(corpora, key=lambda c: votes[c.name])  # ties go to the first, TESS
-    if not votes[best.name]:
-        from .errors import UserError
-
-        raise UserError(f"no file under {str(root)!r} is named like TESS, CREMA-D or RAVDESS "
-                        f"({len(names)} .wav files); pass --corpus")
-    return best
-    return get_corpus(best)
+    return max(corpora, key=lambda c: votes[c.name])  # ties (and no votes) go to the first, TESS
 
 
 def shared_emotions(*corpora: str | Corpus) -> tuple[str, ...]:

@@ -84,6 +84,8 @@ def dataset_label(records: Sequence[dict]) -> str:
     n = max(int(r.get("dataset", {}).get("n_clips", 0)) for r in records)
     if d.get("synthetic") or d.get("name") == "demo":
         label = f"demo corpus (synthetic, not TESS), {n} clips"
+    elif d.get("name", "tess") != "tess":  # another corpus or a cross-corpus pair: its record describes it
+        label = f"{d['name']}, {n} clips" + (f" ({d['subset']})" if d.get("subset") else "")
     elif d.get("partial") or n < 2800:
         label = f"TESS, {n} of 2800 clips (partial)"
     else:
