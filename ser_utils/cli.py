@@ -55,16 +55,21 @@ def _load_manifest(data_dir: str):
 
 @command("manifest")
 def _manifest(args: argparse.Namespace) -> int:
-    from .data import summarise_manifest
+    from .corpora import detect_corpus, get_corpus, summarise_corpus
+    from .data import build_manifest, summarise_manifest
     from .outputs import atomic_write, check_output_path
+    from .synth import is_demo_corpus
 
     # An explicit -o may sit in the data folder (a CSV is no clip), but never replaces an audio or data file.
     out = check_output_path(args.output, kind="file", what="-o") if args.output else None
-    from .synth import is_demo_corpus
-
-    manifest = _load_manifest(args.data_dir)
+    corpus = get_corpus(args.corpus) if args.corpus else detect_corpus(args.data_dir)
+    print(f"Corpus: {corpus.title}" + ("" if args.corpus else " (detected from the file names; --corpus to choose)"))
+    manifest = build_manifest(args.data_dir, corpus=corpus)
     demo = is_demo_corpus(args.data_dir)
-    summary = summarise_manifest(manifest, **({"expected_size": len(manifest)} if demo else {}))
+    if corpus.name != "tess":
+        summary = summarise_corpus(manifest, corpus)
+    else:
+        summary = summarise_manifest(manifest, **({"expected_size": len(manifest)} if demo else {}))
     if demo:
         print("DEMO DATA: this folder holds the synthetic demo corpus (speakers SYNA/SYNB), not TESS.")
     print(summary)
@@ -305,8 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
 
     p = sub.add_parser("manifest", help="scan a TESS folder: counts, durations, bad files")
-    p.add_argument("data_dir", help="folder holding TESS (any published layout)")
+    p.add_argument("data_dir", help="folder holding TESS (any published layout), CREMA-D or RAVDESS")
     p.add_argument("-o", "--output", help="write the manifest CSV here")
+    p.add_argument("--corpus", choices=("tess", "crema-d", "ravdess"),
+                   help="which corpus the folder holds (default: detected from the file names)")
 
     p = sub.add_parser("download", help="download TESS from the Borealis Dataverse")
     p.add_argument("dest", help="folder to download and extract into")

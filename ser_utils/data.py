@@ -12,13 +12,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import soundfile as sf
 
 from .errors import TessNotFoundError
-from .labels import EMOTIONS, UnknownLabelError, parse_tess_name
+from .labels import EMOTIONS, UnknownLabelError
+
+if TYPE_CHECKING:
+    from .corpora import Corpus
 
 #: Number of clips in the complete TESS release (2 speakers x 200 words x 7 emotions).
 FULL_TESS_SIZE = 2800
@@ -254,31 +258,37 @@ def build_manifest(
     *,
     probe: bool = True,
     progress: bool = True,
+    corpus: str | Corpus | None = None,
 ) -> pd.DataFrame:
-    """Scan ``root`` for TESS clips and return the manifest (one row per file, bad ones included).
+    """Scan ``root`` for the clips of ``corpus`` (default TESS) and return the manifest (bad ones included).
 
-    Each file name is parsed (``<SPK>_<word>_<emotion>.wav``, any case, any
-    spelling of the label) and, if ``probe`` is true, its audio is opened and
-    checked (see :func:`probe_audio`). The same speaker/word/emotion found
-    twice (the Kaggle copy nests a second full copy) keeps the first file and
-    marks the others ``duplicate``. Raises :class:`TessNotFoundError` when
-    ``root`` is missing or holds no WAV file at all.
+    Each file name is parsed by the corpus (TESS: ``<SPK>_<word>_<emotion>.wav``,
+    any case, any spelling of the label; CREMA-D and RAVDESS: see
+    :mod:`ser_utils.corpora`) and, if ``probe`` is true, its audio is opened and
+    checked (see :func:`probe_audio`). The same clip found twice (the Kaggle
+    copy of TESS nests a second full copy) keeps the first file and marks the
+    others ``duplicate``; files a corpus leaves out by design (RAVDESS calm)
+    are kept as ``excluded``. Raises :class:`TessNotFoundError` when ``root`` is
+    missing or holds no WAV file at all.
     """
+    from .corpora import get_corpus
+
+    corpus = get_corpus(corpus)
     root = Path(root).expanduser()
     if root.exists() and not root.is_dir():
         raise TessNotFoundError(f"data folder {_printable(root)!r} is a file, not a folder: give the folder "
                                 f"that holds the clips (for one clip, use `python -m ser_utils predict CLIP`).")
     if not root.is_dir():
-        raise TessNotFoundError(f"data folder {_printable(root)!r} does not exist.\n{TESS_HELP}")
+        raise TessNotFoundError(f"data folder {_printable(root)!r} does not exist.\n{corpus.help}")
     files = find_audio_files(root)
     if not files:
         raise TessNotFoundError(f"no .wav files (nor {', '.join(AUDIO_SUFFIXES[1:])}) under "
-                                f"{_printable(root)!r}.\n{TESS_HELP}")
+                                f"{_printable(root)!r}.\n{corpus.help}")
 
     from tqdm.auto import tqdm
 
     rows = []
-    seen: set[tuple[str, str, str]] = set()
+    seen: set[str] = set()
     for path in tqdm(files, desc="Checking clips", unit="clip", disable=not progress):
         row = {c: None for c in MANIFEST_COLUMNS}
         full = path.resolve() if path.exists() else path.absolute()  # a broken link keeps its own name
@@ -290,18 +300,19 @@ def build_manifest(
             rows.append(row)
             continue
         try:
-            name = parse_tess_name(path.name)
+            name = corpus.parse(path.name)
         except UnknownLabelError as exc:
             reason = str(exc)
             if not path.name.isascii():  # a likelier cause than a wrong label: say it
-                reason = (f"file name {path.name!r} has characters outside plain ASCII; TESS names are "
-                          "<SPEAKER>_<word>_<emotion>.wav in plain ASCII: rename the file")
-            row.update(clip_id=path.stem.lower(), status="unlabelled", reason=reason)
+                reason = (f"file name {path.name!r} has characters outside plain ASCII; {corpus.title} names "
+                          "are plain ASCII: rename the file")
+            status = getattr(exc, "status", "unlabelled")  # "excluded" for clips dropped by design
+            row.update(clip_id=path.stem.lower(), status=status, reason=reason)
             rows.append(row)
             continue
-        key = (name.speaker, name.word, name.emotion)
+        key = name.clip_id  # TESS: speaker_word_emotion
         row.update(
-            clip_id=f"{name.speaker}_{name.word}_{name.emotion}",
+            clip_id=name.clip_id,
             speaker=name.speaker,
             word=name.word,
             emotion=name.emotion,

@@ -42,14 +42,22 @@ METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_weight
 SCHEMA_VERSION = 1
 
 
-def compute_metrics(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int = len(EMOTIONS)) -> dict:
+def compute_metrics(
+    y_true: Sequence[int],
+    y_pred: Sequence[int],
+    n_classes: int = len(EMOTIONS),
+    *,
+    classes: Sequence[int] | None = None,
+) -> dict:
     """Accuracy, macro precision/recall/F1, weighted F1 and UAR (= macro recall), via scikit-learn.
 
     Classes absent from both ``y_true`` and ``y_pred`` still count in the
     macro averages with a score of 0 (``zero_division=0``), over all
-    ``n_classes`` labels, so scores are comparable across folds.
+    ``n_classes`` labels, so scores are comparable across folds. ``classes``
+    (class indices) narrows the label set, e.g. to the six emotions CREMA-D
+    shares with TESS, so a class the corpus does not have is not scored as 0.
     """
-    labels = list(range(n_classes))
+    labels = list(classes) if classes is not None else list(range(n_classes))
     kw = dict(labels=labels, zero_division=0)
     recall = recall_score(y_true, y_pred, average="macro", **kw)
     return {
@@ -75,19 +83,22 @@ class FoldResult:
     epochs: int | None = None
     history: dict | None = None
     extra: dict = field(default_factory=dict)
+    classes: list[int] | None = None  # class indices scored (None: all of EMOTIONS)
 
     def as_dict(self) -> dict:
-        labels = list(range(len(EMOTIONS)))
+        labels = list(self.classes) if self.classes is not None else list(range(len(EMOTIONS)))
+        extra = {"classes": [EMOTIONS[i] for i in labels]} if self.classes is not None else {}
         return {
             "fold": self.fold,
             "n_train": self.n_train,
             "n_val": self.n_val,
             "n_test": len(self.test_ids),
             "epochs": self.epochs,
-            "metrics": compute_metrics(self.y_true, self.y_pred),
+            "metrics": compute_metrics(self.y_true, self.y_pred, classes=labels),
             "confusion": confusion_matrix(self.y_true, self.y_pred, labels=labels).tolist(),
+            **extra,
             "report": classification_report(
-                self.y_true, self.y_pred, labels=labels, target_names=list(EMOTIONS),
+                self.y_true, self.y_pred, labels=labels, target_names=[EMOTIONS[i] for i in labels],
                 output_dict=True, zero_division=0,
             ),
             "history": self.history,

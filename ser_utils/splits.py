@@ -180,3 +180,116 @@ def ensure_splits(manifest: pd.DataFrame, artifacts_dir: str | os.PathLike, prot
     splits = make_splits(manifest, protocol, seed)
     save_splits(splits, path)
     return splits
+
+
+# --- many speakers and several corpora ----------------------------------------------------
+
+#: Protocols over many actors and across corpora (see :func:`actor_folds`, :func:`cross_corpus_split`).
+ACTOR_PROTOCOLS = ("actor-loo", "actor-kfold")
+#: Short corpus names used in cross-corpus protocol names (``cross-tess-to-crema``).
+CORPUS_SHORT = {"tess": "tess", "crema-d": "crema", "ravdess": "ravdess"}
+
+
+def actor_folds(manifest: pd.DataFrame, *, n_folds: int | None = None, seed: int = 0) -> list[Split]:
+    """Leave-actors-out folds: no actor is ever in more than one of train, validation and test.
+
+    With ``n_folds`` None (or at least the number of actors) every actor is the
+    test set once (protocol ``actor-loo``, folds named ``test 1004``...).
+    Otherwise the actors are cut into ``n_folds`` groups by scikit-learn's
+    ``StratifiedGroupKFold`` (protocol ``actor-kfold``: stratified by emotion as
+    far as whole actors allow, shuffled by ``seed``). In each fold about 10 %
+    of the *training* actors (at least one) are set apart for validation,
+    chosen by ``seed``, so early stopping never sees a test actor's voice.
+    Deterministic for a given manifest and seed.
+    """
+    from sklearn.model_selection import GroupKFold
+
+    from .data import usable
+
+    ok = usable(manifest)
+    actors = sorted(ok["speaker"].astype(str).unique())
+    if len(actors) < 3:
+        raise ValueError(f"leave-actors-out folds need at least 3 actors; found {actors}")
+    ids = ok["clip_id"].to_numpy()
+    y = ok["emotion"].to_numpy()
+    groups = ok["speaker"].astype(str).to_numpy()
+    loo = n_folds is None or n_folds >= len(actors)
+    if loo:
+        protocol = "actor-loo"
+        parts = [np.flatnonzero(groups == a) for a in actors]
+    else:
+        if n_folds < 2:
+            raise ValueError(f"n_folds must be at least 2, not {n_folds}")
+        protocol = "actor-kfold"
+        try:
+            splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+            parts = [test for _, test in splitter.split(ids, y, groups)]
+        except ValueError:  # too few clips per class to stratify: plain grouped folds
+            parts = [test for _, test in GroupKFold(n_splits=n_folds).split(ids, y, groups)]
+    folds = []
+    for k, test_idx in enumerate(parts):
+        test_actors = sorted(set(groups[test_idx]))
+        train_actors = [a for a in actors if a not in test_actors]
+        if len(train_actors) < 2:
+            raise ValueError(f"fold {k + 1} leaves {len(train_actors)} training actor(s): use more actors or folds")
+        n_val = max(1, round(VAL_FRACTION * len(train_actors)))
+        rng = np.random.default_rng([seed, k])
+        val_actors = set(rng.choice(train_actors, size=n_val, replace=False).tolist())
+        in_test = np.isin(groups, test_actors)
+        in_val = np.isin(groups, sorted(val_actors))
+        name = f"test {'+'.join(test_actors)}" if loo else f"fold{k + 1}: test {'+'.join(test_actors)}"
+        folds.append(Split(protocol, name, seed, _sorted(ids[~in_test & ~in_val]), _sorted(ids[in_val]),
+                           _sorted(ids[in_test])))
+    return folds
+
+
+def cross_corpus_protocol(train_corpus: str, test_corpus: str) -> str:
+    """The protocol name of training on one corpus and testing on another, e.g. ``cross-tess-to-crema``."""
+    short = lambda c: CORPUS_SHORT.get(c, c)  # noqa: E731
+    return f"cross-{short(train_corpus)}-to-{short(test_corpus)}"
+
+
+def cross_corpus_split(
+    train_manifest: pd.DataFrame,
+    test_manifest: pd.DataFrame,
+    *,
+    train_corpus: str,
+    test_corpus: str,
+    emotions: tuple[str, ...] | list[str],
+    seed: int = 0,
+) -> Split:
+    """Train on every usable clip of one corpus, test on every clip of another, over ``emotions`` only.
+
+    ``emotions`` is the label set both corpora share (see
+    :func:`ser_utils.corpora.shared_emotions`); clips of other emotions are left
+    out of both sides, so the classifier can only answer with a shared label.
+    Validation comes from the training corpus only: whole actors (about 10 %,
+    at least one) when it has at least three, otherwise (TESS: two actresses)
+    a stratified 10 % slice of its clips. Clip ids must not collide between the
+    two corpora. Deterministic by ``seed``.
+    """
+    from .data import usable
+
+    keep = set(emotions)
+    train = usable(train_manifest)
+    train = train[train["emotion"].isin(keep)].reset_index(drop=True)
+    test = usable(test_manifest)
+    test = test[test["emotion"].isin(keep)].reset_index(drop=True)
+    if train.empty or test.empty:
+        raise ValueError(f"no usable clip with an emotion in {sorted(keep)} in the "
+                         f"{'training' if train.empty else 'test'} corpus")
+    clash = set(train["clip_id"]) & set(test["clip_id"])
+    if clash:
+        raise ValueError(f"{len(clash)} clip ids occur in both corpora (e.g. {sorted(clash)[0]!r})")
+    ids = train["clip_id"].to_numpy()
+    actors = sorted(train["speaker"].astype(str).unique())
+    if len(actors) >= 3:
+        n_val = max(1, round(VAL_FRACTION * len(actors)))
+        val_actors = np.random.default_rng(seed).choice(actors, size=n_val, replace=False).tolist()
+        in_val = train["speaker"].astype(str).isin(val_actors).to_numpy()
+        fit, val = ids[~in_val], ids[in_val]
+    else:
+        fit, val = _stratified_val(train, ids, seed)
+    protocol = cross_corpus_protocol(train_corpus, test_corpus)
+    return Split(protocol, f"{train_corpus}->{test_corpus}", seed, _sorted(fit), _sorted(val),
+                 _sorted(test["clip_id"]))

@@ -88,9 +88,11 @@ def dataset_label(records: Sequence[dict]) -> str:
     n = max(int((r.get("dataset") or {}).get("n_clips", 0)) for r in records)
     if d.get("synthetic") or d.get("name") == "demo":
         label = f"demo corpus (synthetic, not TESS), {n} clips"
-    elif d.get("name") != "tess":
+    elif not d.get("name") or d["name"] == "unknown":
         # No provenance (an old or hand-made results file): never presented as TESS.
         label = f"unknown dataset (results file says no 'dataset'; not known to be TESS), {n} clips"
+    elif d["name"] != "tess":  # another corpus or a cross-corpus pair: its record describes it
+        label = f"{d['name']}, {n} clips" + (f" ({d['subset']})" if d.get("subset") else "")
     elif d.get("partial") or n < FULL_TESS_SIZE:
         label = f"TESS, {n} of {FULL_TESS_SIZE} clips (partial)"
     else:
