@@ -336,31 +336,36 @@ def compile_model(model, learning_rate: float = LEARNING_RATE) -> None:
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
 
-def fit_model(model, x_train, y_train, x_val=None, y_val=None, *, epochs: int = DEFAULT_EPOCHS,
-              patience: int = PATIENCE, batch_size: int = BATCH_SIZE, class_weight: dict | None = None,
-              progress: bool = False, desc: str = "Training") -> dict:
-    """Train a compiled model with early stopping on the validation loss; return the history.
-
-    Early stopping watches from epoch ``WARMUP_EPOCHS + 1`` on (when ``epochs`` leaves room),
-    restores the best validation weights, and the learning rate halves after ``LR_PATIENCE``
-    flat epochs. Without validation clips the training loss is watched. The history holds
-    the per-epoch ``loss``/``accuracy`` (and ``val_`` versions) and ``best_epoch`` (1-based).
+def training_callbacks(monitor: str, *, patience: int = PATIENCE, warmup: int = WARMUP_EPOCHS) -> list:
+    """Early stopping on ``monitor`` (from epoch ``warmup + 1`` on, best weights restored) and
+    halving of the learning rate after ``LR_PATIENCE`` epochs without improvement.
 
     Saved from chapter 3, section 3.3 (book/03_cnn.ipynb).
     """
     import keras
 
+    return [keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True,
+                                          start_from_epoch=warmup),
+            keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=LR_PATIENCE, min_lr=1e-5)]
+
+
+def fit_model(model, x_train, y_train, x_val=None, y_val=None, *, epochs: int = DEFAULT_EPOCHS,
+              patience: int = PATIENCE, batch_size: int = BATCH_SIZE, class_weight: dict | None = None,
+              progress: bool = False, desc: str = "Training") -> dict:
+    """Train a compiled model with early stopping on the validation loss; return the history.
+
+    Without validation clips the training loss is watched; no warm-up when ``epochs`` is too short.
+    The history holds per-epoch ``loss``, ``accuracy`` (and ``val_``) and ``best_epoch`` (1-based).
+
+    Saved from chapter 3, section 3.3 (book/03_cnn.ipynb).
+    """
     has_val = x_val is not None and len(x_val) > 0
     monitor = "val_loss" if has_val else "loss"
     warmup = WARMUP_EPOCHS if epochs > WARMUP_EPOCHS + patience else 0
-    callbacks = [keras.callbacks.EarlyStopping(monitor=monitor, patience=patience,
-                                               restore_best_weights=True, start_from_epoch=warmup),
-                 keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=LR_PATIENCE,
-                                                   min_lr=1e-5),
-                 epoch_progress(epochs, desc, progress)]
+    callbacks = training_callbacks(monitor, patience=patience, warmup=warmup)
     hist = model.fit(x_train, y_train, validation_data=(x_val, y_val) if has_val else None,
                      epochs=epochs, batch_size=batch_size, shuffle=True, class_weight=class_weight,
-                     callbacks=callbacks, verbose=0)
+                     callbacks=[*callbacks, epoch_progress(epochs, desc, progress)], verbose=0)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     history["best_epoch"] = warmup + int(np.argmin(history[monitor][warmup:])) + 1
     return history
