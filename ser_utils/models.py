@@ -113,10 +113,9 @@ def build_hybrid(input_shape: tuple[int, int] = VECTOR_SHAPE, n_classes: int = l
                  dropout: float = 0.4, units: int = 64) -> keras.Model:
     """Two Conv1D stages feeding an LSTM(64): local patterns first, their order second.
 
-    Each stage halves the sequence (187 -> 93 -> 46 on the vector, T -> T/4 on
-    frames), so the LSTM reads a short sequence of 128-d pattern detectors; its
-    output at every step is flattened into one dense layer. The second
-    convolution is named ``"last_conv"``.
+    Each stage halves the sequence (187 -> 93 -> 46 on the vector, T -> T/4 on frames); the
+    LSTM's output at every step is flattened into one dense layer. The second convolution is
+    named ``"last_conv"``.
 
     Saved from chapter 5, section 5.1 (book/05_hybrid.ipynb).
     """

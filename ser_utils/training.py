@@ -233,26 +233,38 @@ def interpolation_matrix(src: np.ndarray, dst: np.ndarray, *, period: float | No
     return w
 
 
-def warp_frequency(x: np.ndarray, alpha: float, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
-    """Scale the frequency axis of 187-d features by ``alpha``, as if a shorter (>1) or longer (<1) voice spoke.
+def warp_matrices(alpha: float, cfg: FeatureConfig = FeatureConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """The linear maps that warp the log-mel bands ``(128, 128)`` and the chroma ``(12, 12)`` by ``alpha``.
 
-    Vectors ``(..., 187)`` and frames alike: the log-mel bands are resampled at ``f / alpha``, the
-    MFCCs recomputed from them (orthonormal DCT-II, as librosa does), the chroma rotated by
-    ``12 log2(alpha)`` semitones; spectral contrast is kept. ``alpha=1`` returns a copy.
+    Mel band centres move to ``f / alpha`` (a linear warp in Hz, the idea of vocal-tract-length
+    perturbation); the 12 chroma bins rotate, circularly, by ``12 log2(alpha)`` semitones.
 
     Saved from chapter 5, section 5.6 (book/05_hybrid.ipynb).
     """
     import librosa
+
+    centres = librosa.mel_frequencies(cfg.n_mels + 2, fmax=cfg.sample_rate / 2)[1:-1]
+    w_mel = interpolation_matrix(centres, centres / alpha)
+    w_chroma = interpolation_matrix(np.arange(12.0), np.arange(12.0) - 12 * np.log2(alpha), period=12.0)
+    return w_mel.astype(np.float32), w_chroma.astype(np.float32)
+
+
+def warp_frequency(x: np.ndarray, alpha: float, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
+    """Scale the frequency axis of 187-d features by ``alpha``, as if a shorter (>1) or longer (<1) voice spoke.
+
+    Vectors ``(..., 187)`` and frames alike: mel bands and chroma go through :func:`warp_matrices`,
+    the MFCCs are recomputed from the warped bands (orthonormal DCT-II, as librosa does), and
+    spectral contrast is kept. ``alpha=1`` returns a copy.
+
+    Saved from chapter 5, section 5.6 (book/05_hybrid.ipynb).
+    """
     from scipy.fft import dct
 
     x = np.asarray(x, dtype=np.float32)
     if alpha == 1.0:
         return x.copy()
     mel, chroma, mfcc = FEATURE_GROUPS["mel"], FEATURE_GROUPS["chroma"], FEATURE_GROUPS["mfcc"]
-    centres = librosa.mel_frequencies(cfg.n_mels + 2, fmax=cfg.sample_rate / 2)[1:-1]
-    w_mel = interpolation_matrix(centres, centres / alpha).astype(np.float32)
-    semitones = np.arange(12.0) - 12 * np.log2(alpha)
-    w_chroma = interpolation_matrix(np.arange(12.0), semitones, period=12.0).astype(np.float32)
+    w_mel, w_chroma = warp_matrices(alpha, cfg)
     out = x.copy()
     out[..., mel] = x[..., mel] @ w_mel.T
     out[..., chroma] = x[..., chroma] @ w_chroma.T
