@@ -372,18 +372,30 @@ def fit_standardizer(x: np.ndarray, train_idx: np.ndarray):
     return StandardScaler().fit(train.reshape(-1, train.shape[-1]))
 
 
-def standardize_per_speaker(x: np.ndarray, speakers: np.ndarray) -> np.ndarray:
+def feature_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and sd (plus 1e-6, so a constant feature cannot divide by 0) of ``x``.
+
+    ``x`` is ``(N, 187)`` vectors or ``(N, T, 187)`` frames (every frame counts); returns two
+    ``(187,)`` arrays. No labels are used.
+
+    Saved from chapter 5, section 5.6 (book/05_hybrid.ipynb).
+    """
+    flat = np.asarray(x, dtype=np.float32).reshape(-1, x.shape[-1])
+    return flat.mean(axis=0), flat.std(axis=0) + 1e-6
+
+
+def standardize_per_speaker(x: np.ndarray, speakers: np.ndarray, stats: dict | None = None) -> np.ndarray:
     """Standardise each speaker's clips with that speaker's own mean and sd (no labels used).
 
-    This is speaker normalisation as used in speaker-independent SER: it uses
-    the *unlabelled* audio statistics of every speaker, the test speaker
-    included. That is legitimate when the test speaker's recordings are all
-    available at once (transductive), and must be stated beside the score.
+    ``stats`` maps a speaker to a ``(mean, sd)`` pair from :func:`feature_stats`; without it they
+    are computed from ``x`` itself, **the test speaker's clips included**: legitimate when all of
+    a new speaker's (unlabelled) recordings are available at once, and to be said beside the score.
+
+    Saved from chapter 5, section 5.6 (book/05_hybrid.ipynb).
     """
     out = np.empty_like(x, dtype=np.float32)
     for spk in np.unique(speakers):
         rows = speakers == spk
-        flat = x[rows].reshape(-1, x.shape[-1])
-        mu, sd = flat.mean(axis=0), flat.std(axis=0) + 1e-6
-        out[rows] = (x[rows] - mu) / sd
+        mean, scale = stats[str(spk)] if stats is not None else feature_stats(x[rows])
+        out[rows] = (x[rows] - mean) / scale
     return out

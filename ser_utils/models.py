@@ -3,8 +3,8 @@
 All three take either view of a clip computed by :mod:`ser_utils.features`:
 
 - ``"vector"``: the paper's 187-d time-averaged vector read as a 1-D sequence
-  of shape ``(187, 1)``: position = feature (chroma 1-12, mel 13-140,
-  contrast 141-147, MFCC 148-187), one channel. This is how the paper feeds
+  of shape ``(187, 1)``: position = feature (counted from 0: chroma 0-11,
+  mel 12-139, contrast 140-146, MFCC 147-186), one channel. This is how the paper feeds
   its Conv1D and LSTM layers; neighbouring positions are neighbouring mel
   bands or MFCC coefficients, so a small convolution kernel has something
   local to look at, but the "sequence" is not time.
@@ -33,6 +33,9 @@ everything before it. The hybrid lets the convolutions turn the long input
 into a shorter sequence of local patterns (187 -> 46 steps) that the LSTM then
 reads in order. The last Conv1D layer of the CNN and the hybrid is always
 named ``"last_conv"`` so Grad-CAM (:mod:`ser_utils.gradcam`) can find it by name.
+
+The three builders and :func:`conv_block` are written and explained in chapters 3-5
+(``#@save models`` cells); this module holds the same text.
 """
 
 from __future__ import annotations
@@ -51,18 +54,18 @@ from .registry import LAST_CONV  # noqa: E402
 VECTOR_SHAPE = (187, 1)
 
 
-def _conv_block(x, filters: int, kernel: int, *, name: str | None = None, dropout: float = 0.2):
-    """Conv1D (ReLU) -> BatchNorm -> MaxPool(2) -> Dropout: one stage of local pattern detection."""
+def conv_block(x, filters: int, kernel: int, *, name: str | None = None, dropout: float = 0.2):
+    """One stage of local pattern detection: Conv1D (ReLU) -> BatchNorm -> MaxPool(2) -> Dropout.
+
+    ``x`` is a Keras tensor ``(batch, steps, channels)``; the result has
+    ``filters`` channels and half as many steps. ``name`` names the Conv1D layer.
+
+    Saved from chapter 3, section 3.2 (book/03_cnn.ipynb).
+    """
     x = layers.Conv1D(filters, kernel, padding="same", activation="relu", name=name)(x)
     x = layers.BatchNormalization()(x)
     x = layers.MaxPooling1D(2)(x)
     return layers.Dropout(dropout)(x) if dropout else x
-
-
-def _head(x, n_classes: int, dropout: float):
-    x = layers.Dense(64, activation="relu")(x)
-    x = layers.Dropout(dropout)(x)
-    return layers.Dense(n_classes, activation="softmax", name="emotion")(x)
 
 
 def build_cnn(input_shape: tuple[int, int] = VECTOR_SHAPE, n_classes: int = len(EMOTIONS), *,
@@ -71,14 +74,19 @@ def build_cnn(input_shape: tuple[int, int] = VECTOR_SHAPE, n_classes: int = len(
 
     ``input_shape`` is ``(187, 1)`` for the vector or ``(T, 187)`` for frames;
     the output is ``(batch, n_classes)`` class probabilities. The third
-    convolution is named ``"last_conv"``.
+    convolution is named ``"last_conv"`` (Grad-CAM, chapter 8, finds it by name).
+
+    Saved from chapter 3, section 3.2 (book/03_cnn.ipynb).
     """
     inputs = keras.Input(shape=input_shape, name="features")
-    x = _conv_block(inputs, 64, 5)
-    x = _conv_block(x, 128, 5)
-    x = _conv_block(x, 128, 3, name=LAST_CONV, dropout=0.0)
-    x = layers.Flatten()(x)
-    return keras.Model(inputs, _head(x, n_classes, dropout), name="cnn")
+    x = conv_block(inputs, 64, 5)
+    x = conv_block(x, 128, 5)
+    x = conv_block(x, 128, 3, name=LAST_CONV, dropout=0.0)
+    x = layers.Flatten()(x)  # keep *where* each pattern was found (a position is a feature)
+    x = layers.Dense(64, activation="relu")(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(n_classes, activation="softmax", name="emotion")(x)
+    return keras.Model(inputs, outputs, name="cnn")
 
 
 def build_lstm(input_shape: tuple[int, int] = VECTOR_SHAPE, n_classes: int = len(EMOTIONS), *,
@@ -87,30 +95,39 @@ def build_lstm(input_shape: tuple[int, int] = VECTOR_SHAPE, n_classes: int = len
 
     On the vector input the LSTM reads the 187 features one at a time (the
     paper's reading); on frames it reads one 187-d frame per time step. The
-    per-step outputs are flattened (see the module docstring for why).
+    per-step outputs are flattened (measured better than the final state alone).
+
+    Saved from chapter 4, section 4.2 (book/04_lstm.ipynb).
     """
     inputs = keras.Input(shape=input_shape, name="features")
-    x = layers.LSTM(units, return_sequences=True, name="lstm")(inputs)
+    x = layers.LSTM(units, return_sequences=True, name="lstm")(inputs)  # one output per step
     x = layers.Dropout(0.2)(x)
     x = layers.Flatten()(x)
-    return keras.Model(inputs, _head(x, n_classes, dropout), name="lstm")
+    x = layers.Dense(64, activation="relu")(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(n_classes, activation="softmax", name="emotion")(x)
+    return keras.Model(inputs, outputs, name="lstm")
 
 
 def build_hybrid(input_shape: tuple[int, int] = VECTOR_SHAPE, n_classes: int = len(EMOTIONS), *,
                  dropout: float = 0.4, units: int = 64) -> keras.Model:
     """Two Conv1D stages feeding an LSTM(64): local patterns first, their order second.
 
-    Each stage halves the sequence (187 -> 93 -> 46 on the vector, T -> T/4 on
-    frames), so the LSTM reads a short sequence of 128-d pattern detectors; its
-    output at every step is flattened into one dense layer. The second
-    convolution is named ``"last_conv"``.
+    Each stage halves the sequence (187 -> 93 -> 46 on the vector, T -> T/4 on frames); the
+    LSTM's output at every step is flattened into one dense layer. The second convolution is
+    named ``"last_conv"``.
+
+    Saved from chapter 5, section 5.1 (book/05_hybrid.ipynb).
     """
     inputs = keras.Input(shape=input_shape, name="features")
-    x = _conv_block(inputs, 64, 5)
-    x = _conv_block(x, 128, 5, name=LAST_CONV)
+    x = conv_block(inputs, 64, 5)
+    x = conv_block(x, 128, 5, name=LAST_CONV)
     x = layers.LSTM(units, return_sequences=True, name="lstm")(x)
     x = layers.Flatten()(x)
-    return keras.Model(inputs, _head(x, n_classes, dropout), name="hybrid")
+    x = layers.Dense(64, activation="relu")(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(n_classes, activation="softmax", name="emotion")(x)
+    return keras.Model(inputs, outputs, name="hybrid")
 
 
 BUILDERS = {"cnn": build_cnn, "lstm": build_lstm, "hybrid": build_hybrid}

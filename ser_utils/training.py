@@ -41,7 +41,8 @@ from pathlib import Path
 import numpy as np
 
 from .evaluation import FoldResult
-from .features import FeatureConfig, FeatureSet, fit_standardizer, standardize_per_speaker
+from .features import (FEATURE_GROUPS, FeatureConfig, FeatureSet, feature_stats, fit_standardizer,
+                       standardize_per_speaker)
 from .labels import EMOTIONS
 from .registry import INPUTS, KERAS_MODELS, ModelSpec
 from .splits import Split
@@ -111,6 +112,22 @@ def variant_name(model: str, options: dict | None = None) -> str:
 # --- inputs -----------------------------------------------------------------------------
 
 
+def fold_rows(fs: FeatureSet, split: Split, *, seed: int = 0,
+              quick: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row numbers in ``fs`` of the split's training, validation and test clips.
+
+    The validation clips were carved from the training part when the split was
+    made (chapter 1), so early stopping never sees a test clip. In quick mode
+    at most ``QUICK_MAX_TRAIN`` training clips are kept (seeded), so CI stays fast.
+
+    Saved from chapter 3, section 3.1 (book/03_cnn.ipynb).
+    """
+    train, val, test = fs.index(split.train), fs.index(split.val), fs.index(split.test)
+    if quick and len(train) > QUICK_MAX_TRAIN:
+        train = np.sort(np.random.default_rng(seed).choice(train, QUICK_MAX_TRAIN, replace=False))
+    return train, val, test
+
+
 def raw_inputs(fs: FeatureSet, kind: str) -> np.ndarray:
     """The un-standardised view of every clip: ``(N, 187)`` vectors or ``(N, T, 187)`` frames."""
     if kind == "vector":
@@ -143,15 +160,14 @@ def standardise_fold(
         train_speakers = sorted(set(speakers[train_idx]))
         stats = {}
         for spk in train_speakers:
-            flat = x[speakers == spk].reshape(-1, x.shape[-1])
-            stats[str(spk)] = {"mean": flat.mean(axis=0).tolist(), "scale": (flat.std(axis=0) + 1e-6).tolist()}
+            mean, scale = feature_stats(x[speakers == spk])
+            stats[str(spk)] = {"mean": mean.tolist(), "scale": scale.tolist()}
         recipe = {"kind": "spknorm", "speaker_stats": stats,
                   "note": "each speaker standardised with its own unlabelled statistics (test speaker included)"}
         return _to_model_shape(standardize_per_speaker(x, speakers), kind), recipe
     scaler = fit_standardizer(x, train_idx)
     recipe = {"kind": "train", "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist()}
-    z = (x - scaler.mean_.astype(np.float32)) / scaler.scale_.astype(np.float32)
-    return _to_model_shape(z, kind), recipe
+    return apply_recipe(x, recipe, kind=kind), recipe
 
 
 def apply_recipe(x: np.ndarray, recipe: dict, speakers: np.ndarray | None = None, *,
@@ -164,11 +180,9 @@ def apply_recipe(x: np.ndarray, recipe: dict, speakers: np.ndarray | None = None
     if recipe["kind"] == "train":
         z = (x - np.asarray(recipe["mean"], np.float32)) / np.asarray(recipe["scale"], np.float32)
     else:
-        z = np.empty_like(x, dtype=np.float32)
-        for spk in np.unique(speakers):
-            st = recipe["speaker_stats"][str(spk)]
-            rows = speakers == spk
-            z[rows] = (x[rows] - np.asarray(st["mean"], np.float32)) / np.asarray(st["scale"], np.float32)
+        stats = {spk: (np.asarray(st["mean"], np.float32), np.asarray(st["scale"], np.float32))
+                 for spk, st in recipe["speaker_stats"].items()}
+        z = standardize_per_speaker(x, speakers, stats)
     return _to_model_shape(z, kind)
 
 
@@ -183,7 +197,7 @@ def balanced_class_weights(y: np.ndarray) -> dict[int, float]:
 # --- augmentation: frequency warping in feature space ------------------------------------
 
 
-def _interp_matrix(src: np.ndarray, dst: np.ndarray, *, period: float | None = None) -> np.ndarray:
+def interpolation_matrix(src: np.ndarray, dst: np.ndarray, *, period: float | None = None) -> np.ndarray:
     """Matrix ``W`` with ``W @ f(src) ~= f(dst)`` by linear interpolation (clamped, or circular with ``period``)."""
     n = len(src)
     w = np.zeros((len(dst), n), dtype=np.float64)
@@ -203,35 +217,42 @@ def _interp_matrix(src: np.ndarray, dst: np.ndarray, *, period: float | None = N
 
 
 # Hand-written on purpose: the warp acts on cached 187-d features (no audio re-extraction), and chapter 5 teaches it.
+def warp_matrices(alpha: float, cfg: FeatureConfig = FeatureConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """The linear maps that warp the log-mel bands ``(128, 128)`` and the chroma ``(12, 12)`` by ``alpha``.
+
+    Mel band centres move to ``f / alpha`` (a linear warp in Hz, the idea of vocal-tract-length
+    perturbation); the 12 chroma bins rotate, circularly, by ``12 log2(alpha)`` semitones.
+
+    Saved from chapter 5, section 5.6 (book/05_hybrid.ipynb).
+    """
+    import librosa
+
+    centres = librosa.mel_frequencies(cfg.n_mels + 2, fmax=cfg.sample_rate / 2)[1:-1]
+    w_mel = interpolation_matrix(centres, centres / alpha)
+    w_chroma = interpolation_matrix(np.arange(12.0), np.arange(12.0) - 12 * np.log2(alpha), period=12.0)
+    return w_mel.astype(np.float32), w_chroma.astype(np.float32)
+
+
 def warp_frequency(x: np.ndarray, alpha: float, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
     """Scale the frequency axis of 187-d features by ``alpha``, as if a shorter (>1) or longer (<1) voice spoke.
 
-    Works on vectors ``(..., 187)`` and frames alike: the log-mel bands are
-    resampled at frequencies ``f / alpha`` (a linear warp in Hz, the idea of
-    vocal-tract-length perturbation), the MFCCs are recomputed from the warped
-    bands exactly as librosa computes them (orthonormal DCT-II), and the chroma
-    is rotated by ``12 log2(alpha)`` semitones because scaling a spectrum moves
-    its harmonics too. Spectral contrast (6 octave bands) is kept. ``alpha=1``
-    returns the input unchanged.
-    """
-    import librosa
-    from scipy.fft import dct
+    Vectors ``(..., 187)`` and frames alike: mel bands and chroma go through :func:`warp_matrices`,
+    the MFCCs are recomputed from the warped bands (orthonormal DCT-II, as librosa does), and
+    spectral contrast is kept. ``alpha=1`` returns a copy.
 
-    from .features import FEATURE_GROUPS
+    Saved from chapter 5, section 5.6 (book/05_hybrid.ipynb).
+    """
+    from scipy.fft import dct
 
     x = np.asarray(x, dtype=np.float32)
     if alpha == 1.0:
         return x.copy()
-    centres = librosa.mel_frequencies(cfg.n_mels + 2, fmax=cfg.sample_rate / 2)[1:-1]
-    w_mel = _interp_matrix(centres, centres / alpha)
-    semis = 12 * np.log2(alpha)
-    w_chroma = _interp_matrix(np.arange(12.0), np.arange(12.0) - semis, period=12.0)
+    mel, chroma, mfcc = FEATURE_GROUPS["mel"], FEATURE_GROUPS["chroma"], FEATURE_GROUPS["mfcc"]
+    w_mel, w_chroma = warp_matrices(alpha, cfg)
     out = x.copy()
-    mel = x[..., FEATURE_GROUPS["mel"]] @ w_mel.T.astype(np.float32)
-    out[..., FEATURE_GROUPS["mel"]] = mel
-    out[..., FEATURE_GROUPS["chroma"]] = x[..., FEATURE_GROUPS["chroma"]] @ w_chroma.T.astype(np.float32)
-    n_mfcc = FEATURE_GROUPS["mfcc"].stop - FEATURE_GROUPS["mfcc"].start
-    out[..., FEATURE_GROUPS["mfcc"]] = dct(mel, type=2, norm="ortho", axis=-1)[..., :n_mfcc]
+    out[..., mel] = x[..., mel] @ w_mel.T
+    out[..., chroma] = x[..., chroma] @ w_chroma.T
+    out[..., mfcc] = dct(out[..., mel], type=2, norm="ortho", axis=-1)[..., : mfcc.stop - mfcc.start]
     return out
 
 
@@ -239,10 +260,11 @@ def warped_copies(x: np.ndarray, n_copies: int, *, seed: int = 0, max_warp: floa
                   cfg: FeatureConfig = FeatureConfig()) -> tuple[np.ndarray, np.ndarray]:
     """``n_copies`` frequency-warped copies of every row of ``x``; returns ``(copies, row_index)``.
 
-    Each copy of each clip gets its own factor, drawn (seeded) from 41
-    log-spaced values in ``[1 / (1 + max_warp), 1 + max_warp]``, so the one
-    training voice is heard as several higher and lower voices. ``row_index[k]``
-    is the row of ``x`` that copy ``k`` came from (to repeat labels and speakers).
+    Each copy of each clip gets its own factor, drawn (seeded) from 41 log-spaced values in
+    ``[1 / (1 + max_warp), 1 + max_warp]``, so the one training voice is heard as several higher
+    and lower voices. ``row_index[k]`` is the row of ``x`` that copy ``k`` came from.
+
+    Saved from chapter 5, section 5.6 (book/05_hybrid.ipynb).
     """
     rng = np.random.default_rng(seed)
     grid = np.exp(np.linspace(-np.log(1 + max_warp), np.log(1 + max_warp), 41))
@@ -278,7 +300,7 @@ def set_seed(seed: int) -> None:
         pass
 
 
-def _epoch_bar(total: int, desc: str, enabled: bool):
+def epoch_progress(total: int, desc: str, enabled: bool):
     """A Keras callback that shows one tqdm bar over epochs (Keras' own bar is too chatty in notebooks)."""
     import keras
     from tqdm.auto import tqdm
@@ -300,55 +322,46 @@ def _epoch_bar(total: int, desc: str, enabled: bool):
 
 
 def compile_model(model, learning_rate: float = LEARNING_RATE) -> None:
-    """Adam + sparse categorical cross-entropy + accuracy (the setting of all three chapters)."""
+    """Adam, sparse categorical cross-entropy (labels are integers 0-6) and accuracy.
+
+    Saved from chapter 3, section 3.3 (book/03_cnn.ipynb).
+    """
     import keras
 
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
 
-def fit_model(
-    model,
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_val: np.ndarray | None = None,
-    y_val: np.ndarray | None = None,
-    *,
-    epochs: int = DEFAULT_EPOCHS,
-    patience: int = PATIENCE,
-    batch_size: int = BATCH_SIZE,
-    class_weight: dict[int, float] | None = None,
-    progress: bool = False,
-    desc: str = "Training",
-) -> dict:
-    """Train a compiled model with early stopping on the validation loss; return the history dict.
+def training_callbacks(monitor: str, *, patience: int = PATIENCE, warmup: int = WARMUP_EPOCHS) -> list:
+    """Early stopping on ``monitor`` (from epoch ``warmup + 1`` on, best weights restored) and
+    halving of the learning rate after ``LR_PATIENCE`` epochs without improvement.
 
-    The weights of the epoch with the lowest validation loss (from epoch
-    :data:`WARMUP_EPOCHS` + 1 on, when training is long enough for that to
-    matter) are restored at the end (Keras 3 restores them whether or not
-    training stopped early), and the learning rate is halved after
-    ``LR_PATIENCE`` flat epochs. Without a
-    validation set the training loss is monitored instead. The history holds
-    ``loss``, ``accuracy`` (and ``val_`` versions) per epoch as plain floats,
-    plus ``best_epoch`` (1-based).
+    Saved from chapter 3, section 3.3 (book/03_cnn.ipynb).
     """
     import keras
 
+    return [keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True,
+                                          start_from_epoch=warmup),
+            keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=LR_PATIENCE, min_lr=1e-5)]
+
+
+def fit_model(model, x_train, y_train, x_val=None, y_val=None, *, epochs: int = DEFAULT_EPOCHS,
+              patience: int = PATIENCE, batch_size: int = BATCH_SIZE, class_weight: dict | None = None,
+              progress: bool = False, desc: str = "Training") -> dict:
+    """Train a compiled model with early stopping on the validation loss; return the history.
+
+    Without validation clips the training loss is watched; no warm-up when ``epochs`` is too short.
+    The history holds per-epoch ``loss``, ``accuracy`` (and ``val_``) and ``best_epoch`` (1-based).
+
+    Saved from chapter 3, section 3.3 (book/03_cnn.ipynb).
+    """
     has_val = x_val is not None and len(x_val) > 0
     monitor = "val_loss" if has_val else "loss"
     warmup = WARMUP_EPOCHS if epochs > WARMUP_EPOCHS + patience else 0
-    callbacks = [
-        keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True,
-                                      start_from_epoch=warmup),
-        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=LR_PATIENCE, min_lr=1e-5),
-        _epoch_bar(epochs, desc, progress),
-    ]
-    hist = model.fit(
-        x_train, y_train,
-        validation_data=(x_val, y_val) if has_val else None,
-        epochs=epochs, batch_size=batch_size, shuffle=True,
-        class_weight=class_weight, callbacks=callbacks, verbose=0,
-    )
+    callbacks = training_callbacks(monitor, patience=patience, warmup=warmup)
+    hist = model.fit(x_train, y_train, validation_data=(x_val, y_val) if has_val else None,
+                     epochs=epochs, batch_size=batch_size, shuffle=True, class_weight=class_weight,
+                     callbacks=[*callbacks, epoch_progress(epochs, desc, progress)], verbose=0)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     history["best_epoch"] = warmup + int(np.argmin(history[monitor][warmup:])) + 1
     return history
@@ -393,9 +406,7 @@ def keras_fold(
     name = variant_name(base, opts)
     set_seed(seed)
     y = fs.labels
-    train, val, test = fs.index(split.train), fs.index(split.val), fs.index(split.test)
-    if quick and len(train) > QUICK_MAX_TRAIN:
-        train = np.sort(np.random.default_rng(seed).choice(train, QUICK_MAX_TRAIN, replace=False))
+    train, val, test = fold_rows(fs, split, seed=seed, quick=quick)
     n_epochs = int(epochs) if epochs else (QUICK_EPOCHS if quick else DEFAULT_EPOCHS)
     x, recipe = standardise_fold(fs, train, kind=opts["input"], spknorm=opts["spknorm"])
     x_train, y_train = x[train], y[train]
@@ -523,8 +534,7 @@ def prepare_inputs(features: np.ndarray, sidecar: dict, *, reference: np.ndarray
     if std["kind"] == "train":
         mean, scale = np.asarray(std["mean"], np.float32), np.asarray(std["scale"], np.float32)
     elif reference is not None:
-        flat = np.asarray(reference, np.float32).reshape(-1, x.shape[-1])
-        mean, scale = flat.mean(axis=0), flat.std(axis=0) + 1e-6
+        mean, scale = feature_stats(np.asarray(reference, np.float32))
     else:
         warnings.warn("this model was trained with per-speaker normalisation but no reference clips of the "
                       "speaker were given; using the training speakers' average statistics", stacklevel=2)
