@@ -26,6 +26,13 @@ Model variants are spelled in the model name so each gets its own results
 file: ``hybrid-frames-spknorm`` is the hybrid on frames with per-speaker
 normalisation (the grammar lives in :mod:`ser_utils.registry`). TensorFlow is
 imported only when a model is trained or loaded, so the command line starts fast.
+
+Literate: :func:`fold_rows`, the training settings, :func:`compile_model`,
+:func:`training_callbacks` and :func:`fit_model` are written and explained in
+chapter 3, :func:`warp_matrices`, :func:`warp_frequency` and
+:func:`warped_copies` in chapter 5 (``#@save training`` cells); this module
+holds the same text, and :func:`keras_fold` is the plumbing around them
+(variants, augmentation, saving).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from ser_utils.features import (
     ensure_features,
     extract_clip,
     extract_from_audio,
+    feature_stats,
     fit_standardizer,
     standardize_per_speaker,
 )
@@ -116,6 +117,21 @@ def test_per_speaker_standardisation():
     x = np.concatenate([np.full((4, 187), 1.0), np.full((4, 187), 5.0)]) + np.arange(8)[:, None]
     z = standardize_per_speaker(x, np.array(["A"] * 4 + ["B"] * 4))
     assert np.allclose(z[:4].mean(axis=0), 0, atol=1e-5) and np.allclose(z[4:].mean(axis=0), 0, atol=1e-5)
+
+
+def test_per_speaker_standardisation_with_given_statistics():
+    rng = np.random.default_rng(1)
+    x = rng.normal(3.0, 2.0, (10, 6, 187)).astype(np.float32)
+    speakers = np.array(["A"] * 5 + ["B"] * 5)
+    mean, scale = feature_stats(x[:5])
+    assert mean.shape == scale.shape == (187,) and np.all(scale > 0)
+    np.testing.assert_allclose(mean, x[:5].reshape(-1, 187).mean(axis=0), rtol=1e-5)
+    # statistics given for both speakers (here A's for everyone) replace B's own
+    z = standardize_per_speaker(x, speakers, {"A": (mean, scale), "B": (mean, scale)})
+    np.testing.assert_allclose(z, (x - mean) / scale, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(z[5:], standardize_per_speaker(x, speakers)[5:])
+    # a constant feature does not divide by zero
+    assert np.isfinite(standardize_per_speaker(np.ones((4, 187)), np.array(["A"] * 4))).all()
 
 
 def test_vector_frame_has_named_columns(quick_chapter):

@@ -119,6 +119,28 @@ def test_spknorm_standardises_each_speaker(toy):
     np.testing.assert_allclose(x, expected, atol=1e-5)
 
 
+def test_spknorm_recipe_reproduces_the_training_speakers(toy):
+    from ser_utils.training import apply_recipe
+
+    train = toy.index(toy_split(toy, "speaker").train)
+    x, recipe = standardise_fold(toy, train, kind="frames", spknorm=True)
+    speakers = toy.meta["speaker"].to_numpy()
+    np.testing.assert_allclose(apply_recipe(toy.frames[train], recipe, speakers[train], kind="frames"),
+                               x[train], atol=1e-5)
+
+
+def test_fold_rows_caps_training_clips_in_quick_mode(toy, monkeypatch):
+    import ser_utils.training as training_module
+
+    split = toy_split(toy)
+    train, val, test = training_module.fold_rows(toy, split)
+    assert len(train) == len(split.train) and not set(train) & set(test) and not set(val) & set(test)
+    monkeypatch.setattr(training_module, "QUICK_MAX_TRAIN", 5)
+    small, _, _ = training_module.fold_rows(toy, split, quick=True, seed=1)
+    assert len(small) == 5 and set(small) <= set(train)
+    np.testing.assert_array_equal(small, training_module.fold_rows(toy, split, quick=True, seed=1)[0])
+
+
 def test_balanced_class_weights():
     w = balanced_class_weights(np.array([0, 0, 0, 1]))
     assert w == {0: pytest.approx(4 / 6), 1: pytest.approx(2.0)}
