@@ -5,8 +5,8 @@ Per clip we compute, from a single magnitude STFT:
 ========  =====  ==============================================================
 group     size   what it measures
 ========  =====  ==============================================================
-chroma    12     energy per pitch class (C, C#, ..., B), octave folded
-mel       128    log-power (dB) in 128 mel-spaced bands: the spectral envelope
+chroma    12     energy per pitch class (C, C#, ..., B), octaves folded: no pitch height
+mel       128    dB in 128 mel-spaced bands, relative to the clip's peak (ref=max)
 contrast  7      peak-minus-valley level in 6 octave bands + 1: how "peaky"
 mfcc      40     DCT of the log-mel spectrum: a compact envelope description
 ========  =====  ==============================================================
