@@ -82,9 +82,17 @@ def _manifest(args: argparse.Namespace) -> int:
 
 @command("download")
 def _download(args: argparse.Namespace) -> int:
-    from .download import download_tess
+    from .download import TESS_URL, download_ravdess, download_tess
 
-    out = download_tess(args.dest, url=args.url, sha256=args.sha256)
+    if args.corpus == "crema-d":
+        from .corpora import CREMA_HELP
+
+        raise UserError(f"CREMA-D has no single archive to download. {CREMA_HELP}")
+    if args.corpus == "ravdess":
+        out = download_ravdess(args.dest, **({"url": args.url} if args.url else {}))
+        print(f"RAVDESS speech extracted to {out}\nUse it with: python -m ser_utils manifest {out} --corpus ravdess")
+        return 0
+    out = download_tess(args.dest, url=args.url or TESS_URL, sha256=args.sha256)
     print(f"TESS extracted to {out}\nUse it with: export SER_TESS_DIR={out}")
     return 0
 
@@ -299,8 +307,6 @@ def _predict(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    from .download import TESS_URL
-
     parser = argparse.ArgumentParser(prog="python -m ser_utils", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -315,10 +321,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", choices=("tess", "crema-d", "ravdess"),
                    help="which corpus the folder holds (default: detected from the file names)")
 
-    p = sub.add_parser("download", help="download TESS from the Borealis Dataverse")
+    p = sub.add_parser("download", help="download TESS from the Borealis Dataverse (or RAVDESS from Zenodo)")
     p.add_argument("dest", help="folder to download and extract into")
-    p.add_argument("--url", default=TESS_URL, help="archive URL (default: the Borealis Dataverse TESS dataset)")
+    p.add_argument("--url", help="archive URL (default: the Borealis Dataverse TESS dataset, "
+                   "or RAVDESS's Zenodo record)")
     p.add_argument("--sha256", help="expected SHA-256 of the archive (optional)")
+    p.add_argument("--corpus", choices=("tess", "ravdess", "crema-d"), default="tess",
+                   help="which corpus (default tess; crema-d only says where to get it)")
 
     p = sub.add_parser("features", help="extract and cache chroma/mel/contrast/MFCC features")
     p.add_argument("data_dir", help="folder holding TESS or the demo corpus")

@@ -1,9 +1,10 @@
-"""Downloading TESS from the Borealis (Scholars Portal) Dataverse.
+"""Downloading TESS from the Borealis (Scholars Portal) Dataverse, and RAVDESS from Zenodo.
 
 The Dataverse access API serves the whole dataset as one zip. The download
 streams to ``<dest>/<name>.part`` with a tqdm progress bar, resumes a partial
 file with an HTTP ``Range`` request, verifies the archive (zip integrity and,
 when given, a SHA-256) and only then extracts it and renames the ``.part``.
+RAVDESS goes through the same steps, checked against the MD5 its Zenodo record publishes.
 """
 
 from __future__ import annotations
@@ -38,12 +39,50 @@ def download_tess(
     A partial ``.part`` file from an interrupted run is resumed, not restarted.
     An archive already downloaded and verified is not fetched again.
     """
+    return _download_archive(
+        dest, url, archive_name, "TESS", hashes={"sha256": check_sha256(sha256)}, what="TESS",
+        by_hand=f"download TESS by hand (Dataverse {TESS_DOI} or Kaggle) and set SER_TESS_DIR",
+        timeout=timeout, progress=progress, nested_zips=True,
+    )
+
+
+#: RAVDESS on Zenodo (Livingstone & Russo, 2018; CC BY-NC-SA 4.0): the audio-only speech archive and
+#: the MD5 the record publishes for it.
+RAVDESS_RECORD = "https://zenodo.org/records/1188976"
+RAVDESS_URL = f"{RAVDESS_RECORD}/files/Audio_Speech_Actors_01-24.zip?download=1"
+RAVDESS_MD5 = "bc696df654c87fed845eb13823edef8a"
+
+
+def download_ravdess(
+    dest: str | os.PathLike,
+    *,
+    url: str = RAVDESS_URL,
+    md5: str | None = RAVDESS_MD5,
+    timeout: float = 60.0,
+    progress: bool = True,
+) -> Path:
+    """Fetch RAVDESS speech (``Audio_Speech_Actors_01-24.zip``, about 210 MB) from Zenodo, verify, extract.
+
+    Same machinery as :func:`download_tess`: a ``.part`` file resumed with an
+    HTTP Range request, the record's MD5 and the zip's own CRCs checked before
+    anything is unpacked. Returns ``dest/RAVDESS`` (holding ``Actor_01`` ... ``Actor_24``).
+    """
+    return _download_archive(
+        dest, url, "Audio_Speech_Actors_01-24.zip", "RAVDESS", hashes={"md5": md5}, what="RAVDESS",
+        by_hand=f"download Audio_Speech_Actors_01-24.zip by hand from {RAVDESS_RECORD}",
+        timeout=timeout, progress=progress, nested_zips=False,
+    )
+
+
+def _download_archive(dest: str | os.PathLike, url: str, archive_name: str, out_name: str, *,
+                      hashes: dict[str, str | None], what: str, by_hand: str, timeout: float, progress: bool,
+                      nested_zips: bool) -> Path:
+    """Download ``url`` to ``dest/archive_name`` (resumable), verify it, extract into ``dest/out_name``."""
     from .outputs import check_output_path, make_output_dir
 
-    sha256 = check_sha256(sha256)
     dest = check_output_path(Path(dest).expanduser(), kind="dir", what="download folder")
     archive = dest / archive_name
-    out = dest / "TESS"
+    out = dest / out_name
     for path, kind in ((archive, "file"), (archive.with_name(archive.name + ".part"), "file"), (out, "folder")):
         if path.exists() and path.is_dir() != (kind == "folder"):
             raise DownloadError(f"{path} is in the way (a {'file' if kind == 'folder' else 'folder'} where the "
@@ -51,16 +90,16 @@ def download_tess(
     make_output_dir(dest, what="download folder")
     if not archive.exists():
         part = archive.with_name(archive.name + ".part")
-        _fetch(url, part, timeout=timeout, progress=progress)
-        _verify(part, sha256, fresh=True)
+        _fetch(url, part, timeout=timeout, progress=progress, what=what, by_hand=by_hand)
+        _verify(part, hashes, fresh=True)
         part.replace(archive)
     else:
-        _verify(archive, sha256, fresh=False)
+        _verify(archive, hashes, fresh=False)
     try:
         with zipfile.ZipFile(archive) as zf:
             zf.extractall(out)
         # The Dataverse zip may itself hold zips (one per uploaded archive): unpack those too.
-        for inner in sorted(out.rglob("*.zip")):
+        for inner in sorted(out.rglob("*.zip")) if nested_zips else ():
             with zipfile.ZipFile(inner) as zf:
                 zf.extractall(inner.with_suffix(""))
             inner.unlink()
@@ -85,16 +124,13 @@ def check_sha256(sha256: str | None) -> str | None:
     return text
 
 
-def _fetch(url: str, part: Path, *, timeout: float, progress: bool) -> None:
+def _fetch(url: str, part: Path, *, timeout: float, progress: bool, what: str, by_hand: str) -> None:
     have = part.stat().st_size if part.exists() else 0
     headers = {"Range": f"bytes={have}-"} if have else {}
     try:
         resp = requests.get(url, headers=headers, stream=True, timeout=timeout)
     except requests.RequestException as exc:
-        raise DownloadError(
-            f"could not reach {url}: {exc}. Check the network, or download TESS by hand "
-            f"(Dataverse {TESS_DOI} or Kaggle) and set SER_TESS_DIR."
-        ) from exc
+        raise DownloadError(f"could not reach {url}: {exc}. Check the network, or {by_hand}.") from exc
     with resp:
         if resp.status_code == 416:  # the part file is already complete
             return
@@ -112,7 +148,7 @@ def _fetch(url: str, part: Path, *, timeout: float, progress: bool) -> None:
         except OSError as exc:
             raise DownloadError(f"cannot write {part}: {exc.strerror or exc}; choose a writable folder") from exc
         with fh, tqdm(
-            total=total, initial=have, unit="B", unit_scale=True, desc="Downloading TESS", disable=not progress
+            total=total, initial=have, unit="B", unit_scale=True, desc=f"Downloading {what}", disable=not progress
         ) as bar:
             try:
                 for chunk in resp.iter_content(_CHUNK):
@@ -126,26 +162,30 @@ def _fetch(url: str, part: Path, *, timeout: float, progress: bool) -> None:
                                     "run again to resume where it stopped") from exc
 
 
-def _verify(path: Path, sha256: str | None, *, fresh: bool) -> None:
-    """Check ``path`` (zip integrity, and the hash when given). ``fresh``: just downloaded (a ``.part``).
+def _verify(path: Path, hashes: dict[str, str | None], *, fresh: bool) -> None:
+    """Check ``path``: each expected hash given (``{"sha256": ..., "md5": ...}``), then zip integrity.
 
-    A fresh download that fails the hash is removed (a rerun fetches it again);
-    an archive that was already there is never deleted: the message says what
-    to check, since the expected hash itself may be the wrong one.
+    ``fresh``: just downloaded (a ``.part``). A fresh download that fails a
+    hash is removed (a rerun fetches it again); an archive that was already
+    there is never deleted: the message says what to check, since the
+    expected hash itself may be the wrong one.
     """
-    if sha256:
-        digest = hashlib.sha256()
+    for algo, expected in hashes.items():
+        if not expected:
+            continue
+        digest = hashlib.new(algo)
         with open(path, "rb") as fh:
             for block in iter(lambda: fh.read(_CHUNK), b""):
                 digest.update(block)
-        if digest.hexdigest() != sha256:
+        label = algo.upper().replace("SHA", "SHA-")
+        if digest.hexdigest() != expected.lower():
             if fresh:
                 path.unlink()
-                raise DownloadError(f"{path.name}: SHA-256 mismatch (got {digest.hexdigest()}, expected {sha256}); "
+                raise DownloadError(f"{path.name}: {label} mismatch (got {digest.hexdigest()}, expected {expected}); "
                                     "the download was removed. Check the expected hash; if it is right, run "
                                     "again to download afresh")
-            raise DownloadError(f"{path}: SHA-256 is {digest.hexdigest()}, not the expected {sha256}. The file was "
-                                "kept: check the expected hash; if it is right, the archive is damaged: delete "
+            raise DownloadError(f"{path}: {label} is {digest.hexdigest()}, not the expected {expected}. The file "
+                                "was kept: check the expected hash; if it is right, the archive is damaged: delete "
                                 f"{path} and run again (a rerun alone will not help)")
     try:
         with zipfile.ZipFile(path) as zf:

@@ -15,6 +15,7 @@ raw and with per-speaker standardisation) with::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -25,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .baselines import vector_fold
-from .evaluation import FoldResult, make_record, save_record
+from .evaluation import FoldResult, make_record, result_path
 from .features import FeatureSet
 from .labels import EMOTIONS
 from .splits import Split
@@ -84,6 +85,14 @@ def transfer_record(model: str, splits: Sequence[Split], folds: list[FoldResult]
                        config={"features": features_key, "epochs": None})
 
 
+def save_record_in(record: dict, folder: str | os.PathLike) -> Path:
+    """Write a record as ``<folder>/<model>__<protocol>__seed<k>.json`` (:func:`save_record` adds ``results/``)."""
+    path = Path(folder) / result_path(".", record["model"], record["protocol"], record["seed"]).name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({k: v for k, v in record.items() if not k.startswith("_")}, indent=1))
+    return path
+
+
 def reference_runs(crema_dir: str | os.PathLike, tess_dir: str | os.PathLike, artifacts: str | os.PathLike,
                    out: str | os.PathLike | None, *, jobs: int | None = None,
                    kinds: Sequence[str] = ("logreg", "logreg-spknorm")) -> list[dict]:
@@ -129,7 +138,7 @@ def reference_runs(crema_dir: str | os.PathLike, tess_dir: str | os.PathLike, ar
             rec = transfer_record(kind, splits, folds, dataset=dataset, wall_time=time.perf_counter() - start,
                                   features_key=fs.config.key())
             if out is not None:
-                rec["_path"] = str(save_record(rec, out))
+                rec["_path"] = str(save_record_in(rec, out))
             records.append(rec)
     return records
 

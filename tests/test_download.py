@@ -114,3 +114,45 @@ def test_checksum_mismatch_is_reported_and_file_removed(tmp_path, payload):
 def test_unreachable_server_gives_a_clear_error(tmp_path):
     with pytest.raises(DownloadError, match="could not reach"):
         download_tess(tmp_path, url="http://127.0.0.1:9/tess.zip", timeout=2, progress=False)
+
+
+def make_ravdess_zip(tmp_path: Path) -> bytes:
+    """A zip laid out like Audio_Speech_Actors_01-24.zip: Actor_XX/03-01-EE-II-SS-RR-AA.wav."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for emo in ("01", "02", "05"):  # neutral, calm (dropped), angry
+            p = write_wav(tmp_path / "rav" / f"03-01-{emo}-01-01-01-01.wav", tone(0.4))
+            zf.write(p, f"Actor_01/{p.name}")
+        # ~1.5 MB of noise, so that the interrupted first transfer has delivered whole chunks
+        noise = np.random.default_rng(1).uniform(-0.5, 0.5, 24414 * 30).astype(np.float32)
+        p = write_wav(tmp_path / "rav" / "03-01-05-01-02-01-01.wav", noise)
+        zf.write(p, f"Actor_01/{p.name}")
+    return buf.getvalue()
+
+
+def test_ravdess_download_is_verified_by_md5_and_extracted(tmp_path):
+    from ser_utils.download import download_ravdess
+
+    payload = make_ravdess_zip(tmp_path)
+    srv = Server(payload, cut_first_at=len(payload) // 2)
+    dest = tmp_path / "dl"
+    try:
+        with pytest.raises(Exception):  # the first attempt breaks off; the second resumes
+            download_ravdess(dest, url=srv.url, md5=hashlib.md5(payload).hexdigest(), progress=False)
+        out = download_ravdess(dest, url=srv.url, md5=hashlib.md5(payload).hexdigest(), progress=False)
+        with pytest.raises(DownloadError, match="MD5 mismatch"):
+            download_ravdess(tmp_path / "other", url=srv.url, md5="0" * 32, progress=False)
+    finally:
+        srv.close()
+    assert srv.ranges[-2].startswith("bytes=")
+    m = build_manifest(out, corpus="ravdess", progress=False)
+    assert sorted(usable(m)["emotion"]) == ["angry", "angry", "neutral"]
+    assert (m["status"] == "excluded").sum() == 1
+
+
+def test_crema_download_says_where_to_get_it(tmp_path, capsys):
+    from ser_utils.cli import main
+
+    assert main(["download", str(tmp_path), "--corpus", "crema-d"]) == 2
+    err = capsys.readouterr().err
+    assert "CheyneyComputerScience/CREMA-D" in err and "Git LFS" in err
