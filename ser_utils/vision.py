@@ -436,8 +436,7 @@ def fit(model, prep: Preprocess, x_train, y_train, x_val, y_val, tc: TrainConfig
         *, progress: bool = True, desc: str = "Training") -> tuple[dict, int]:
     """AdamW with :func:`warmup_cosine`, early stopping on validation loss; restores the best epoch's weights.
 
-    Returns the Keras-style history (loss, accuracy, val_loss, val_accuracy, lr) and the best epoch (from 1).
-    Saved from chapter 6, section 6.4 (book/06_transformers.ipynb).
+    Returns the Keras-style history and the best epoch (from 1). Saved from chapter 6, section 6.4 (book/06_transformers.ipynb).
     """
     import torch
     steps = max(1, -(-len(x_train) // tc.batch_size))  # batches per epoch
@@ -578,7 +577,7 @@ def rollout(attentions, head_fusion: str = "mean"):
     ``attentions`` holds one (heads, T, T) tensor per layer. Per layer the heads
     are fused (``"mean"`` or ``"max"``), the residual path is added as
     ``0.5 A + 0.5 I`` (rows renormalised), and the layers are multiplied in order.
-    Saved from chapter 6, section 6.6 (book/06_transformers.ipynb).
+    Saved from chapter 6, section 6.7 (book/06_transformers.ipynb).
     """
     import torch
 
@@ -597,11 +596,10 @@ def attention_rollout(model, image: np.ndarray, prep: Preprocess | None = None, 
 
     The row of :func:`rollout` for the token the classifier reads (the class token for
     ViT, the mean of the patch tokens for BEiT), upsampled from the patch grid.
-    Saved from chapter 6, section 6.6 (book/06_transformers.ipynb).
+    Saved from chapter 6, section 6.7 (book/06_transformers.ipynb).
     """
     import torch
     import torch.nn.functional as F
-
     prep = prep or Preprocess.for_model(model)
     before = model.config._attn_implementation
     model.set_attn_implementation("eager")  # SDPA attention returns no weights
