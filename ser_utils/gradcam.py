@@ -339,7 +339,8 @@ def deletion_test(model, x: np.ndarray, y: np.ndarray, cams: np.ndarray, *, step
 
     ``cams`` (N, L) are maps over the input axis of ``x`` (N, L, ...) explaining the true classes
     ``y``. A masked position (a feature, or a whole frame) is set to ``baseline``: 0, the training
-    mean after standardisation. Saved from chapter 8, section 8.7 (book/08_gradcam.ipynb).
+    mean after standardisation.
+    Saved from chapter 8, section 8.7 (book/08_gradcam.ipynb).
     """
     x, y, cams = np.asarray(x, dtype=np.float32), np.asarray(y, dtype=int), np.asarray(cams, dtype=np.float64)
     n, length = cams.shape

@@ -436,7 +436,8 @@ def fit(model, prep: Preprocess, x_train, y_train, x_val, y_val, tc: TrainConfig
         *, progress: bool = True, desc: str = "Training") -> tuple[dict, int]:
     """AdamW with :func:`warmup_cosine`, early stopping on validation loss; restores the best epoch's weights.
 
-    Returns the Keras-style history and the best epoch (from 1). Saved from chapter 6, section 6.4 (book/06_transformers.ipynb).
+    Returns the Keras-style history and the best epoch (from 1).
+    Saved from chapter 6, section 6.4 (book/06_transformers.ipynb).
     """
     import torch
     steps = max(1, -(-len(x_train) // tc.batch_size))  # batches per epoch
