@@ -434,9 +434,8 @@ class TrainConfig:
 
 def fit(model, prep: Preprocess, x_train, y_train, x_val, y_val, tc: TrainConfig, rng: np.random.Generator,
         *, progress: bool = True, desc: str = "Training") -> tuple[dict, int]:
-    """AdamW with :func:`warmup_cosine`, early stopping on validation loss; restores the best epoch's weights.
+    """AdamW, :func:`warmup_cosine`, early stopping on val loss; returns the history and the best epoch (from 1).
 
-    Returns the Keras-style history and the best epoch (from 1).
     Saved from chapter 6, section 6.4 (book/06_transformers.ipynb).
     """
     import torch
