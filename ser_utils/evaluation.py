@@ -21,7 +21,7 @@ import platform
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,20 +42,15 @@ METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_weight
 SCHEMA_VERSION = 1
 
 
-def compute_metrics(
-    y_true: Sequence[int],
-    y_pred: Sequence[int],
-    n_classes: int = len(EMOTIONS),
-    *,
-    classes: Sequence[int] | None = None,
-) -> dict:
+def compute_metrics(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int = len(EMOTIONS), *,
+                    classes: Sequence[int] | None = None) -> dict:
     """Accuracy, macro precision/recall/F1, weighted F1 and UAR (= macro recall), via scikit-learn.
 
-    Classes absent from both ``y_true`` and ``y_pred`` still count in the
-    macro averages with a score of 0 (``zero_division=0``), over all
-    ``n_classes`` labels, so scores are comparable across folds. ``classes``
-    (class indices) narrows the label set, e.g. to the six emotions CREMA-D
-    shares with TESS, so a class the corpus does not have is not scored as 0.
+    Every macro average runs over all ``n_classes`` labels, a class absent from a
+    fold scoring 0 (``zero_division=0``), so scores are comparable across folds.
+    ``classes`` (class indices) narrows the label set, e.g. to the six emotions
+    CREMA-D shares with TESS, so a class a corpus does not have is not scored as 0.
+    Saved from chapter 7, section 7.2 (book/07_comparison.ipynb).
     """
     labels = list(classes) if classes is not None else list(range(n_classes))
     kw = dict(labels=labels, zero_division=0)
@@ -286,3 +281,104 @@ def git_commit() -> str | None:
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+# --- paired comparisons of two models on the same test clips ----------------------------------
+
+
+def paired_predictions(rec_a: dict, rec_b: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """True labels and both models' predictions on the test clips two results records share.
+
+    Clips are matched by (fold, clip id). Raises ``ValueError`` when the records
+    differ in protocol or seed, share no clip, or disagree on a true label.
+    Saved from chapter 7, section 7.6 (book/07_comparison.ipynb).
+    """
+    if (rec_a["protocol"], rec_a["seed"]) != (rec_b["protocol"], rec_b["seed"]):
+        raise ValueError("a paired comparison needs two records of the same protocol and seed")
+    pa, pb = ({(f["fold"], cid): (t, p) for f in r["folds"]
+               for cid, t, p in zip(*(f["predictions"][k] for k in ("ids", "y_true", "y_pred")), strict=True)}
+              for r in (rec_a, rec_b))
+    shared = sorted(set(pa) & set(pb))
+    if not shared:
+        raise ValueError(f"{rec_a['model']} and {rec_b['model']} share no test clips")
+    y = np.array([pa[k][0] for k in shared])
+    if not np.array_equal(y, [pb[k][0] for k in shared]):
+        raise ValueError("the two records disagree on the true labels of shared clips")
+    return y, np.array([pa[k][1] for k in shared]), np.array([pb[k][1] for k in shared])
+
+
+@dataclass
+class McNemarResult:
+    """Exact McNemar test of two models on the same clips: counts, accuracies and the p-value.
+
+    Saved from chapter 7, section 7.6 (book/07_comparison.ipynb).
+    """
+
+    model_a: str
+    model_b: str
+    protocol: str
+    seed: int
+    n: int
+    both_right: int
+    only_a: int
+    only_b: int
+    both_wrong: int
+    accuracy_a: float
+    accuracy_b: float
+    p_value: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def mcnemar(rec_a: dict, rec_b: dict) -> McNemarResult:
+    """Exact McNemar test {cite}`mcnemar1947note` between two records of the same protocol and seed.
+
+    Only the discordant clips count: under equal error rates each is a fair coin,
+    so the p-value is the two-sided binomial test of ``only_a`` of them at 0.5.
+    Saved from chapter 7, section 7.6 (book/07_comparison.ipynb).
+    """
+    from scipy.stats import binomtest
+
+    y, pred_a, pred_b = paired_predictions(rec_a, rec_b)
+    ra, rb = pred_a == y, pred_b == y
+    only_a, only_b = int(np.sum(ra & ~rb)), int(np.sum(~ra & rb))
+    p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+    return McNemarResult(
+        model_a=rec_a["model"], model_b=rec_b["model"], protocol=rec_a["protocol"], seed=int(rec_a["seed"]),
+        n=len(y), both_right=int(np.sum(ra & rb)), only_a=only_a, only_b=only_b,
+        both_wrong=int(np.sum(~ra & ~rb)), accuracy_a=float(ra.mean()), accuracy_b=float(rb.mean()),
+        p_value=float(p),
+    )
+
+
+def uar(y_true, y_pred, n_classes: int = len(EMOTIONS)) -> float:
+    """Unweighted average recall in NumPy: ``compute_metrics(...)["uar"]`` without scikit-learn's overhead.
+
+    The bootstrap scores thousands of resamples, where input checks would dominate.
+    Saved from chapter 7, section 7.6 (book/07_comparison.ipynb).
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    support = np.bincount(y_true, minlength=n_classes)
+    hits = np.bincount(y_true[y_true == y_pred], minlength=n_classes)
+    return float(np.mean(np.divide(hits, support, out=np.zeros(n_classes), where=support > 0)))
+
+
+def bootstrap_difference(y_true, pred_a, pred_b, score: Callable = uar, *, n_boot: int = 2000,
+                         level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """Paired bootstrap confidence interval of ``score(A) - score(B)`` on the same test clips.
+
+    Resamples the clips with replacement ``n_boot`` times (the same resample for
+    both models, so clip difficulty cancels) and returns the difference on all
+    clips with the percentile interval at ``level``: ``(difference, low, high)``.
+    Saved from chapter 7, section 7.6 (book/07_comparison.ipynb).
+    """
+    y_true, pred_a, pred_b = (np.asarray(v) for v in (y_true, pred_a, pred_b))
+    rng = np.random.default_rng(seed)
+
+    def diff(idx):
+        return score(y_true[idx], pred_a[idx]) - score(y_true[idx], pred_b[idx])
+
+    boots = [diff(rng.integers(0, len(y_true), len(y_true))) for _ in range(n_boot)]
+    low, high = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
+    return float(diff(np.arange(len(y_true)))), float(low), float(high)

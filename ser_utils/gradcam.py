@@ -90,11 +90,10 @@ def _score_head(model):
 
 
 def cam_model(model, layer: str = LAST_CONV):
-    """A Keras model mapping the inputs of ``model`` to ``[last_conv activations, class logits input]``.
+    """A Keras model from the inputs of ``model`` to ``[layer's activations, the tensor the logits come from]``.
 
-    Works for functional and Sequential Keras 3 models (both expose
-    ``model.inputs`` once built). The second output is the tensor the class
-    score is computed from (see :func:`_score_head`).
+    The second output is the input of the softmax layer (see :func:`_score_head`).
+    Saved from chapter 8, section 8.3 (book/08_gradcam.ipynb).
     """
     import keras
 
@@ -107,45 +106,29 @@ def cam_model(model, layer: str = LAST_CONV):
     return keras.Model(inputs=inputs, outputs=[conv.output, head])
 
 
-def conv_cam(
-    model,
-    x: np.ndarray,
-    class_idx: int | np.ndarray | None = None,
-    *,
-    layer: str = LAST_CONV,
-    batch_size: int = 64,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Raw Grad-CAM maps on the convolution's own axis, and the predicted probabilities.
+def conv_cam(model, x: np.ndarray, class_idx: int | np.ndarray | None = None, *, layer: str = LAST_CONV,
+             batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Grad-CAM maps on the last convolution's own axis ``(N, L_conv)`` and the probabilities ``(N, 7)``.
 
-    ``x`` is a batch of model inputs (already standardised and shaped, e.g.
-    ``(N, 187, 1)`` or ``(N, T, 187)``). ``class_idx`` picks the class explained
-    per sample (an int, an array of N ints, or None for the predicted class).
-    Returns ``(cams, probs)`` with ``cams`` of shape ``(N, L_conv)`` (non-negative)
-    and ``probs`` of shape ``(N, n_classes)`` (softmax of the logits).
+    ``class_idx``: the class explained per sample (an int, N ints, or None = the predicted class).
+    Saved from chapter 8, section 8.3 (book/08_gradcam.ipynb).
     """
     import tensorflow as tf
-
-    sub = cam_model(model, layer)
-    _, to_score, is_logit = _score_head(model)
+    sub = cam_model(model, layer)  # inputs -> [last_conv activations A, input of the softmax layer]
+    _, to_logits, is_logit = _score_head(model)
     x = np.asarray(x, dtype=np.float32)
+    wanted = None if class_idx is None else np.broadcast_to(np.asarray(class_idx, dtype=np.int32), (len(x),))
     cams, probs = [], []
-    for start in range(0, len(x), batch_size):
-        xb = tf.convert_to_tensor(x[start : start + batch_size])
+    for s in range(0, len(x), batch_size):
         with tf.GradientTape() as tape:
-            acts, head = sub(xb, training=False)
-            logits = to_score(head)
-            if class_idx is None:
-                idx = tf.argmax(logits, axis=-1, output_type=tf.int32)
-            else:
-                ci = np.broadcast_to(np.asarray(class_idx, dtype=np.int32), (len(x),))
-                idx = tf.constant(ci[start : start + batch_size])
-            score = tf.gather(logits, idx, axis=1, batch_dims=1)
-        grads = tape.gradient(score, acts)  # (B, L, K)
-        alpha = tf.reduce_mean(grads, axis=1, keepdims=True)  # (B, 1, K)
-        cam = tf.nn.relu(tf.reduce_sum(alpha * acts, axis=-1))  # (B, L)
-        cams.append(cam.numpy())
-        p = tf.nn.softmax(logits, axis=-1) if is_logit else logits
-        probs.append(np.asarray(p))
+            acts, head = sub(tf.convert_to_tensor(x[s:s + batch_size]), training=False)
+            logits = to_logits(head)
+            idx = tf.argmax(logits, axis=-1, output_type=tf.int32) if wanted is None else wanted[s:s + batch_size]
+            score = tf.gather(logits, idx, axis=1, batch_dims=1)  # (B,): the logit of each sample's class
+        grads = tape.gradient(score, acts)  # (B, L, K): d score / d A_k(t)
+        alpha = tf.reduce_mean(grads, axis=1, keepdims=True)  # (B, 1, K): one weight per channel
+        cams.append(tf.nn.relu(tf.reduce_sum(alpha * acts, axis=-1)).numpy())  # (B, L)
+        probs.append(np.asarray(tf.nn.softmax(logits, axis=-1) if is_logit else logits))
     return np.concatenate(cams).astype(np.float32), np.concatenate(probs).astype(np.float32)
 
 
@@ -155,6 +138,7 @@ def upsample(cam: np.ndarray, length: int) -> np.ndarray:
     Position ``i`` of a length-``L`` map covers the input interval
     ``[i, i+1) * length / L`` (true for 'same' padding and pooling), so it is
     placed at that interval's centre before interpolation.
+    Saved from chapter 8, section 8.3 (book/08_gradcam.ipynb).
     """
     cam = np.atleast_2d(np.asarray(cam, dtype=np.float32))
     n_in = cam.shape[1]
@@ -166,30 +150,22 @@ def upsample(cam: np.ndarray, length: int) -> np.ndarray:
 
 
 def normalise(cam: np.ndarray) -> np.ndarray:
-    """Scale each map to [0, 1] by its maximum (all-zero maps stay zero)."""
+    """Scale each map to [0, 1] by its maximum (all-zero maps stay zero).
+
+    Saved from chapter 8, section 8.3 (book/08_gradcam.ipynb).
+    """
     cam = np.atleast_2d(np.asarray(cam, dtype=np.float32))
     peak = cam.max(axis=1, keepdims=True)
     return np.where(peak > 0, cam / np.where(peak > 0, peak, 1), 0.0).astype(np.float32)
 
 
 # Written out with tf.GradientTape on purpose: chapter 8 teaches Grad-CAM itself, not a library's wrapper.
-def grad_cam(
-    model,
-    x: np.ndarray,
-    class_idx: int | np.ndarray | None = None,
-    *,
-    layer: str = LAST_CONV,
-    normalize: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Grad-CAM maps over the **input** axis (187 positions or T frames), and the probabilities.
+def grad_cam(model, x: np.ndarray, class_idx: int | np.ndarray | None = None, *, layer: str = LAST_CONV,
+             normalize: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Grad-CAM maps over the **input** axis (187 positions or T frames) and the probabilities.
 
-    The one-call version of :func:`conv_cam` + :func:`upsample` (+
-    :func:`normalise` when ``normalize``): returns ``(cams, probs)`` with
-    ``cams`` of shape ``(N, x.shape[1])``, every value in [0, 1] when normalised.
-
-    >>> cams, probs = grad_cam(model, x_test[:8])          # doctest: +SKIP
-    >>> cams.shape, probs.shape                              # doctest: +SKIP
-    ((8, 187), (8, 7))
+    :func:`conv_cam`, :func:`upsample` to ``x.shape[1]``, then :func:`normalise` to [0, 1] when ``normalize``.
+    Saved from chapter 8, section 8.3 (book/08_gradcam.ipynb).
     """
     raw, probs = conv_cam(model, x, class_idx, layer=layer)
     cams = upsample(raw, np.asarray(x).shape[1])
@@ -200,11 +176,12 @@ def grad_cam(
 
 
 def group_importance(cams: np.ndarray, *, share: bool = False) -> dict[str, np.ndarray]:
-    """Importance per feature group from maps over the 187 positions.
+    """Importance per feature group from maps over the 187 positions: ``{group: (N,) array}``.
 
-    Returns ``{group: (N,) array}``. By default the **mean** importance per
-    position of the group, so the 128 mel positions do not win just by being
-    many; with ``share=True`` the group's fraction of the map's total mass.
+    By default the **mean** importance per position of the group, so the 128 mel
+    positions do not win just by being many; with ``share=True`` the group's
+    fraction of the map's total mass.
+    Saved from chapter 8, section 8.4 (book/08_gradcam.ipynb).
     """
     cams = np.atleast_2d(np.asarray(cams, dtype=np.float64))
     if cams.shape[1] != sum(s.stop - s.start for s in FEATURE_GROUPS.values()):
@@ -335,79 +312,51 @@ class DeletionResult:
                 "ci95_high": round(hi, 4), "relative_gain": round(self.relative_gain, 4), "verdict": self.verdict}
 
 
-def _masked_probs(model, x: np.ndarray, orders: np.ndarray, counts: np.ndarray, y: np.ndarray,
-                  baseline: float, batch_size: int) -> np.ndarray:
+def masked_probs(model, x: np.ndarray, orders: np.ndarray, counts: np.ndarray, y: np.ndarray, baseline: float,
+                 batch_size: int) -> np.ndarray:
     """True-class probability of each sample after masking its first ``counts[k]`` positions of ``orders``.
 
-    Builds every masked copy of a chunk of samples at once (samples x steps)
-    and scores them in one ``predict`` call per chunk.
+    Returns ``(N, len(counts))``; all masked copies of a chunk of samples go through one ``predict``.
+    Saved from chapter 8, section 8.7 (book/08_gradcam.ipynb).
     """
     n, length = orders.shape
-    steps = len(counts)
-    rank = np.empty_like(orders)
+    rank = np.empty_like(orders)  # rank[i, p]: the step at which position p of sample i is masked
     np.put_along_axis(rank, orders, np.arange(length)[None, :].repeat(n, axis=0), axis=1)
-    out = np.empty((n, steps), dtype=np.float32)
-    per_chunk = max(1, batch_size // steps)
+    out = np.empty((n, len(counts)), dtype=np.float32)
+    per_chunk = max(1, batch_size // len(counts))
     trailing = (1,) * (x.ndim - 2)
     for start in range(0, n, per_chunk):
         sl = slice(start, start + per_chunk)
-        mask = rank[sl, None, :] < counts[None, :, None]  # (c, steps, L)
+        mask = rank[sl, None, :] < counts[None, :, None]  # (chunk, steps, L)
         masked = np.where(mask.reshape(mask.shape + trailing), np.float32(baseline), x[sl, None])
-        flat = masked.reshape((-1,) + x.shape[1:])
-        p = np.asarray(model.predict(flat, batch_size=batch_size, verbose=0)).reshape(len(mask), steps, -1)
-        out[sl] = p[np.arange(len(mask)), :, y[sl]]
+        p = model.predict(masked.reshape((-1,) + x.shape[1:]), batch_size=batch_size, verbose=0)
+        out[sl] = np.asarray(p).reshape(len(mask), len(counts), -1)[np.arange(len(mask)), :, y[sl]]
     return out
 
 
-def deletion_test(
-    model,
-    x: np.ndarray,
-    y: np.ndarray,
-    cams: np.ndarray,
-    *,
-    steps: int = 20,
-    n_random: int = 5,
-    baseline: float = 0.0,
-    seed: int = 0,
-    batch_size: int = 256,
-) -> DeletionResult:
-    """Deletion curves: mask input positions by decreasing Grad-CAM importance vs in random order.
+def deletion_test(model, x: np.ndarray, y: np.ndarray, cams: np.ndarray, *, steps: int = 20, n_random: int = 5,
+                  baseline: float = 0.0, seed: int = 0, batch_size: int = 256) -> DeletionResult:
+    """Deletion curves: mask inputs by decreasing Grad-CAM importance vs in random orders.
 
-    ``x`` (N, L, ...) are standardised model inputs, ``y`` their true classes
-    and ``cams`` (N, L) their maps over the input axis (from :func:`grad_cam`,
-    explaining the true class). A masked position is set to ``baseline``
-    (0 = the training mean after standardisation), i.e. a whole feature for
-    vector inputs and a whole frame for frame inputs. Ties in the map (e.g.
-    zeros after the ReLU) are broken at random so they cannot favour the map.
+    ``cams`` (N, L) are maps over the input axis of ``x`` (N, L, ...) explaining the true classes
+    ``y``. A masked position (a feature, or a whole frame) is set to ``baseline``: 0, the training
+    mean after standardisation.
+    Saved from chapter 8, section 8.7 (book/08_gradcam.ipynb).
     """
-    x = np.asarray(x, dtype=np.float32)
-    y = np.asarray(y, dtype=int)
-    cams = np.asarray(cams, dtype=np.float64)
+    x, y, cams = np.asarray(x, dtype=np.float32), np.asarray(y, dtype=int), np.asarray(cams, dtype=np.float64)
     n, length = cams.shape
     if x.shape[:2] != (n, length):
         raise ValueError(f"maps {cams.shape} do not match inputs {x.shape} on (N, L)")
     rng = np.random.default_rng(seed)
-    counts = np.unique(np.round(np.linspace(0, length, steps + 1)).astype(int))
-    fractions = counts / length
-    jitter = rng.random(cams.shape) * 1e-9  # random tie-breaking, far below any real difference
+    counts = np.unique(np.round(np.linspace(0, length, steps + 1)).astype(int))  # positions masked per step
+    jitter = rng.random(cams.shape) * 1e-9  # ties (zeros after the ReLU) broken at random, not in the map's favour
     cam_order = np.argsort(-(cams + jitter), axis=1, kind="stable")
-    per_cam = _masked_probs(model, x, cam_order, counts, y, baseline, batch_size)
-    rand = np.stack([
-        _masked_probs(model, x, np.stack([rng.permutation(length) for _ in range(n)]), counts, y, baseline,
-                      batch_size)
-        for _ in range(n_random)
-    ])  # (R, N, steps)
-    per_rand = rand.mean(axis=0)
-    return DeletionResult(
-        fractions=fractions,
-        cam=per_cam.mean(axis=0),
-        random=per_rand.mean(axis=0),
-        random_sd=rand.mean(axis=1).std(axis=0),
-        n_samples=n,
-        n_random=n_random,
-        per_sample_cam=per_cam,
-        per_sample_random=per_rand,
-    )
+    per_cam = masked_probs(model, x, cam_order, counts, y, baseline, batch_size)  # (N, steps)
+    rand = np.stack([masked_probs(model, x, np.stack([rng.permutation(length) for _ in range(n)]), counts, y,
+                                  baseline, batch_size) for _ in range(n_random)])  # (R, N, steps)
+    return DeletionResult(fractions=counts / length, cam=per_cam.mean(axis=0), random=rand.mean(axis=(0, 1)),
+                          random_sd=rand.mean(axis=1).std(axis=0), n_samples=n, n_random=n_random,
+                          per_sample_cam=per_cam, per_sample_random=rand.mean(axis=0))
 
 
 # --- the chapter's models ---------------------------------------------------------------

@@ -55,6 +55,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .errors import PretrainedUnavailableError
 from .evaluation import FoldResult
@@ -108,11 +109,10 @@ def family_of(model: str) -> str:
 def compact_config(family: str, image_size: int, *, quick: bool = False, **overrides):
     """A small ``ViTConfig`` / ``BeitConfig`` for training from scratch on ``image_size`` spectrograms.
 
-    Sizes come from :data:`COMPACT` (``"quick"`` when ``quick``), with
-    ``overrides`` on top (e.g. ``num_hidden_layers=6``). The BEiT variant uses
-    per-layer relative position biases (BEiT's own position scheme) and layer
-    scale; the ViT variant learns absolute position embeddings. Both have 7
-    labels named by :data:`~ser_utils.labels.EMOTIONS`.
+    Sizes come from :data:`COMPACT` (``"quick"`` when ``quick``), ``overrides`` on
+    top (e.g. ``patch_size=8``). BEiT gets relative position biases, layer scale
+    and mean pooling; ViT learns absolute position embeddings. 7 labels.
+    Saved from chapter 6, section 6.3 (book/06_transformers.ipynb).
     """
     from transformers import BeitConfig, ViTConfig
 
@@ -130,7 +130,10 @@ def compact_config(family: str, image_size: int, *, quick: bool = False, **overr
 
 
 def model_class(family: str):
-    """``ViTForImageClassification`` or ``BeitForImageClassification``."""
+    """``ViTForImageClassification`` or ``BeitForImageClassification``.
+
+    Saved from chapter 6, section 6.3 (book/06_transformers.ipynb).
+    """
     from transformers import BeitForImageClassification, ViTForImageClassification
 
     return {"vit": ViTForImageClassification, "beit": BeitForImageClassification}[family]
@@ -140,10 +143,10 @@ def build_model(family: str, image_size: int, *, pretrained: str | None = None, 
                 config_overrides: dict | None = None):
     """The classifier for ``family``: compact from scratch (``pretrained=None``) or from pretrained weights.
 
-    ``pretrained`` is a hub id or a folder written by ``save_pretrained``; a
-    7-class head replaces whatever head the checkpoint had. Raises
-    :class:`PretrainedUnavailableError` (no raw hub traceback) when the
-    weights cannot be found offline and the hub is unreachable.
+    ``pretrained`` is a hub id or a ``save_pretrained`` folder; a fresh 7-class
+    head replaces the checkpoint's. :func:`_resolve_pretrained` raises
+    :class:`PretrainedUnavailableError` when the weights cannot be found offline.
+    Saved from chapter 6, section 6.3 (book/06_transformers.ipynb).
     """
     _quiet_hf()
     cls = model_class(family)
@@ -349,7 +352,10 @@ def evaluate(model, images: np.ndarray, labels: np.ndarray | None, prep: Preproc
 
 
 def train_step(model, optimizer, pixel_values, labels):
-    """One optimisation step (cross-entropy, gradients clipped at norm 1); returns (loss, logits) before the update."""
+    """One optimisation step (cross-entropy, gradients clipped at norm 1); returns (loss, logits) before the update.
+
+    Saved from chapter 6, section 6.4 (book/06_transformers.ipynb).
+    """
     import torch
     import torch.nn.functional as F
 
@@ -361,6 +367,25 @@ def train_step(model, optimizer, pixel_values, labels):
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
     return float(loss.detach()), logits.detach()
+
+
+def train_epoch(model, optimizer, schedule, prep: Preprocess, x: np.ndarray, y: np.ndarray, batch_size: int,
+                rng: np.random.Generator, augment: bool = False) -> tuple[float, float]:
+    """One pass over the training images in a fresh random order; returns (mean loss, accuracy).
+
+    With ``augment`` every batch is masked by :func:`spec_augment` first.
+    Saved from chapter 6, section 6.4 (book/06_transformers.ipynb).
+    """
+    order = rng.permutation(len(x))
+    total, correct = 0.0, 0
+    for i in range(0, len(order), batch_size):
+        idx = order[i:i + batch_size]
+        batch = spec_augment(x[idx], rng) if augment else x[idx]
+        loss, logits = train_step(model, optimizer, prep(batch), y[idx])
+        schedule.step()  # the learning rate changes every step, not every epoch
+        total += loss * len(idx)
+        correct += int((logits.argmax(-1).numpy() == y[idx]).sum())
+    return total / len(order), correct / len(order)
 
 
 @dataclass
@@ -376,58 +401,30 @@ class TrainConfig:
     augment: bool = False
 
 
-def fit(model, prep: Preprocess, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
-        y_val: np.ndarray, tc: TrainConfig, rng: np.random.Generator, *, progress: bool = True,
-        desc: str = "Training") -> tuple[dict, int]:
-    """Train with AdamW, warm-up + cosine schedule and early stopping on validation loss.
+def fit(model, prep: Preprocess, x_train, y_train, x_val, y_val, tc: TrainConfig, rng: np.random.Generator,
+        *, progress: bool = True, desc: str = "Training") -> tuple[dict, int]:
+    """AdamW, warm-up + cosine schedule, early stopping on val loss; returns the history and the best epoch (from 1).
 
-    The best epoch's weights (lowest ``val_loss``) are restored at the end.
-    Returns the Keras-style history (``loss``, ``accuracy``, ``val_loss``,
-    ``val_accuracy``, ``lr``) and the best epoch (1-based).
+    Saved from chapter 6, section 6.4 (book/06_transformers.ipynb).
     """
     import torch
-    from tqdm.auto import tqdm
     from transformers import get_cosine_schedule_with_warmup
-
-    steps_per_epoch = max(1, -(-len(x_train) // tc.batch_size))
+    steps = max(1, -(-len(x_train) // tc.batch_size))  # batches per epoch
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    # Linear warm-up, then cosine decay to 0: the usual ViT/BEiT schedule.
-    schedule = get_cosine_schedule_with_warmup(optimizer, tc.warmup_epochs * steps_per_epoch,
-                                               tc.epochs * steps_per_epoch)
-    history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": [], "lr": []}
-    best_loss, best_epoch, best_state, waited = float("inf"), 0, None, 0
-    bar = tqdm(range(1, tc.epochs + 1), desc=desc, unit="epoch", disable=not progress, leave=False)
-    for epoch in bar:
-        order = rng.permutation(len(x_train))
-        losses, correct = [], 0
-        for i in range(0, len(order), tc.batch_size):
-            idx = order[i:i + tc.batch_size]
-            batch = spec_augment(x_train[idx], rng) if tc.augment else x_train[idx]
-            loss, logits = train_step(model, optimizer, prep(batch), y_train[idx])
-            schedule.step()
-            losses.append(loss * len(idx))
-            correct += int((logits.argmax(-1).numpy() == y_train[idx]).sum())
-        history["loss"].append(sum(losses) / len(order))
-        history["accuracy"].append(correct / len(order))
-        history["lr"].append(float(schedule.get_last_lr()[0]))
-        if len(x_val):
-            logits, vloss = evaluate(model, x_val, y_val, prep)
-            history["val_loss"].append(vloss)
-            history["val_accuracy"].append(float((logits.argmax(-1) == y_val).mean()))
-            bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", val_acc=f"{history['val_accuracy'][-1]:.3f}")
-            if vloss < best_loss - 1e-4:
-                best_loss, best_epoch, waited = vloss, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                waited += 1
-                if waited >= tc.patience:
-                    break
-        else:  # no validation clips: keep the last epoch
-            best_epoch = epoch
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    if not history["val_loss"]:
-        del history["val_loss"], history["val_accuracy"]
+    schedule = get_cosine_schedule_with_warmup(optimizer, tc.warmup_epochs * steps, tc.epochs * steps)
+    history = {k: [] for k in ("loss", "accuracy", "val_loss", "val_accuracy", "lr")}
+    best_loss, best_epoch, best_state = float("inf"), 0, None
+    for epoch in tqdm(range(1, tc.epochs + 1), desc=desc, unit="epoch", disable=not progress, leave=False):
+        loss, acc = train_epoch(model, optimizer, schedule, prep, x_train, y_train, tc.batch_size, rng, tc.augment)
+        logits, val_loss = evaluate(model, x_val, y_val, prep)
+        val_acc = (logits.argmax(-1) == y_val).mean()
+        for k, v in zip(history, (loss, acc, val_loss, val_acc, schedule.get_last_lr()[0]), strict=True):
+            history[k].append(float(v))
+        if val_loss < best_loss - 1e-4:  # a new best: remember these weights
+            best_loss, best_epoch, best_state = val_loss, epoch, copy.deepcopy(model.state_dict())
+        elif epoch - best_epoch >= tc.patience:  # no improvement for `patience` epochs
+            break
+    model.load_state_dict(best_state)
     return history, best_epoch
 
 
@@ -547,50 +544,47 @@ def vision_fold(
 # --- attention rollout -------------------------------------------------------------------------
 
 
+def rollout(attentions, head_fusion: str = "mean"):
+    """Attention rollout {cite}`abnar2020attention` of one image: (T, T) flow from input to output tokens.
+
+    ``attentions`` holds one (heads, T, T) tensor per layer. Per layer the heads
+    are fused (``"mean"`` or ``"max"``), the residual path is added as
+    ``0.5 A + 0.5 I`` (rows renormalised), and the layers are multiplied in order.
+    Saved from chapter 6, section 6.7 (book/06_transformers.ipynb).
+    """
+    import torch
+
+    n = attentions[0].shape[-1]
+    flow = torch.eye(n)
+    for att in attentions:
+        a = att.float().max(dim=0).values if head_fusion == "max" else att.float().mean(dim=0)
+        a = 0.5 * a + 0.5 * torch.eye(n)
+        flow = (a / a.sum(dim=-1, keepdim=True)) @ flow
+    return flow
+
+
 def attention_rollout(model, image: np.ndarray, prep: Preprocess | None = None, *,
                       head_fusion: str = "mean") -> np.ndarray:
-    """Attention rollout {cite}`abnar2020attention` of one (S, S) spectrogram image, as an (S, S) map in [0, 1].
+    """Rollout map of one (S, S) spectrogram image as an (S, S) array in [0, 1], row 0 = lowest band.
 
-    Per layer the heads' attention matrices are fused (``"mean"`` or
-    ``"max"``), the residual connection is accounted for as ``0.5 A + 0.5 I``
-    (rows renormalised), and the layers are multiplied from input to output.
-    The map is the row of the token the classifier reads: the class token for
-    ViT, the mean of the patch tokens for BEiT (``use_mean_pooling``). The
-    patch grid is upsampled (nearest) to the image size, with row 0 = lowest
-    mel band like the image. Attentions need the eager attention
-    implementation (SDPA does not return them in transformers 5), so it is
-    switched on for the call and restored afterwards.
+    The row of :func:`rollout` for the token the classifier reads (the class token for
+    ViT, the mean of the patch tokens for BEiT), upsampled from the patch grid.
+    Saved from chapter 6, section 6.7 (book/06_transformers.ipynb).
     """
     import torch
     import torch.nn.functional as F
-
     prep = prep or Preprocess.for_model(model)
     before = model.config._attn_implementation
-    model.set_attn_implementation("eager")
+    model.set_attn_implementation("eager")  # SDPA attention returns no weights
     try:
-        model.eval()
         with torch.no_grad():
-            out = model(pixel_values=prep(np.asarray(image)[None]), output_attentions=True)
+            out = model.eval()(pixel_values=prep(np.asarray(image)[None]), output_attentions=True)
     finally:
         model.set_attn_implementation(before)
-    if not out.attentions:
-        raise RuntimeError("the model returned no attention weights")
-    n_tokens = out.attentions[0].shape[-1]
-    rollout = torch.eye(n_tokens)
-    for att in out.attentions:
-        a = att[0].float()
-        a = a.max(dim=0).values if head_fusion == "max" else a.mean(dim=0)
-        a = 0.5 * a + 0.5 * torch.eye(n_tokens)
-        a = a / a.sum(dim=-1, keepdim=True)
-        rollout = a @ rollout
-    if getattr(model.config, "use_mean_pooling", False):
-        row = rollout[1:, 1:].mean(dim=0)
-    else:
-        row = rollout[0, 1:]
-    grid = prep.size // _patch(model)
-    amap = row.reshape(1, 1, grid, grid)
-    s = np.asarray(image).shape[-1]
-    amap = F.interpolate(amap, size=(s, s), mode="nearest")[0, 0].numpy()
+    flow = rollout([a[0] for a in out.attentions], head_fusion)
+    row = flow[1:, 1:].mean(dim=0) if getattr(model.config, "use_mean_pooling", False) else flow[0, 1:]
+    grid, s = prep.size // _patch(model), np.asarray(image).shape[-1]
+    amap = F.interpolate(row.reshape(1, 1, grid, grid), size=(s, s), mode="nearest")[0, 0].numpy()
     amap = amap - amap.min()
     return (amap / amap.max() if amap.max() > 0 else amap).astype(np.float32)
 

@@ -239,3 +239,24 @@ def test_vision_fold_fine_tunes_a_local_checkpoint_at_its_size(quick_chapter, tm
     model, prep = vision.load_model(res.extra["model_path"])
     assert prep.size == 48 and model.config.num_labels == len(EMOTIONS)
     assert len(res.y_pred) == len(split.test)
+
+
+def test_fit_stops_after_patience_and_restores_the_best_epoch():
+    model = tiny_model("vit")
+    prep = vision.Preprocess.for_model(model)
+    x, y = tiny_images(16), np.arange(16) % len(EMOTIONS)
+    tc = vision.TrainConfig(epochs=6, lr=0.0, weight_decay=0.0, warmup_epochs=0, patience=2, batch_size=8)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    history, best = vision.fit(model, prep, x, y, x[:8], y[:8], tc, np.random.default_rng(0), progress=False)
+    # lr = 0: the validation loss never improves after epoch 1, so training stops at 1 + patience
+    assert best == 1 and len(history["loss"]) == 3 == len(history["val_loss"]) == len(history["lr"])
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, before[k])
+
+
+def test_rollout_is_row_stochastic_and_mixes_the_residual_path():
+    att = torch.softmax(torch.randn(2, 3, 5, 5), dim=-1)  # 2 layers, 3 heads, 5 tokens
+    flow = vision.rollout(list(att))
+    torch.testing.assert_close(flow.sum(-1), torch.ones(5))
+    a = 0.5 * att[0].mean(0) + 0.5 * torch.eye(5)
+    torch.testing.assert_close(vision.rollout([att[0]]), a / a.sum(-1, keepdim=True))

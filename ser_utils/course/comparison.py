@@ -21,14 +21,13 @@ import math
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..data import FULL_TESS_SIZE
-from ..evaluation import load_records, score_table
+from ..evaluation import load_records, mcnemar, score_table
 from ..paper import PAPER_ACCURACY, PAPER_PROTOCOL
 from ..registry import BASELINES, KERAS_MODELS, VISION_MODELS, ModelSpec
 from ..splits import PROTOCOLS
@@ -269,72 +268,6 @@ def confusions(records: Sequence[dict], protocol: str) -> dict[str, np.ndarray]:
 # --- paired significance test -----------------------------------------------------------
 
 
-@dataclass
-class McNemarResult:
-    """Exact McNemar test of two models on the same test clips.
-
-    ``only_a``: clips model A gets right and B wrong; ``only_b`` the
-    reverse. Under the null hypothesis (equal error rates) each discordant
-    clip is a fair coin, so ``p_value`` is the two-sided binomial test of
-    ``only_a`` out of ``only_a + only_b`` at 0.5.
-    """
-
-    model_a: str
-    model_b: str
-    protocol: str
-    seed: int
-    n: int
-    both_right: int
-    only_a: int
-    only_b: int
-    both_wrong: int
-    accuracy_a: float
-    accuracy_b: float
-    p_value: float
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def _predictions(record: dict) -> dict[tuple[str, str], tuple[int, int]]:
-    """{(fold, clip id): (true, predicted)} of one record."""
-    out = {}
-    for f in record.get("folds", []):
-        pred = f.get("predictions") or {}
-        for cid, t, p in zip(pred.get("ids", []), pred.get("y_true", []), pred.get("y_pred", []), strict=True):
-            out[(f["fold"], cid)] = (int(t), int(p))
-    return out
-
-
-# The paired test is computed here (scipy's binomtest on the discordant pairs) because chapter 7 teaches it.
-def mcnemar(rec_a: dict, rec_b: dict) -> McNemarResult:
-    """Exact McNemar test between two records of the same protocol and seed, on their shared test clips.
-
-    Clips are matched by (fold, clip id); their true labels must agree. Uses
-    ``scipy.stats.binomtest`` (exact, two-sided). Raises ``ValueError`` when
-    the records share no test clip (different data, protocol or seed).
-    """
-    from scipy.stats import binomtest
-
-    if (rec_a["protocol"], rec_a["seed"]) != (rec_b["protocol"], rec_b["seed"]):
-        raise ValueError("McNemar needs two records of the same protocol and seed")
-    pa, pb = _predictions(rec_a), _predictions(rec_b)
-    shared = sorted(set(pa) & set(pb))
-    if not shared:
-        raise ValueError(f"{rec_a['model']} and {rec_b['model']} share no test clips")
-    truth = np.array([pa[k][0] for k in shared])
-    if not np.array_equal(truth, [pb[k][0] for k in shared]):
-        raise ValueError("the two records disagree on the true labels of shared clips")
-    ra = np.array([pa[k][1] for k in shared]) == truth
-    rb = np.array([pb[k][1] for k in shared]) == truth
-    only_a, only_b = int(np.sum(ra & ~rb)), int(np.sum(~ra & rb))
-    p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
-    return McNemarResult(
-        model_a=rec_a["model"], model_b=rec_b["model"], protocol=rec_a["protocol"], seed=int(rec_a["seed"]),
-        n=len(shared), both_right=int(np.sum(ra & rb)), only_a=only_a, only_b=only_b,
-        both_wrong=int(np.sum(~ra & ~rb)), accuracy_a=float(ra.mean()), accuracy_b=float(rb.mean()),
-        p_value=float(p),
-    )
 
 
 def uses_test_speaker(model: str) -> bool:
