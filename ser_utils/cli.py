@@ -55,8 +55,8 @@ def _load_manifest(data_dir: str):
 
 @command("manifest")
 def _manifest(args: argparse.Namespace) -> int:
-    from .corpora import detect_corpus, get_corpus, summarise_corpus
-    from .data import build_manifest, summarise_manifest
+    from .corpora import get_corpus
+    from .data import build_manifest, detect_corpus, summarise_corpus, summarise_manifest
     from .outputs import atomic_write, check_output_path
     from .synth import is_demo_corpus
 

@@ -205,6 +205,16 @@ def read_ravdess_speakers(root: Path) -> pd.DataFrame:
     })
 
 
+TESS_HELP = (
+    "TESS (Toronto Emotional Speech Set) is licensed CC BY-NC-ND 4.0 and is not shipped with "
+    "ser-book. Get it from the Borealis Dataverse (doi:10.5683/SP2/E8H2MF; "
+    "`python -m ser_utils download DEST` fetches it) or Kaggle ('Toronto emotional speech set "
+    "(TESS)'), unpack it anywhere and point ser-book at it with SER_TESS_DIR=/path/to/tess "
+    "(command line: --data-dir DIR; notebook: the parameter data_dir). Without it, use the synthetic "
+    "demo corpus (command line: --dataset demo; notebook: dataset='demo')."
+)
+
+
 CREMA_HELP = (
     "CREMA-D (Cao et al., 2014; Open Database License) is not shipped with ser-book. Its authors "
     "distribute it at https://github.com/CheyneyComputerScience/CREMA-D with the audio in Git LFS: "
@@ -219,16 +229,10 @@ RAVDESS_HELP = (
 )
 
 
-def _tess_help() -> str:
-    from .data import TESS_HELP
-
-    return TESS_HELP
-
-
 def _tess() -> Corpus:
     return Corpus(
         name="tess", title="TESS (Toronto Emotional Speech Set)", parse=_parse_tess, emotions=EMOTIONS,
-        native_labels={e: e for e in EMOTIONS}, n_speakers=2, expected_size=2800, help=_tess_help(),
+        native_labels={e: e for e in EMOTIONS}, n_speakers=2, expected_size=2800, help=TESS_HELP,
         read_speakers=_tess_speakers,
     )
 
@@ -270,60 +274,7 @@ def get_corpus(corpus: str | Corpus | None = None) -> Corpus:
     return makers[key]()
 
 
-def detect_corpus(root: str | os.PathLike) -> Corpus:
-    """Guess the corpus of a folder from its file names: the corpus whose naming scheme most files follow.
-
-    Falls back to TESS, the default, when the folder is missing or no file
-    follows any scheme (building its manifest then says what is wrong).
-    """
-    from .data import find_audio_files
-
-    root = Path(root).expanduser()
-    names = [p.name for p in find_audio_files(root)] if root.is_dir() else []
-    corpora = [get_corpus(n) for n in CORPUS_NAMES]
-    votes = {c.name: sum(c.recognises(n) for n in names) for c in corpora}
-    return max(corpora, key=lambda c: votes[c.name])  # ties (and no votes) go to the first, TESS
-
-
 def shared_emotions(*corpora: str | Corpus) -> tuple[str, ...]:
     """The emotions every given corpus has, in :data:`EMOTIONS` order (the label set of a cross-corpus test)."""
     sets = [set(get_corpus(c).emotions) for c in corpora]
     return tuple(e for e in EMOTIONS if all(e in s for s in sets))
-
-
-def summarise_corpus(manifest: pd.DataFrame, corpus: str | Corpus):
-    """Like :func:`ser_utils.data.summarise_manifest`, judged against ``corpus`` rather than TESS.
-
-    Counts are per speaker x the corpus's emotions; files left out by design
-    (status ``excluded``) are summed up in one note per reason instead of
-    one line each, and a subset of the corpus says so.
-    """
-    from .data import ManifestSummary, _quirks, usable
-
-    corpus = get_corpus(corpus)
-    ok = usable(manifest)
-    counts = (pd.crosstab(ok["speaker"], ok["emotion"]).reindex(columns=list(corpus.emotions), fill_value=0)
-              if len(ok) else pd.DataFrame(columns=list(corpus.emotions)))
-    excluded = manifest[manifest["status"] == "excluded"]
-    problems = manifest[~manifest["status"].isin(["ok", "excluded"])][["path", "status", "reason"]]
-    n_speakers = ok["speaker"].nunique() if len(ok) else 0
-    is_full = len(ok) == corpus.expected_size and n_speakers == corpus.n_speakers
-    notes = [f"{corpus.title}: {len(ok)} clips, {n_speakers} actors, "
-             f"{ok['emotion'].nunique() if len(ok) else 0} emotions"]
-    for reason, n in excluded["reason"].value_counts().sort_index().items():
-        notes.append(f"Excluded by design ({n} files): {reason}")
-    if n_speakers < corpus.n_speakers:
-        notes.append(
-            f"SUBSET: {n_speakers} of the {corpus.n_speakers} actors ({len(ok)} usable clips; the complete "
-            f"release has {corpus.expected_size}); results on it are not comparable one-to-one with "
-            "published full-corpus figures."
-        )
-    elif not is_full:
-        notes.append(f"{len(ok)} usable clips where the complete release has {corpus.expected_size}: "
-                     "some clips are missing or unusable (listed above).")
-    return ManifestSummary(
-        n_files=len(manifest), n_ok=len(ok), counts=counts,
-        n_words=ok["word"].nunique() if len(ok) else 0,
-        duration=ok["duration"].astype(float).describe() if len(ok) else pd.Series(dtype=float),
-        problems=problems.reset_index(drop=True), quirks=_quirks(ok), is_full=is_full, notes=notes,
-    )

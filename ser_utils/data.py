@@ -12,17 +12,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import soundfile as sf
 
+from .corpora import CORPUS_NAMES, TESS_HELP, Corpus, get_corpus
 from .errors import TessNotFoundError
 from .labels import EMOTIONS, UnknownLabelError
 
-if TYPE_CHECKING:
-    from .corpora import Corpus
 
 #: Number of clips in the complete TESS release (2 speakers x 200 words x 7 emotions).
 FULL_TESS_SIZE = 2800
@@ -31,14 +29,6 @@ MIN_DURATION_S = 0.2
 #: A clip whose peak amplitude is below this is treated as silent.
 SILENCE_PEAK = 1e-4
 
-TESS_HELP = (
-    "TESS (Toronto Emotional Speech Set) is licensed CC BY-NC-ND 4.0 and is not shipped with "
-    "ser-book. Get it from the Borealis Dataverse (doi:10.5683/SP2/E8H2MF; "
-    "`python -m ser_utils download DEST` fetches it) or Kaggle ('Toronto emotional speech set "
-    "(TESS)'), unpack it anywhere and point ser-book at it with SER_TESS_DIR=/path/to/tess "
-    "(command line: --data-dir DIR; notebook: the parameter data_dir). Without it, use the synthetic "
-    "demo corpus (command line: --dataset demo; notebook: dataset='demo')."
-)
 
 MANIFEST_COLUMNS = [
     "clip_id",
@@ -271,8 +261,6 @@ def build_manifest(
     are kept as ``excluded``. Raises :class:`TessNotFoundError` when ``root`` is
     missing or holds no WAV file at all.
     """
-    from .corpora import get_corpus
-
     corpus = get_corpus(corpus)
     root = Path(root).expanduser()
     if root.exists() and not root.is_dir():
@@ -460,3 +448,52 @@ def load_clip(path: str | os.PathLike, sr: int) -> np.ndarray:
     if clip.sample_rate != sr:
         audio = librosa.resample(audio, orig_sr=clip.sample_rate, target_sr=sr, res_type="soxr_hq")
     return audio.astype(np.float32, copy=False)
+
+
+def detect_corpus(root: str | os.PathLike) -> Corpus:
+    """Guess the corpus of a folder from its file names: the corpus whose naming scheme most files follow.
+
+    Falls back to TESS, the default, when the folder is missing or no file
+    follows any scheme (building its manifest then says what is wrong).
+    """
+    root = Path(root).expanduser()
+    names = [p.name for p in find_audio_files(root)] if root.is_dir() else []
+    corpora = [get_corpus(n) for n in CORPUS_NAMES]
+    votes = {c.name: sum(c.recognises(n) for n in names) for c in corpora}
+    return max(corpora, key=lambda c: votes[c.name])  # ties (and no votes) go to the first, TESS
+
+
+def summarise_corpus(manifest: pd.DataFrame, corpus: str | Corpus):
+    """Like :func:`summarise_manifest`, judged against ``corpus`` rather than TESS.
+
+    Counts are per speaker x the corpus's emotions; files left out by design
+    (status ``excluded``) are summed up in one note per reason instead of
+    one line each, and a subset of the corpus says so.
+    """
+    corpus = get_corpus(corpus)
+    ok = usable(manifest)
+    counts = (pd.crosstab(ok["speaker"], ok["emotion"]).reindex(columns=list(corpus.emotions), fill_value=0)
+              if len(ok) else pd.DataFrame(columns=list(corpus.emotions)))
+    excluded = manifest[manifest["status"] == "excluded"]
+    problems = manifest[~manifest["status"].isin(["ok", "excluded"])][["path", "status", "reason"]]
+    n_speakers = ok["speaker"].nunique() if len(ok) else 0
+    is_full = len(ok) == corpus.expected_size and n_speakers == corpus.n_speakers
+    notes = [f"{corpus.title}: {len(ok)} clips, {n_speakers} actors, "
+             f"{ok['emotion'].nunique() if len(ok) else 0} emotions"]
+    for reason, n in excluded["reason"].value_counts().sort_index().items():
+        notes.append(f"Excluded by design ({n} files): {reason}")
+    if n_speakers < corpus.n_speakers:
+        notes.append(
+            f"SUBSET: {n_speakers} of the {corpus.n_speakers} actors ({len(ok)} usable clips; the complete "
+            f"release has {corpus.expected_size}); results on it are not comparable one-to-one with "
+            "published full-corpus figures."
+        )
+    elif not is_full:
+        notes.append(f"{len(ok)} usable clips where the complete release has {corpus.expected_size}: "
+                     "some clips are missing or unusable (listed above).")
+    return ManifestSummary(
+        n_files=len(manifest), n_ok=len(ok), counts=counts,
+        n_words=ok["word"].nunique() if len(ok) else 0,
+        duration=ok["duration"].astype(float).describe() if len(ok) else pd.Series(dtype=float),
+        problems=problems.reset_index(drop=True), quirks=_quirks(ok), is_full=is_full, notes=notes,
+    )

@@ -189,7 +189,7 @@ def load_records(results_dir: str | os.PathLike) -> list[dict]:
         try:
             records.append(load_record(path))
         except (OSError, UnicodeDecodeError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
-            warnings.warn(f"skipping results file {path.name}: {exc}", stacklevel=2)
+            warnings.warn(f"skipping unreadable results file {path.name}: {exc}", stacklevel=2)
     return records
 
 

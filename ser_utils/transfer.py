@@ -101,8 +101,8 @@ def reference_runs(crema_dir: str | os.PathLike, tess_dir: str | os.PathLike, ar
     Features are extracted (or read from the cache) under ``artifacts/<folder name>``.
     Records are written to ``out`` when given, and returned.
     """
-    from .corpora import get_corpus, shared_emotions, summarise_corpus
-    from .data import build_manifest
+    from .corpora import get_corpus, shared_emotions
+    from .data import build_manifest, summarise_corpus
     from .features import ensure_features
     from .splits import actor_folds, cross_corpus_split
 

@@ -16,16 +16,14 @@ import pytest
 from ser_utils.cli import main
 from ser_utils.corpora import (
     ExcludedClipError,
-    detect_corpus,
     get_corpus,
     parse_crema_name,
     parse_ravdess_name,
     read_crema_speakers,
     read_ravdess_speakers,
     shared_emotions,
-    summarise_corpus,
 )
-from ser_utils.data import MANIFEST_COLUMNS, build_manifest, usable
+from ser_utils.data import MANIFEST_COLUMNS, build_manifest, detect_corpus, summarise_corpus, usable
 from ser_utils.evaluation import FoldResult, compute_metrics
 from ser_utils.features import FeatureConfig, FeatureSet
 from ser_utils.labels import EMOTIONS, UnknownLabelError

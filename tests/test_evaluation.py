@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from ser_utils import evaluation, report
+from ser_utils import evaluation
+from ser_utils.course import comparison as report
 from ser_utils.evaluation import FoldResult, make_record
 
 RNG = np.random.default_rng(0)
