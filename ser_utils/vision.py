@@ -404,7 +404,6 @@ class TrainConfig:
 def fit(model, prep: Preprocess, x_train, y_train, x_val, y_val, tc: TrainConfig, rng: np.random.Generator,
         *, progress: bool = True, desc: str = "Training") -> tuple[dict, int]:
     """AdamW, warm-up + cosine schedule, early stopping on val loss; returns the history and the best epoch (from 1).
-
     Saved from chapter 6, section 6.4 (book/06_transformers.ipynb).
     """
     import torch

@@ -19,7 +19,6 @@ BOOK = project_root() / "book"
 CHAPTERS = {path.name[:2]: path for path in sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))}
 # Chapters whose literate rewrite is not merged yet: their cases are expected to fail for now.
 # Remove a chapter from this set once it is literate (then a failure fails the suite).
-NOT_YET_LITERATE = {"03", "04", "05", "06", "07", "08"}
 MAX_CELL_LINES = 25
 # What each chapter must call itself, in its own code cells: every group needs one of its options.
 LIBRARY_CALLS: dict[str, list[tuple[str, ...]]] = {
@@ -37,12 +36,8 @@ SOLUTION = re.compile(r"^(`{3,}|:{3,})\{admonition\} Solution\n:class: dropdown\
 
 
 def _cases(numbers) -> list:
-    """One pytest param per chapter, expected to fail (not strictly) while the chapter is not literate."""
-    out = []
-    for n in numbers:
-        marks = [pytest.mark.xfail(strict=False, reason="chapter not yet literate")] if n in NOT_YET_LITERATE else []
-        out.append(pytest.param(n, marks=marks, id=n))
-    return out
+    """One pytest param per chapter."""
+    return [pytest.param(n, id=n) for n in numbers]
 
 
 def _cells(number: str):
