@@ -75,9 +75,10 @@ def _download(args: argparse.Namespace) -> int:
 def _features(args: argparse.Namespace) -> int:
     from .data import summarise_manifest
     from .features import FeatureConfig, ensure_features, quick_config
+    from .run_context import default_artifacts_root
 
     manifest = _load_manifest(args.data_dir)
-    out = Path(args.output or Path("artifacts") / Path(args.data_dir).name)
+    out = Path(args.output or default_artifacts_root() / Path(args.data_dir).name)
     cfg = quick_config() if args.quick else FeatureConfig()
     fs = ensure_features(manifest, out, cfg, jobs=args.jobs)
     summary = summarise_manifest(manifest)
@@ -246,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("features", help="extract and cache chroma/mel/contrast/MFCC features")
     p.add_argument("data_dir", help="folder holding TESS or the demo corpus")
-    p.add_argument("-o", "--output", help="artifacts folder (default artifacts/<data folder name>)")
+    p.add_argument("-o", "--output", help="artifacts folder (default: <SER_ARTIFACTS_DIR or artifacts>/<data folder name>)")
     p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: all cores)")
     p.add_argument("--quick", action="store_true", help="smaller images and sequences (as in quick mode)")
 
