@@ -101,7 +101,6 @@ def _download(args: argparse.Namespace) -> int:
 def _features(args: argparse.Namespace) -> int:
     from .data import summarise_manifest
     from .features import FeatureConfig, ensure_features, quick_config
-
     from .outputs import check_output_path, make_output_dir
 
     if args.jobs is not None and args.jobs < 1:
@@ -125,7 +124,7 @@ def _features(args: argparse.Namespace) -> int:
 
 def _default_artifacts(data_dir: str, quick: bool) -> Path:
     """The artifacts folder ``train`` uses for this data folder, so ``features`` fills the same cache."""
-    from .predict import default_artifacts_root
+    from .run_context import default_artifacts_root
     from .synth import is_demo_corpus
 
     name = "demo" if is_demo_corpus(data_dir) else "tess"

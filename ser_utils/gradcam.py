@@ -392,8 +392,8 @@ def ensure_model(ch, model: str = "hybrid", protocol: str | None = None, seed: i
     when the saved model was trained on other features. Returns the model with
     its fold's test clips standardised as in training (train-only statistics).
     """
-    from .evaluation import load_records, result_path
-    from .experiments import run_experiment
+    from .evaluation import result_path
+    from .experiments import run_grid
     from .training import load_model_bundle, model_path, prepare_inputs, variant_name
 
     protocol = protocol or ch.ctx.protocol
@@ -402,13 +402,11 @@ def ensure_model(ch, model: str = "hybrid", protocol: str | None = None, seed: i
     split = ch.splits(protocol, seed)[fold]
     path = model_path(ch.ctx.artifacts_dir / "models", name, split, seed)
     rec_path = result_path(ch.ctx.artifacts_dir, name, protocol, seed)
-    trained_now = False
-    if not (path.exists() and rec_path.exists() and _same_features(path, ch.feature_config.key())):
-        # The canonical variant name carries the options, so the results file and the model file agree.
-        run_experiment(ch, name, protocol, seed, epochs=epochs, progress=False)
-        trained_now = True
+    fresh = path.exists() and _same_features(path, ch.feature_config.key())
+    trained_now = not (fresh and rec_path.exists())
+    # The canonical variant name carries the options, so the results file and the model file agree.
+    record = run_grid(ch, [name], [protocol], [seed], skip_existing=fresh, epochs=epochs, progress=False)[0]
     net, sidecar = load_model_bundle(path)
-    record = next((r for r in load_records(rec_path.parent) if r["_path"] == str(rec_path)), None)
     fs = ch.features
     idx = fs.index(split.test)
     raw = fs.vectors[idx] if sidecar["input"] == "vector" else fs.frames[idx]

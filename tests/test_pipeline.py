@@ -286,6 +286,20 @@ def test_build_html_with_citation_image_and_placeholder_root(tmp_path):
     assert report.build_s is not None and report.build_s > 0
 
 
+def test_stderr_stays_out_of_the_pages_and_is_reported_as_a_note(tmp_path):
+    book = write_book(tmp_path, {"01_noisy": (STANDARD, "import sys\nprint('to the', 'page')\n"
+                                              "print('a library', 'notice', file=sys.stderr)")})
+    config = (book / "_config.yml").read_text()
+    (book / "_config.yml").write_text(config + "sphinx:\n  config:\n    nb_merge_streams: true\n"
+                                      "    nb_output_stderr: remove-warn\n")
+    messages = []
+    report = run_book(book, parameters=params(), progress=False, echo=messages.append)
+    page = (tmp_path / "_build/html/book/01_noisy.html").read_text()
+    assert "to the page" in page and "a library notice" not in page
+    assert any("01_noisy" in m and "mystnb.stderr" in m for m in messages), messages
+    assert report.failed is None
+
+
 def test_build_fails_on_any_warning(tmp_path):
     book = write_book(tmp_path, {"01_a": (STANDARD, "print(1)")},
                       intro="# Intro\n\nSee {ref}`no-such-label` and {cite}`nobody1999`.\n")

@@ -113,3 +113,19 @@ def test_the_package_has_no_import_cycle():
     for start in sorted(graph):
         if start not in state:
             assert visit(start, []) is None
+
+
+def test_the_library_does_not_import_the_course_machinery():
+    """Only the CLI imports ser_utils.course at run time (a type annotation may name a course type)."""
+    offenders = []
+    for path in sorted((ROOT / "ser_utils").glob("*.py")):
+        if path.name in {"cli.py", "__main__.py"}:
+            continue
+        tree = ast.parse(path.read_text())
+        typing_only = {id(n) for node in ast.walk(tree)
+                       if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
+                       for n in ast.walk(node)}
+        offenders += [f"{path.name}:{n.lineno}" for n in ast.walk(tree)
+                      if isinstance(n, ast.ImportFrom) and n.level == 1 and (n.module or "").startswith("course")
+                      and id(n) not in typing_only]
+    assert offenders == []
