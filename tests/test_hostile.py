@@ -169,7 +169,13 @@ CASES = [
     ("download-into-file", ["download", "{good}"], 2, "is a file"),
     ("download-bad-hash", ["download", "{dl}", "--sha256", "xyz"], 2, "not a SHA-256 hash"),
     ("download-wrong-hash", ["download", "{dl}", "--sha256", "0" * 64], 2, "The file was kept"),
-    ("train-data-is-file", ["train", "duration", "--data-dir", "{good}", "-o", "{out}/t0"], 2, "no TESS audio"),
+    ("train-data-is-file", ["train", "duration", "--data-dir", "{good}", "-o", "{out}/t0"], 2, "is a file, not a folder"),
+    # Command-line errors name the command-line options, not only the notebook parameters.
+    ("train-no-tess", ["train", "duration", "--dataset", "tess", "--data-dir", "{base}/nope"], 2, "--dataset demo"),
+    ("train-tess-is-demo", ["train", "duration", "--dataset", "tess", "--data-dir", "{seed0}"], 2, "not TESS"),
+    # features fills the cache train reads: the same <artifacts>/<dataset> folder.
+    ("features-same-folder-as-train", ["features", "{seed0}", "--quick", "--jobs", "1"], 0,
+     "artifacts/demo-quick/features/"),
     ("train-huge-seed", ["train", "duration", "--seeds", "4294967296"], 2, "2**32"),
     ("train-o-file", ["train", "duration", "--data-dir", "{tiny_demo}", "-o", "{good}"], 2, "is a file"),
     ("train-too-small", ["train", "duration", "--data-dir", "{tiny_demo}", "-o", "{out}/t1", "--quick"], 2,
