@@ -33,12 +33,10 @@ def command(name: str):
 
 @command("demo-corpus")
 def _demo_corpus(args: argparse.Namespace) -> int:
-    from .outputs import check_output_path
+    from .outputs import check_output_path, make_output_dir
     from .synth import check_demo_parameters, write_demo_corpus
 
     check_demo_parameters(args.words, args.seed)
-    from .outputs import make_output_dir
-
     out = make_output_dir(check_output_path(args.out, kind="dir", what="demo corpus folder"), what="demo corpus folder")
     root = write_demo_corpus(out, n_words=args.words, seed=args.seed)
     print(f"Wrote the synthetic demo corpus ({args.words} words x 7 emotions x 2 speakers, seed {args.seed}) to {root}")
@@ -56,11 +54,10 @@ def _load_manifest(data_dir: str):
 def _manifest(args: argparse.Namespace) -> int:
     from .data import summarise_manifest
     from .outputs import atomic_write, check_output_path
+    from .synth import is_demo_corpus
 
     # An explicit -o may sit in the data folder (a CSV is no clip), but never replaces an audio or data file.
     out = check_output_path(args.output, kind="file", what="-o") if args.output else None
-    from .synth import is_demo_corpus
-
     manifest = _load_manifest(args.data_dir)
     demo = is_demo_corpus(args.data_dir)
     summary = summarise_manifest(manifest, **({"expected_size": len(manifest)} if demo else {}))
@@ -87,7 +84,6 @@ def _download(args: argparse.Namespace) -> int:
 def _features(args: argparse.Namespace) -> int:
     from .data import summarise_manifest
     from .features import FeatureConfig, ensure_features, quick_config
-
     from .outputs import check_output_path, make_output_dir
 
     if args.jobs is not None and args.jobs < 1:
@@ -226,10 +222,9 @@ def _book(args: argparse.Namespace) -> int:
 @command("report")
 def _report(args: argparse.Namespace) -> int:
     from .config import project_root
+    from .outputs import check_output_path
     from .report import (README_END, README_START, build_report, default_results_dir, save_uar_figure,
                          update_readme)
-
-    from .outputs import check_output_path
 
     figure = check_output_path(args.figure, kind="image", what="--figure") if args.figure else None
     readme = None

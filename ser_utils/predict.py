@@ -178,7 +178,8 @@ class Prediction:
     def as_text(self) -> str:
         """The sorted probabilities as aligned lines, e.g. ``angry      0.912``."""
         width = max(len(e) for e in self.probabilities.index)
-        lines = [f"{self.clip.name}: {self.label} (model {self.model_name}, {self.model_path.name})"]
+        name = os.fsencode(self.clip.name).decode("utf-8", errors="backslashreplace")  # any file name prints
+        lines = [f"{name}: {self.label} (model {self.model_name}, {self.model_path.name})"]
         lines += [f"  {e:<{width}}  {p:6.3f}" for e, p in self.probabilities.items()]
         return "\n".join(lines)
 
