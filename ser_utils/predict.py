@@ -221,7 +221,8 @@ def predict_clip(clip: str | os.PathLike, model_path: str | os.PathLike | None =
         try:
             x = prepare_inputs(raw, sidecar)
         except (KeyError, TypeError, ValueError) as exc:  # a sidecar that does not match its model
-            raise UserError(f"the sidecar of {model_path} does not match the features ({exc}); retrain the model") from exc
+            raise UserError(f"the sidecar of {model_path} does not match the features ({exc}); "
+                            "retrain the model") from exc
     try:
         probs = np.asarray(model.predict(x, verbose=0))[0].astype(float)
     except Exception as exc:  # keras raises ValueError and friends when the sidecar describes another model

@@ -163,7 +163,8 @@ def comparison_table(records: Sequence[dict], metrics: Iterable[str] = TABLE_MET
         row = {"dataset": label, "model": model, "protocol": protocol,
                "seeds": ",".join(str(r["seed"]) for r in recs), "n_seeds": len(recs)}
         for m in metrics:
-            vals = np.array([r["metrics"].get(m, np.nan) for r in recs], dtype=float) * 100  # a hand-made file may lack one
+            # .get: a hand-made results file may lack a metric; it shows as blank, not a crash.
+            vals = np.array([r["metrics"].get(m, np.nan) for r in recs], dtype=float) * 100
             row[f"{m}_mean"] = float(vals.mean())
             row[f"{m}_sd"] = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
         params = [r.get("n_params") for r in recs if r.get("n_params")]
