@@ -257,9 +257,8 @@ def _report(args: argparse.Namespace) -> int:
     if update_readme(readme, block):
         print(f"\nUpdated the results block of {readme}")
         return 0
-    print(f"\n{readme} has no '{README_START}' ... '{README_END}' markers (or does not exist); "
-          "add them where the table should go. The table above was not written.", file=sys.stderr)
-    return 1
+    raise UserError(f"{readme} has no '{README_START}' ... '{README_END}' markers (or does not exist); "
+                    "add them where the table should go. The table above was not written.")
 
 
 @command("predict")

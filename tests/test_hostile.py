@@ -361,3 +361,16 @@ def test_help_lists_url():
     proc = subprocess.run([sys.executable, "-m", "ser_utils", "download", "--help"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "--url" in proc.stdout
+
+
+def test_demo_corpus_without_its_marker_is_still_demo(tmp_path):
+    """A demo corpus copied without demo_corpus.json is recognised by its speakers (SYNA/SYNB)."""
+    import shutil
+
+    from ser_utils.config import resolve_run
+    from ser_utils.synth import write_demo_corpus
+
+    corpus = write_demo_corpus(tmp_path / "c", n_words=1, progress=False)
+    shutil.copytree(corpus, tmp_path / "copy", ignore=shutil.ignore_patterns("demo_corpus.json"))
+    ctx = resolve_run("auto", tmp_path / "copy", tmp_path / "art")
+    assert ctx.dataset == "demo" and ctx.is_demo and ctx.data_dir == (tmp_path / "copy").resolve()
