@@ -243,7 +243,9 @@ def _report(args: argparse.Namespace) -> int:
                         "`python -m ser_utils train MODEL`, or pass --results DIR")
     records, block = build_report(results)
     if not records:
-        raise UserError(f"no results files (*__*__seed*.json) in {results}; run the chapters or "
+        skipped = len(list(results.glob("*__*__seed*.json")))
+        why = f" ({skipped} unreadable or not results records: see the warnings above)" if skipped else ""
+        raise UserError(f"no results files (*__*__seed*.json) to use in {results}{why}; run the chapters or "
                         "`python -m ser_utils train MODEL` first")
     print(block)
     if figure is not None:

@@ -185,7 +185,7 @@ CASES = [
     ("train-only-bad", ["train", "duration", "--data-dir", "{bad_only}", "-o", "{out}/t3", "--quick"], 2,
      "no usable clip"),
     ("book-seeds-abc", ["book", "--seeds", "abc", "--no-html", "--only", "99"], 2, "--seeds takes integers"),
-    ("report-junk", ["report", "--results", "{junk_results}", "--no-readme"], 2, "no results files"),
+    ("report-junk", ["report", "--results", "{junk_results}", "--no-readme"], 2, "3 unreadable or not results records"),
     ("report-results-file", ["report", "--results", "{good}"], 2, "is a file"),
     ("report-figure-ext", ["report", "--results", "{junk_results}", "--figure", "{out}/f.xyz"], 2,
      "unknown image format"),
