@@ -34,12 +34,10 @@ def command(name: str):
 
 @command("demo-corpus")
 def _demo_corpus(args: argparse.Namespace) -> int:
-    from .outputs import check_output_path
+    from .outputs import check_output_path, make_output_dir
     from .synth import check_demo_parameters, write_demo_corpus
 
     check_demo_parameters(args.words, args.seed)
-    from .outputs import make_output_dir
-
     out = make_output_dir(check_output_path(args.out, kind="dir", what="demo corpus folder"), what="demo corpus folder")
     root = write_demo_corpus(out, n_words=args.words, seed=args.seed)
     print(f"Wrote the synthetic demo corpus ({args.words} words x 7 emotions x 2 speakers, seed {args.seed}) to {root}")
@@ -232,11 +230,10 @@ def _book(args: argparse.Namespace) -> int:
 
 @command("report")
 def _report(args: argparse.Namespace) -> int:
-    from .run_context import project_root
     from .course.comparison import (README_END, README_START, build_report, default_results_dir, save_uar_figure,
-                         update_readme)
-
+                                    update_readme)
     from .outputs import check_output_path
+    from .run_context import project_root
 
     figure = check_output_path(args.figure, kind="image", what="--figure") if args.figure else None
     readme = None
@@ -255,7 +252,9 @@ def _report(args: argparse.Namespace) -> int:
                         "`python -m ser_utils train MODEL`, or pass --results DIR")
     records, block = build_report(results)
     if not records:
-        raise UserError(f"no results files (*__*__seed*.json) in {results}; run the chapters or "
+        skipped = len(list(results.glob("*__*__seed*.json")))
+        why = f" ({skipped} unreadable or not results records: see the warnings above)" if skipped else ""
+        raise UserError(f"no results files (*__*__seed*.json) to use in {results}{why}; run the chapters or "
                         "`python -m ser_utils train MODEL` first")
     print(block)
     if figure is not None:
@@ -269,9 +268,8 @@ def _report(args: argparse.Namespace) -> int:
     if update_readme(readme, block):
         print(f"\nUpdated the results block of {readme}")
         return 0
-    print(f"\n{readme} has no '{README_START}' ... '{README_END}' markers (or does not exist); "
-          "add them where the table should go. The table above was not written.", file=sys.stderr)
-    return 1
+    raise UserError(f"{readme} has no '{README_START}' ... '{README_END}' markers (or does not exist); "
+                    "add them where the table should go. The table above was not written.")
 
 
 @command("predict")

@@ -125,7 +125,8 @@ def accept_audio(path: str | os.PathLike) -> AcceptedAudio:
         try:
             info = sf.info(fh)
         except Exception as exc:  # libsndfile raises a generic error for non-audio data
-            raise AudioFileError(f"not readable as audio: not an audio file soundfile can read ({_short(exc)})") from exc
+            raise AudioFileError("not readable as audio: not an audio file soundfile can read "
+                                 f"({_short(exc)})") from exc
         if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
             raise AudioFileError(f"implausible sample rate {info.samplerate} Hz in the header (expected "
                                  f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz): a broken or hand-edited file")

@@ -198,4 +198,5 @@ def _verify(path: Path, hashes: dict[str, str | None], *, fresh: bool) -> None:
         raise DownloadError(f"{path} is not a valid zip archive ({exc}); a rerun will not fix it: delete the "
                             "file and run again to download afresh") from exc
     if bad is not None:
-        raise DownloadError(f"{path}: member {bad!r} is corrupt; a rerun will not fix it: delete the file and run again")
+        raise DownloadError(f"{path}: member {bad!r} is corrupt; a rerun will not fix it: "
+                            "delete the file and run again")

@@ -155,9 +155,11 @@ def result_path(artifacts_dir: str | os.PathLike, model: str, protocol: str, see
 
 def save_record(record: dict, artifacts_dir: str | os.PathLike) -> Path:
     """Write a record to :func:`result_path`; returns the path."""
+    from .outputs import atomic_write
+
     path = result_path(artifacts_dir, record["model"], record["protocol"], record["seed"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1))
+    with atomic_write(path, what="results file") as tmp:  # an interrupted run never leaves half a JSON
+        tmp.write_text(json.dumps(record, indent=1))
     return path
 
 

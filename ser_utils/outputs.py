@@ -98,8 +98,9 @@ def check_output_path(
         target = p if p.is_dir() else _existing_ancestor(p)
     else:
         if p.is_dir():
+            example = p / ("out.png" if kind == "image" else "out.csv")
             raise UserError(f"{what} {str(p)!r} is a folder, but a file is needed here; "
-                            f"give a file name, e.g. {str(p / ('out' + (p.suffix or '.png' if kind == 'image' else '.csv')))!r}")
+                            f"give a file name, e.g. {str(example)!r}")
         if p.exists() and not p.is_file():
             raise UserError(f"{what} {str(p)!r} is not a regular file (a device or a pipe?); choose another path")
         if p.exists() and (p.suffix.lower() in DATA_SUFFIXES or _sniff_data(p)):

@@ -179,7 +179,8 @@ class Prediction:
     def as_text(self) -> str:
         """The sorted probabilities as aligned lines, e.g. ``angry      0.912``."""
         width = max(len(e) for e in self.probabilities.index)
-        lines = [f"{self.clip.name}: {self.label} (model {self.model_name}, {self.model_path.name})"]
+        name = os.fsencode(self.clip.name).decode("utf-8", errors="backslashreplace")  # any file name prints
+        lines = [f"{name}: {self.label} (model {self.model_name}, {self.model_path.name})"]
         lines += [f"  {e:<{width}}  {p:6.3f}" for e, p in self.probabilities.items()]
         return "\n".join(lines)
 
@@ -221,7 +222,8 @@ def predict_clip(clip: str | os.PathLike, model_path: str | os.PathLike | None =
         try:
             x = prepare_inputs(raw, sidecar)
         except (KeyError, TypeError, ValueError) as exc:  # a sidecar that does not match its model
-            raise UserError(f"the sidecar of {model_path} does not match the features ({exc}); retrain the model") from exc
+            raise UserError(f"the sidecar of {model_path} does not match the features ({exc}); "
+                            "retrain the model") from exc
     try:
         probs = np.asarray(model.predict(x, verbose=0))[0].astype(float)
     except Exception as exc:  # keras raises ValueError and friends when the sidecar describes another model

@@ -113,6 +113,9 @@ def resolve_run(
         raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
     quick = is_quick(quick)
     root = None
+    if data_dir and Path(data_dir).expanduser().is_file():
+        raise TessNotFoundError(f"data folder {str(data_dir)!r} is a file, not a folder: give the folder that "
+                                "holds the clips (for one clip, use `python -m ser_utils predict CLIP`)")
     if dataset in {"auto", "tess"}:
         root = find_tess(data_dir)
         if root is None and (dataset == "tess" or data_dir):

@@ -108,7 +108,8 @@ def _make_splits(ok: pd.DataFrame, protocol: str, seed: int) -> list[Split]:
     if protocol == "speaker":
         speakers = sorted(ok["speaker"].unique())
         if len(speakers) < 2:
-            raise SplitError(f"the speaker protocol needs two speakers ({NEEDS['speaker']}); found {len(speakers)} speaker(s) {speakers}")
+            raise SplitError(f"the speaker protocol needs two speakers ({NEEDS['speaker']}); "
+                             f"found {len(speakers)} speaker(s) {speakers}")
         folds = []
         for test_speaker in speakers:
             train_speakers = [s for s in speakers if s != test_speaker]

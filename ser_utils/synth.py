@@ -233,7 +233,7 @@ def check_demo_parameters(n_words: int, seed: int) -> None:
 
     if not 1 <= n_words <= len(WORDS):
         raise UserError(f"--words must be between 1 and {len(WORDS)} (the TESS word list), not {n_words}; "
-                        "10 words give 140 clips, and the random protocol needs at least 6")
+                        "10 words give 140 clips; the random protocol needs at least 6 words, the speaker protocol 9")
     if not 0 <= seed < 2**32:
         raise UserError(f"--seed must be between 0 and 2**32 - 1, not {seed}")
 

@@ -169,7 +169,13 @@ CASES = [
     ("download-into-file", ["download", "{good}"], 2, "is a file"),
     ("download-bad-hash", ["download", "{dl}", "--sha256", "xyz"], 2, "not a SHA-256 hash"),
     ("download-wrong-hash", ["download", "{dl}", "--sha256", "0" * 64], 2, "The file was kept"),
-    ("train-data-is-file", ["train", "duration", "--data-dir", "{good}", "-o", "{out}/t0"], 2, "no TESS audio"),
+    ("train-data-is-file", ["train", "duration", "--data-dir", "{good}", "-o", "{out}/t0"], 2, "is a file, not a folder"),
+    # Command-line errors name the command-line options, not only the notebook parameters.
+    ("train-no-tess", ["train", "duration", "--dataset", "tess", "--data-dir", "{base}/nope"], 2, "--dataset demo"),
+    ("train-tess-is-demo", ["train", "duration", "--dataset", "tess", "--data-dir", "{seed0}"], 2, "not TESS"),
+    # features fills the cache train reads: the same <artifacts>/<dataset> folder.
+    ("features-same-folder-as-train", ["features", "{seed0}", "--quick", "--jobs", "1"], 0,
+     "artifacts/demo-quick/features/"),
     ("train-huge-seed", ["train", "duration", "--seeds", "4294967296"], 2, "2**32"),
     ("train-o-file", ["train", "duration", "--data-dir", "{tiny_demo}", "-o", "{good}"], 2, "is a file"),
     ("train-too-small", ["train", "duration", "--data-dir", "{tiny_demo}", "-o", "{out}/t1", "--quick"], 2,
@@ -179,7 +185,7 @@ CASES = [
     ("train-only-bad", ["train", "duration", "--data-dir", "{bad_only}", "-o", "{out}/t3", "--quick"], 2,
      "no usable clip"),
     ("book-seeds-abc", ["book", "--seeds", "abc", "--no-html", "--only", "99"], 2, "--seeds takes integers"),
-    ("report-junk", ["report", "--results", "{junk_results}", "--no-readme"], 2, "no results files"),
+    ("report-junk", ["report", "--results", "{junk_results}", "--no-readme"], 2, "3 unreadable or not results records"),
     ("report-results-file", ["report", "--results", "{good}"], 2, "is a file"),
     ("report-figure-ext", ["report", "--results", "{junk_results}", "--figure", "{out}/f.xyz"], 2,
      "unknown image format"),
@@ -355,3 +361,16 @@ def test_help_lists_url():
     proc = subprocess.run([sys.executable, "-m", "ser_utils", "download", "--help"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "--url" in proc.stdout
+
+
+def test_demo_corpus_without_its_marker_is_still_demo(tmp_path):
+    """A demo corpus copied without demo_corpus.json is recognised by its speakers (SYNA/SYNB)."""
+    import shutil
+
+    from ser_utils.config import resolve_run
+    from ser_utils.synth import write_demo_corpus
+
+    corpus = write_demo_corpus(tmp_path / "c", n_words=1, progress=False)
+    shutil.copytree(corpus, tmp_path / "copy", ignore=shutil.ignore_patterns("demo_corpus.json"))
+    ctx = resolve_run("auto", tmp_path / "copy", tmp_path / "art")
+    assert ctx.dataset == "demo" and ctx.is_demo and ctx.data_dir == (tmp_path / "copy").resolve()

@@ -103,6 +103,17 @@ def test_cam_without_extension_gets_png_and_prints_the_real_name(bundles, new_cl
     assert f"written to {tmp_path / 'cam.png'}" in capsys.readouterr().out
 
 
+def test_a_file_name_that_is_not_utf8_is_classified(bundles, new_clip, tmp_path, capsys):
+    import os
+
+    raw = os.fsencode(tmp_path) + b"/z\xe4bra.wav"  # Latin-1 byte: not valid UTF-8
+    with open(raw, "wb") as fh:
+        fh.write(Path(new_clip).read_bytes())
+    assert main(["predict", os.fsdecode(raw), "--model", str(bundles["vector"])]) == 0
+    out = capsys.readouterr().out
+    assert "z\\xe4bra.wav" in out and len(_parse_probs(out)) == 7
+
+
 def test_sidecar_of_another_model_is_a_clear_error(bundles, new_clip, tmp_path, capsys):
     import json
     import shutil

@@ -168,7 +168,7 @@ def test_report_command_without_markers_prints_and_says_so(tmp_path, records, ca
     save_record(records[0], art)
     readme = tmp_path / "README.md"
     readme.write_text("no markers here\n")
-    assert main(["report", "--results", str(art / "results"), "--readme", str(readme)]) == 1
+    assert main(["report", "--results", str(art / "results"), "--readme", str(readme)]) == 2  # a user error: one line, exit status 2
     captured = capsys.readouterr()
     assert "| `logreg` | random | 0 |" in captured.out
     assert "markers" in captured.err
