@@ -539,8 +539,8 @@ def prepare_inputs(features: np.ndarray, sidecar: dict, *, reference: np.ndarray
                          "extract the features with feature_config_of(sidecar)")
     std = sidecar["standardizer"]
     if std["kind"] == "train":
-        mean, scale = np.asarray(std["mean"], np.float32), np.asarray(std["scale"], np.float32)
-    elif reference is not None:
+        return apply_recipe(x, std, kind=kind)
+    if reference is not None:  # the new speaker's own statistics, by the recipe used in training
         mean, scale = feature_stats(np.asarray(reference, np.float32))
     else:
         warnings.warn("this model was trained with per-speaker normalisation but no reference clips of the "
