@@ -281,3 +281,27 @@ def test_manifest_on_the_real_crema_d_subset(capsys):
     assert main(["manifest", str(CREMA_DEV)]) == 0
     out = capsys.readouterr().out
     assert "978 clips, 12 actors, 6 emotions" in out and "Bad or skipped files: none" in out
+
+
+def test_reference_runs_write_records_naming_corpus_protocol_and_subset(tmp_path):
+    from ser_utils.evaluation import load_records
+    from ser_utils.transfer import reference_runs
+
+    from .test_data import make_tess
+
+    crema = make_crema(tmp_path / "crema-mini")
+    # 10 words: the stratified validation slice of two-speaker TESS needs a clip of each emotion
+    tess = make_tess(tmp_path / "tess-mini", "flat", words=tuple(f"w{i}" for i in range(10)))
+    records = reference_runs(crema, tess, tmp_path / "art", tmp_path / "out", jobs=1)
+    saved = {(r["model"], r["protocol"]): r for r in load_records(tmp_path / "out")}
+    protocols = {"actor-loo", "cross-tess-to-crema", "cross-crema-to-tess"}
+    assert set(saved) == {(m, p) for m in ("logreg", "logreg-spknorm") for p in protocols}
+    assert len(records) == 6
+    loo = saved[("logreg", "actor-loo")]
+    assert loo["dataset"]["name"] == "crema-d" and "3-actor subset" in loo["dataset"]["subset"]
+    assert [f["fold"] for f in loo["folds"]] == [f"test {a}" for a in CREMA_ACTORS]
+    cross = saved[("logreg-spknorm", "cross-tess-to-crema")]
+    assert cross["dataset"]["train_corpus"] == "tess" and cross["dataset"]["test_corpus"] == "crema-d"
+    assert cross["folds"][0]["classes"] == list(shared_emotions("tess", "crema-d"))
+    assert cross["folds"][0]["n_test"] == 36 and cross["folds"][0]["n_train"] == 2 * 10 * 6  # ps left out
+    assert 0.0 <= cross["metrics"]["uar"] <= 1.0 and "git_commit" in cross
