@@ -367,7 +367,7 @@ def test_demo_corpus_without_its_marker_is_still_demo(tmp_path):
     """A demo corpus copied without demo_corpus.json is recognised by its speakers (SYNA/SYNB)."""
     import shutil
 
-    from ser_utils.config import resolve_run
+    from ser_utils.run_context import resolve_run
     from ser_utils.synth import write_demo_corpus
 
     corpus = write_demo_corpus(tmp_path / "c", n_words=1, progress=False)
