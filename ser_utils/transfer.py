@@ -10,6 +10,9 @@ Run the reference measurements (logistic regression on the 187-value vector,
 raw and with per-speaker standardisation) with::
 
     python -m ser_utils.transfer --crema DIR --tess DIR --artifacts /tmp/corpora-art --out results/reference/crema-d-dev
+
+and add ``--prosody`` to compare the 187 values with the prosody view
+(:mod:`ser_utils.prosody`) and both together instead.
 """
 
 from __future__ import annotations
@@ -143,6 +146,41 @@ def reference_runs(crema_dir: str | os.PathLike, tess_dir: str | os.PathLike, ar
     return records
 
 
+def prosody_comparison(data_dir: str | os.PathLike, corpus: str, artifacts: str | os.PathLike, *,
+                       jobs: int | None = None, kinds: Sequence[str] = ("logreg", "logreg-spknorm")) -> pd.DataFrame:
+    """UAR (%) of each baseline on the 187-value vector, the 13 prosody values and both, per protocol.
+
+    TESS is scored under the ``speaker`` protocol, other corpora leave one
+    actor out; every clip's emotions are scored (over the corpus's own classes).
+    """
+    import dataclasses
+
+    from .corpora import get_corpus
+    from .data import build_manifest
+    from .evaluation import compute_metrics
+    from .features import ensure_features
+    from .prosody import ensure_prosody, fill_missing
+    from .splits import actor_folds, make_splits
+
+    corpus = get_corpus(corpus)
+    m = build_manifest(data_dir, corpus=corpus, progress=False)
+    art = Path(artifacts) / Path(data_dir).name
+    fs = ensure_features(m, art, jobs=jobs, progress=False)
+    pro = fill_missing(ensure_prosody(m, art, jobs=jobs, progress=False).loc[list(fs.ids)].to_numpy())
+    protocol = "speaker" if corpus.name == "tess" else "actor-loo"
+    splits = make_splits(m, "speaker", 0) if protocol == "speaker" else actor_folds(m, seed=0)
+    classes = [EMOTIONS.index(e) for e in corpus.emotions]
+    rows = []
+    for name, x in (("187 values", fs.vectors), ("prosody (13)", pro), ("187 + prosody", np.hstack([fs.vectors, pro]))):
+        view = dataclasses.replace(fs, vectors=x.astype(np.float32))
+        for kind in kinds:
+            uars = [compute_metrics(f.y_true, f.y_pred, classes=classes)["uar"]
+                    for f in (vector_fold(view, s, kind) for s in splits)]
+            rows.append({"corpus": corpus.name, "protocol": protocol, "features": name, "model": kind,
+                         "uar": 100 * float(np.mean(uars))})
+    return pd.DataFrame(rows)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line of :func:`reference_runs`; prints UAR per model and protocol."""
     p = argparse.ArgumentParser(prog="python -m ser_utils.transfer", description=reference_runs.__doc__.splitlines()[0])
@@ -151,7 +189,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--artifacts", required=True, help="feature cache folder")
     p.add_argument("--out", help="write the results records into this folder")
     p.add_argument("--jobs", type=int, default=None)
+    p.add_argument("--prosody", action="store_true",
+                   help="instead: compare the 187 values, prosody and both (TESS speaker, CREMA-D actor-loo)")
     args = p.parse_args(argv)
+    if args.prosody:
+        table = pd.concat([prosody_comparison(args.tess, "tess", args.artifacts, jobs=args.jobs),
+                           prosody_comparison(args.crema, "crema-d", args.artifacts, jobs=args.jobs)])
+        print(table.round(1).to_string(index=False))
+        return 0
     records = reference_runs(args.crema, args.tess, args.artifacts, args.out, jobs=args.jobs)
     for r in records:
         print(f"{r['model']:16s} {r['protocol']:22s} UAR {100 * r['metrics']['uar']:5.1f}  "

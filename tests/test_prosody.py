@@ -74,3 +74,15 @@ def test_ensure_prosody_caches_one_row_per_usable_clip(tmp_path):
     assert len(cached) == 1
     again = ensure_prosody(m, tmp_path / "art", jobs=1, progress=False)
     pd.testing.assert_frame_equal(table, again, check_dtype=False)
+
+
+def test_prosody_comparison_scores_every_view_and_model(tmp_path):
+    from ser_utils.transfer import prosody_comparison
+
+    from .test_data import make_tess
+
+    tess = make_tess(tmp_path / "tess", "flat", words=tuple(f"w{i}" for i in range(10)))  # 7 val clips per speaker
+    table = prosody_comparison(tess, "tess", tmp_path / "art", jobs=1)
+    assert set(table["features"]) == {"187 values", "prosody (13)", "187 + prosody"}
+    assert set(table["model"]) == {"logreg", "logreg-spknorm"} and set(table["protocol"]) == {"speaker"}
+    assert table["uar"].between(0, 100).all() and len(table) == 6
