@@ -417,22 +417,27 @@ def keras_fold(
     n_epochs = int(epochs) if epochs else (QUICK_EPOCHS if quick else DEFAULT_EPOCHS)
     x, recipe = standardise_fold(fs, train, kind=opts["input"], spknorm=opts["spknorm"])
     x_train, y_train = x[train], y[train]
-    if opts["augment"]:
+    n_copies = 0 if not opts["augment"] else AUGMENT_COPIES if opts["augment"] is True else int(opts["augment"])
+    if n_copies:
         # Warped copies of the raw training features, standardised with the training statistics.
-        n_copies = AUGMENT_COPIES if opts["augment"] is True else int(opts["augment"])
         raw = raw_inputs(fs, opts["input"])[train]
         copies, rows = warped_copies(raw, n_copies, seed=seed, cfg=fs.config)
         speakers = fs.meta["speaker"].to_numpy()[train][rows]
         x_train = np.concatenate([x_train, apply_recipe(copies, recipe, speakers, kind=opts["input"])])
         y_train = np.concatenate([y_train, y_train[rows]])
 
+    # Every setting this fold actually trained with, recorded in the results file.
+    hyper = {"optimizer": "adam", "learning_rate": float(opts.get("learning_rate", LEARNING_RATE)),
+             "batch_size": int(opts.get("batch_size", BATCH_SIZE)), "epoch_cap": n_epochs,
+             "patience": int(opts.get("patience", PATIENCE)), "warmup_epochs": WARMUP_EPOCHS,
+             "lr_patience": LR_PATIENCE, "augment_copies": n_copies,
+             "max_train_clips": QUICK_MAX_TRAIN if quick else None}
     net = build_model(base, x.shape[1:])
-    compile_model(net, float(opts.get("learning_rate", LEARNING_RATE)))
+    compile_model(net, hyper["learning_rate"])
     start = time.perf_counter()
     history = fit_model(
         net, x_train, y_train, x[val], y[val],
-        epochs=n_epochs, patience=int(opts.get("patience", PATIENCE)),
-        batch_size=int(opts.get("batch_size", BATCH_SIZE)),
+        epochs=n_epochs, patience=hyper["patience"], batch_size=hyper["batch_size"],
         class_weight=balanced_class_weights(y_train) if opts["class_weights"] else None,
         progress=progress, desc=f"{name} {split.fold}",
     )
@@ -441,7 +446,7 @@ def keras_fold(
 
     extra = {"n_params": count_params(net), "best_epoch": history.pop("best_epoch"),
              "train_time_s": round(train_time, 2), "input": opts["input"], "spknorm": bool(opts["spknorm"]),
-             "n_train_inputs": int(len(x_train))}
+             "n_train_inputs": int(len(x_train)), "hyperparameters": hyper}
     if model_dir is not None:
         path = model_path(model_dir, name, split, seed)
         sidecar = {

@@ -189,6 +189,7 @@ def test_warped_copies_are_seeded_and_indexed(toy):
 def test_augment_option_adds_training_inputs(toy):
     res = keras_fold(toy, toy_split(toy, "speaker"), "cnn-spknorm-aug", seed=0, epochs=1, progress=False)
     assert res.n_train == 35 and res.extra["n_train_inputs"] == 35 * 5
+    assert res.extra["hyperparameters"]["augment_copies"] == 4
 
 
 # --- training -----------------------------------------------------------------------------
@@ -239,6 +240,10 @@ def test_keras_fold_result_and_saved_bundle(toy, tmp_path):
     assert res.n_train == 7 * 2 * 4 and res.n_val == 14 and len(res.test_ids) == 14
     assert res.epochs == len(res.history["loss"]) == 12
     assert res.extra["n_params"] > 0
+    # the settings it trained with are recorded, the patience option included
+    assert res.extra["hyperparameters"] == {
+        "optimizer": "adam", "learning_rate": 1e-3, "batch_size": 32, "epoch_cap": 12, "patience": 12,
+        "warmup_epochs": 5, "lr_patience": 4, "augment_copies": 0, "max_train_clips": None}
     assert compute_metrics(res.y_true, res.y_pred)["accuracy"] > 2 / 7  # learnt something: twice chance
     # the model and its sidecar
     path = tmp_path / "cnn__random__random__seed0.keras"
