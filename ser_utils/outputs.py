@@ -158,3 +158,19 @@ def atomic_write(path: str | os.PathLike, *, what: str = "output") -> Iterator[P
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def save_figure(fig, path: str | os.PathLike, *, what: str = "--figure") -> Path:
+    """Check ``path`` as an image output, write ``fig`` to it atomically and close it; return the real path.
+
+    A name without an extension gets ``.png``; the format follows the extension.
+    """
+    import matplotlib.pyplot as plt
+
+    out = check_output_path(path, kind="image", what=what)
+    try:
+        with atomic_write(out, what=f"{what} figure") as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format=out.suffix.lstrip(".").lower())
+    finally:
+        plt.close(fig)
+    return out

@@ -257,15 +257,6 @@ def cam_figure(pred: Prediction, model, *, title: str | None = None):
 
 def write_cam(pred: Prediction, model, out: str | os.PathLike) -> Path:
     """Save :func:`cam_figure` to ``out`` (format from the extension; none means ``.png``); returns the real path."""
-    import matplotlib.pyplot as plt
+    from .outputs import save_figure
 
-    from .outputs import atomic_write, check_output_path
-
-    out = check_output_path(out, kind="image", what="--cam")
-    fig = cam_figure(pred, model)
-    try:
-        with atomic_write(out, what="--cam figure") as tmp:
-            fig.savefig(tmp, dpi=110, bbox_inches="tight", format=out.suffix.lstrip(".").lower())
-    finally:
-        plt.close(fig)
-    return out
+    return save_figure(cam_figure(pred, model), out, what="--cam")

@@ -380,21 +380,13 @@ def build_report(results_dir: str | os.PathLike) -> tuple[list[dict], str]:
 
 def save_uar_figure(records: Sequence[dict], path: str | os.PathLike) -> Path:
     """Draw UAR by model and protocol (the chapter 7 bar chart) for ``records`` into a PNG file."""
-    import matplotlib.pyplot as plt
-
     from .. import plots
+    from ..outputs import check_output_path, save_figure
 
-    from ..outputs import atomic_write, check_output_path
-
-    path = check_output_path(path, kind="image", what="--figure")  # no extension: .png is added
+    path = check_output_path(path, kind="image", what="--figure")  # checked before the table is built
     table = comparison_table(records)
     fig = plots.scores_bar(table, metric="uar_mean", title=f"UAR by model and protocol ({table['dataset'].iloc[0]})")
-    try:
-        with atomic_write(path, what="figure") as tmp:
-            fig.savefig(tmp, dpi=110, bbox_inches="tight", format=path.suffix.lstrip(".").lower())
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path, what="--figure")
 
 
 def _display_path(path: str | os.PathLike) -> str:
