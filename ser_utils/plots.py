@@ -126,13 +126,42 @@ def learning_curves(history: dict, *, title: str = "Learning curves") -> plt.Fig
 
 
 def scores_bar(table: pd.DataFrame, *, metric: str = "accuracy_mean", title: str = "Scores by protocol") -> plt.Figure:
-    """Grouped bar chart of a metric (in %) per model, one colour per protocol."""
-    fig, ax = plt.subplots(figsize=(max(9, 0.75 * table["model"].nunique() + 3), 4.2))
-    sns.barplot(data=table, x="model", y=metric, hue="protocol", ax=ax)
-    ax.set(title=title, xlabel="model", ylabel=metric.replace("_mean", " (%)"), ylim=(0, 100))
-    ax.axhline(100 / len(EMOTIONS), color="grey", ls=":", lw=1, label="chance")
-    plt.setp(ax.get_xticklabels(), rotation=35, ha="right")  # variant names are long
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    """Grouped bars of a metric (in %) per model, one colour per protocol, with the spread over seeds.
+
+    Error bars are the sd over seeds (the ``<metric>_sd`` column); a model run
+    with one seed has none. Hatched bars mark models that standardise with the
+    test speaker's unlabelled statistics (``-spknorm``), a different setting
+    from the strict models beside them.
+    """
+    from matplotlib.patches import Patch
+
+    from .registry import ModelSpec
+
+    models = list(dict.fromkeys(table["model"]))
+    protocols = list(dict.fromkeys(table["protocol"]))
+    colours = dict(zip(protocols, sns.color_palette(n_colors=len(protocols)), strict=True))
+    width = 0.8 / len(protocols)
+    sd = metric.replace("_mean", "_sd")
+    fig, ax = plt.subplots(figsize=(max(9, 0.75 * len(models) + 3), 4.2))
+    for j, protocol in enumerate(protocols):
+        rows = table[table["protocol"] == protocol].drop_duplicates("model").set_index("model")
+        for i, model in enumerate(models):
+            if model not in rows.index:
+                continue
+            spread = rows.at[model, sd] if sd in rows.columns else np.nan
+            spec = ModelSpec.parse_or_none(model)
+            ax.bar(i + (j - (len(protocols) - 1) / 2) * width, rows.at[model, metric], width,
+                   yerr=None if pd.isna(spread) else spread, capsize=2, color=colours[protocol],
+                   hatch="///" if spec and spec.uses_test_speaker else None, edgecolor="white", linewidth=0)
+    ax.set_xticks(range(len(models)), models, rotation=35, ha="right")  # variant names are long
+    names = {"uar": "UAR", "accuracy": "accuracy", "f1_macro": "macro F1"}
+    ylabel = names.get(metric.removesuffix("_mean"), metric.removesuffix("_mean")) + " (%)"
+    ax.set(title=title, xlabel="model", ylabel=ylabel, ylim=(0, 100))
+    ax.axhline(100 / len(EMOTIONS), color="grey", ls=":", lw=1)
+    handles = [Patch(color=colours[p], label=p) for p in protocols]
+    handles += [Patch(facecolor="lightgrey", hatch="///", label="uses test speaker's statistics"),
+                plt.Line2D([], [], color="grey", ls=":", label="chance")]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     fig.tight_layout()
     return fig
 

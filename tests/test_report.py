@@ -253,3 +253,18 @@ def test_other_features_lists_results_from_another_extraction(records):
     assert report.other_features([*records, old], "newkey") == ["lstm/random/seed0"]
     cost = report.cost_table([*records, old])
     assert str(cost["n_params"].dtype) == "Int64"
+
+
+def test_scores_figure_has_seed_error_bars_and_hatches_test_speaker_models(records):
+    from matplotlib.collections import LineCollection
+
+    from ser_utils import plots
+
+    table = report.comparison_table(records + [_record("hybrid-spknorm", "speaker", wrong=20, folds=2)])
+    fig = plots.scores_bar(table, metric="uar_mean")
+    ax = fig.axes[0]
+    bars = {(p.get_x(), p.get_height()): p for p in ax.patches}
+    assert len(bars) == len(table)
+    assert sum(bool(p.get_hatch()) for p in ax.patches) == 1  # only the -spknorm bar
+    # one error bar per model run with more than one seed (logreg and hybrid, random split)
+    assert sum(isinstance(c, LineCollection) for c in ax.collections) == 2
