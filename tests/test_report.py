@@ -268,3 +268,13 @@ def test_scores_figure_has_seed_error_bars_and_hatches_test_speaker_models(recor
     assert sum(bool(p.get_hatch()) for p in ax.patches) == 1  # only the -spknorm bar
     # one error bar per model run with more than one seed (logreg and hybrid, random split)
     assert sum(isinstance(c, LineCollection) for c in ax.collections) == 2
+
+
+def test_recall_by_direction_pools_seeds_per_fold(records):
+    table = report.recall_by_direction(records + [_record("hybrid", "speaker", seed=1, wrong=0, folds=2)])
+    hybrid = table[table["model"] == "hybrid"].set_index("train -> test")
+    assert list(hybrid.index) == ["f0", "f1"] and (hybrid["seeds"] == 2).all()
+    # seed 0 got the first 35 clips (all of fold f0) wrong, seed 1 none: half of f0's clips, all of f1's
+    from ser_utils.labels import EMOTIONS
+
+    assert (hybrid.loc["f0", list(EMOTIONS)] == 50).all() and (hybrid.loc["f1", list(EMOTIONS)] == 100).all()

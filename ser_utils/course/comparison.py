@@ -265,6 +265,31 @@ def confusions(records: Sequence[dict], protocol: str) -> dict[str, np.ndarray]:
     return out
 
 
+def recall_by_direction(records: Sequence[dict], protocol: str = "speaker") -> pd.DataFrame:
+    """Recall (%) of every emotion, per model and fold (``"OAF->YAF"``: trained on OAF, tested on YAF).
+
+    Confusion matrices are summed over seeds before dividing, so each cell is
+    the share of that emotion's test clips recognised, over all seeds run.
+    The ``seeds`` column says how many. Which emotions carry over from one
+    voice to another is invisible in a UAR averaged over emotions and directions.
+    """
+    from ..labels import EMOTIONS
+
+    pooled: dict[tuple[str, str], np.ndarray] = {}
+    seeds: dict[tuple[str, str], set] = {}
+    for r in sorted(records, key=lambda r: _model_key(r["model"])):
+        if r["protocol"] != protocol:
+            continue
+        for f in r.get("folds", []):
+            key = (r["model"], f["fold"])
+            pooled[key] = pooled.get(key, 0) + np.asarray(f["confusion"], dtype=float)
+            seeds.setdefault(key, set()).add(r["seed"])
+    rows = [{"model": m, "train -> test": fold, "seeds": len(seeds[(m, fold)]),
+             **dict(zip(EMOTIONS, 100 * np.diag(cm) / np.maximum(cm.sum(axis=1), 1), strict=True))}
+            for (m, fold), cm in pooled.items()]
+    return pd.DataFrame(rows)
+
+
 # --- paired significance test -----------------------------------------------------------
 
 
