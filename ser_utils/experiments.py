@@ -41,7 +41,9 @@ def run_experiment(
 
     ``options`` go to the model family (e.g. ``{"input": "frames"}`` for the
     Keras models, ``{"pretrained": "..."}`` for the vision ones). The record
-    is saved to ``<artifacts>/results/`` unless ``save`` is false.
+    is saved to ``<artifacts>/results/`` and the trained models to
+    ``<artifacts>/models/`` unless ``save`` is false: then nothing is written,
+    so an exercise can never overwrite the model a later chapter loads.
     """
     protocol = protocol or ch.ctx.protocol
     seed = ch.ctx.seed if seed is None else seed
@@ -58,7 +60,7 @@ def run_experiment(
             from .training import keras_fold as fold_fn
         else:
             from .vision import vision_fold as fold_fn
-        model_dir = ch.ctx.artifacts_dir / "models"
+        model_dir = ch.ctx.artifacts_dir / "models" if save else None
 
         def fit_predict(split):
             return fold_fn(ch.features, split, model, seed=seed, epochs=epochs, quick=ch.ctx.quick,

@@ -32,7 +32,6 @@ as an area near zero (or below).
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,13 +62,12 @@ def _find_layer(model, name: str):
     raise ValueError(f"model {model.name!r} has no layer named {name!r} (its layers: {names})")
 
 
-def _score_head(model):
+def score_head(model):
     """(tensor the score is read from, function turning it into the class score, is that score a logit).
 
-    When the output layer is a Dense with softmax (or a separate softmax
-    layer), the score is the pre-softmax logit, recomputed from that layer's
-    input; otherwise the model output itself is used (and treated as a
-    probability).
+    A Dense softmax output: the logit, rebuilt from that layer's input with its own kernel and bias.
+    A separate softmax layer: its input. Anything else: the model output, treated as a probability.
+    Saved from chapter 8, section 8.3 (book/08_gradcam.ipynb).
     """
     import keras
 
@@ -92,7 +90,7 @@ def _score_head(model):
 def cam_model(model, layer: str = LAST_CONV):
     """A Keras model from the inputs of ``model`` to ``[layer's activations, the tensor the logits come from]``.
 
-    The second output is the input of the softmax layer (see :func:`_score_head`).
+    The second output is the input of the softmax layer (see :func:`score_head`).
     Saved from chapter 8, section 8.3 (book/08_gradcam.ipynb).
     """
     import keras
@@ -101,7 +99,7 @@ def cam_model(model, layer: str = LAST_CONV):
     if len(conv.output.shape) != 3:
         raise ValueError(f"layer {layer!r} must be a Conv1D-like layer with output (batch, steps, channels), "
                          f"got {conv.output.shape}")
-    head, _, _ = _score_head(model)
+    head, _, _ = score_head(model)
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     return keras.Model(inputs=inputs, outputs=[conv.output, head])
 
@@ -115,7 +113,7 @@ def conv_cam(model, x: np.ndarray, class_idx: int | np.ndarray | None = None, *,
     """
     import tensorflow as tf
     sub = cam_model(model, layer)  # inputs -> [last_conv activations A, input of the softmax layer]
-    _, to_logits, is_logit = _score_head(model)
+    _, to_logits, is_logit = score_head(model)
     x = np.asarray(x, dtype=np.float32)
     wanted = None if class_idx is None else np.broadcast_to(np.asarray(class_idx, dtype=np.int32), (len(x),))
     cams, probs = [], []
@@ -240,6 +238,33 @@ def class_average_maps(cams: np.ndarray, labels: np.ndarray, n_classes: int = le
 # --- faithfulness: deletion curves --------------------------------------------------------
 
 
+RELATIVE_GAIN_MIN = 0.05  # the map must remove at least this share of the random curve's area
+
+
+def mean_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Normal-approximation interval of the mean of ``values``: mean +- z * sd / sqrt(n) (NaN when n < 2).
+
+    Saved from chapter 8, section 8.7 (book/08_gradcam.ipynb).
+    """
+    from scipy.stats import norm
+
+    values = np.asarray(values, dtype=np.float64)
+    half = norm.ppf(0.5 + level / 2) * values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else np.nan
+    return float(values.mean() - half), float(values.mean() + half)
+
+
+def deletion_verdict(low: float, high: float, relative_gain: float) -> str:
+    """Verdict from the interval ``[low, high]`` of the area between the curves and the relative gain.
+
+    Saved from chapter 8, section 8.7 (book/08_gradcam.ipynb).
+    """
+    if high < 0:
+        return "worse than random"
+    if low <= 0:
+        return "no better than random"
+    return "barely better than random" if relative_gain < RELATIVE_GAIN_MIN else "better than random"
+
+
 @dataclass
 class DeletionResult:
     """True-class probability as the most important inputs are masked, Grad-CAM order vs random.
@@ -277,10 +302,7 @@ class DeletionResult:
         """Normal-approximation confidence interval of ``area_between`` over the samples."""
         per = np.trapezoid(self.per_sample_random, self.fractions, axis=1) - np.trapezoid(
             self.per_sample_cam, self.fractions, axis=1)
-        from scipy.stats import norm
-
-        half = norm.ppf(0.5 + level / 2) * per.std(ddof=1) / math.sqrt(len(per)) if len(per) > 1 else np.nan
-        return float(per.mean() - half), float(per.mean() + half)
+        return mean_interval(per, level)
 
     @property
     def relative_gain(self) -> float:
@@ -289,19 +311,8 @@ class DeletionResult:
 
     @property
     def verdict(self) -> str:
-        """Judgement from the 95 % interval of the area between the curves, and the size of the effect.
-
-        ``"worse than random"`` when the interval lies below 0, ``"no better than
-        random"`` when it includes 0, ``"barely better than random"`` when it lies
-        above 0 but the map removes less than 5 % of the random curve's area
-        (:attr:`relative_gain`), else ``"better than random"``.
-        """
-        lo, hi = self.area_between_ci()
-        if hi < 0:
-            return "worse than random"
-        if lo <= 0:
-            return "no better than random"
-        return "barely better than random" if self.relative_gain < 0.05 else "better than random"
+        """:func:`deletion_verdict` of the 95 % interval of the area between the curves and :attr:`relative_gain`."""
+        return deletion_verdict(*self.area_between_ci(), self.relative_gain)
 
     def summary(self) -> dict:
         """The numbers to report: areas, the difference, its 95 % confidence interval and the verdict."""

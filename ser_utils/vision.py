@@ -466,7 +466,7 @@ def vision_fold(
     epochs: int | None,
     quick: bool,
     options: dict | None,
-    model_dir: str | os.PathLike,
+    model_dir: str | os.PathLike | None,
     progress: bool = True,
 ) -> FoldResult:
     """Train ViT or BEiT on ``split.train`` images, early-stop on ``split.val``, predict ``split.test``.
@@ -479,7 +479,8 @@ def vision_fold(
     ``warmup_epochs`` and ``config`` (a dict of compact
     config sizes). ``epochs`` is the maximum (early stopping may stop
     sooner); None takes :data:`TRAIN_DEFAULTS`, quick mode 1. The best model
-    is saved with ``save_pretrained`` under ``model_dir/<model>__<protocol>__seed<k>__<fold>``.
+    is saved with ``save_pretrained`` under ``model_dir/<model>__<protocol>__seed<k>__<fold>``
+    (not saved when ``model_dir`` is None).
     """
     options = dict(options or {})
     family = family_of(model)
@@ -512,7 +513,10 @@ def vision_fold(
     train_time = time.perf_counter() - start
     logits, _ = evaluate(net, fs.images[test], None, prep)
 
-    folder = save_model(net, prep, Path(model_dir) / f"{_safe(model)}__{split.protocol}__seed{seed}__{_safe(split.fold)}")
+    folder = None
+    if model_dir is not None:
+        folder = save_model(net, prep,
+                            Path(model_dir) / f"{_safe(model)}__{split.protocol}__seed{seed}__{_safe(split.fold)}")
     n_epochs = len(history["loss"])
     return FoldResult(
         fold=split.fold,
@@ -528,7 +532,7 @@ def vision_fold(
             "best_epoch": best_epoch,
             "pretrained": pretrained,
             "augment": tc.augment,
-            "model_path": str(folder),
+            "model_path": None if folder is None else str(folder),
             "image_size": prep.size,
             "train": asdict(tc),
             "architecture": {k: getattr(net.config, k) for k in
@@ -604,6 +608,8 @@ def rollout_examples(record: dict, fs: FeatureSet, *, n_clips: int = 4, fold: in
     ("true -> predicted").
     """
     f = record["folds"][fold]
+    if not f.get("model_path"):
+        raise ValueError(f"run {record['model']} ({record['protocol']}) saved no model (trained with save=False)")
     model, prep = load_model(f["model_path"])
     pred = f["predictions"]
     chosen: list[tuple[str, int, int]] = []

@@ -8,6 +8,7 @@ pipeline on the quick demo chapter to check the results JSON.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -276,6 +277,25 @@ def test_spknorm_frames_bundle_prepares_like_training(toy, tmp_path):
 
 
 # --- metrics and the results file ---------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_run_without_saving_writes_no_results_and_no_model(quick_chapter):
+    from ser_utils.experiments import run_experiment
+
+    art = quick_chapter.ctx.artifacts_dir
+
+    def written():  # every file under models/ and results/, with its modification time
+        return {p: p.stat().st_mtime_ns for d in ("models", "results") for p in (art / d).rglob("*")}
+
+    before = written()
+    rec = run_experiment(quick_chapter, "lstm", "random", 0, epochs=1, save=False, progress=False)
+    assert written() == before
+    assert "_path" not in rec and len(rec["folds"]) == 1
+    assert all("model_path" not in f for f in rec["folds"])
+    # The same run saved writes both (lstm: no other test of this session expects it untrained).
+    saved = run_experiment(quick_chapter, "lstm", "random", 0, epochs=1, progress=False)
+    assert Path(saved["_path"]).exists() and Path(saved["folds"][0]["model_path"]).exists()
 
 
 def test_metrics_equal_scikit_learn_on_fixed_predictions():

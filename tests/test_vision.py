@@ -195,7 +195,7 @@ def test_run_experiment_writes_a_results_file(quick_chapter):
 def test_rollout_examples_from_a_saved_run(quick_chapter):
     from ser_utils.experiments import run_experiment
 
-    rec = run_experiment(quick_chapter, "vit", "random", 0, epochs=1, save=False, progress=False)
+    rec = run_experiment(quick_chapter, "vit", "random", 0, epochs=1, progress=False)  # saved: rollout loads it
     images, maps, titles = vision.rollout_examples(rec, quick_chapter.features, n_clips=3)
     s = quick_chapter.features.config.image_size
     assert len(images) == len(maps) == len(titles) == 3
@@ -260,3 +260,9 @@ def test_rollout_is_row_stochastic_and_mixes_the_residual_path():
     torch.testing.assert_close(flow.sum(-1), torch.ones(5))
     a = 0.5 * att[0].mean(0) + 0.5 * torch.eye(5)
     torch.testing.assert_close(vision.rollout([att[0]]), a / a.sum(-1, keepdim=True))
+
+
+def test_rollout_examples_refuse_a_run_without_a_saved_model():
+    unsaved = {"model": "vit", "protocol": "random", "folds": [{"model_path": None}]}
+    with pytest.raises(ValueError, match="save=False"):
+        vision.rollout_examples(unsaved, None)
