@@ -287,7 +287,7 @@ def recall_by_direction(records: Sequence[dict], protocol: str = "speaker") -> p
     rows = [{"model": m, "train -> test": fold, "seeds": len(seeds[(m, fold)]),
              **dict(zip(EMOTIONS, 100 * np.diag(cm) / np.maximum(cm.sum(axis=1), 1), strict=True))}
             for (m, fold), cm in pooled.items()]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["model", "train -> test", "seeds", *EMOTIONS])
 
 
 # --- paired significance test -----------------------------------------------------------
