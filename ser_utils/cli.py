@@ -213,7 +213,7 @@ def _book(args: argparse.Namespace) -> int:
         seeds = None if args.seeds is None else [_seed(s) for s in split(args.seeds)]
         params = resolve_parameters(
             args.dataset, args.data_dir, args.artifacts_dir, True if args.quick else None, args.epochs,
-            None if args.protocols is None else split(args.protocols), seeds,
+            None if args.protocols is None else split(args.protocols), seeds, full=args.full,
         )
     except ValueError as exc:  # a malformed --seeds or --protocols value
         if isinstance(exc, UserError):
@@ -221,7 +221,8 @@ def _book(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from exc
     try:
         run_book(args.book_root or project_root(), args.path_output, parameters=params, only=args.only,
-                 force=args.force, html=not args.no_html)
+                 force=args.force, html=not args.no_html, publish=args.publish,
+                 from_published=args.from_published)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -361,6 +362,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="protocols, for the chapters that declare a 'protocols' parameter")
     p.add_argument("--seeds", nargs="+", metavar="K", help="seeds, for the chapters that declare 'seeds'")
     p.add_argument("--epochs", type=int, help="maximum epochs passed to every chapter")
+    p.add_argument("--full", action="store_true",
+                   help="train every variant, protocol and seed the chapters discuss (hours) instead of quoting "
+                        "the committed reference runs for the expensive ones")
+    p.add_argument("--publish", metavar="DIR",
+                   help="after a complete run on real TESS, copy the executed chapters to DIR (make publish)")
+    p.add_argument("--from-published", metavar="DIR",
+                   help="execute nothing: build the HTML from the chapters published in DIR")
     p.add_argument("--force", action="store_true", help="re-execute chapters that are up to date")
     p.add_argument("--no-html", action="store_true", help="execute the chapters but do not build the HTML")
     p.add_argument("--path-output", metavar="DIR",

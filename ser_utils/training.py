@@ -377,7 +377,8 @@ def fit_model(model, x_train, y_train, x_val=None, y_val=None, *, epochs: int = 
                      epochs=epochs, batch_size=batch_size, shuffle=True, class_weight=class_weight,
                      callbacks=[*callbacks, epoch_progress(epochs, desc, progress)], verbose=0)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-    history["best_epoch"] = warmup + int(np.argmin(history[monitor][warmup:])) + 1
+    # The epoch whose weights EarlyStopping restored (its rule: a fall of at least MIN_DELTA counts).
+    history["best_epoch"] = int(callbacks[0].best_epoch) + 1
     return history
 
 

@@ -323,3 +323,48 @@ def test_sphinx_warnings_parses_the_log(tmp_path):
            "build succeeded, 1 warning.\nWARNING: unknown config value\n")
     assert pipeline.sphinx_warnings(log, tmp_path) == [
         "book/a.md:3: WARNING: undefined label: 'x'", "WARNING: unknown config value"]
+
+
+# --- the default run's scope, per-model timings, the published run -----------------------------
+
+
+def test_full_reaches_only_chapters_declaring_it_and_per_model_times_are_reported(tmp_path):
+    results = tmp_path / "results"
+    write_rec = ("import json, pathlib\np = pathlib.Path(r'%s')\np.mkdir(exist_ok=True)\n"
+                 "(p / 'cnn__random__seed0.json').write_text(json.dumps({'wall_time_s': 12.5}))" % results)
+    write_book(tmp_path, {"01_a": (STANDARD, "print('full' in dir())"),
+                          "02_b": (STANDARD + "\nfull = False", "print(f'full={full}')", write_rec)})
+    report = run_book(tmp_path, parameters=params(full=True, results_dir=str(results)), html=False,
+                      progress=False, echo=lambda s: None)
+    assert "False" in outputs_text(tmp_path / "_build/src/book/01_a.ipynb")
+    assert "full=True" in outputs_text(tmp_path / "_build/src/book/02_b.ipynb")
+    by_chapter = {c.chapter: c.models for c in report.chapters}
+    assert by_chapter == {"01_a": {}, "02_b": {"cnn__random__seed0": 12.5}}
+    assert "cnn__random__seed0" in pipeline.format_report(report)
+
+
+def test_publish_refuses_demo_data_and_quick_runs(tmp_path):
+    write_book(tmp_path, {"01_a": (STANDARD, "print(1)")})
+    with pytest.raises(BookSetupError, match="real TESS"):
+        run_book(tmp_path, parameters=params(), publish=tmp_path / "published", echo=lambda s: None)
+    assert not (tmp_path / "published").exists()
+
+
+def test_published_chapters_lose_audio_and_build_without_execution(tmp_path):
+    audio = ("from IPython.display import Audio, display\nimport numpy as np\n"
+             "display(Audio(np.zeros(800), rate=8000))\nprint('after the clip')")
+    write_book(tmp_path, {"01_a": (STANDARD, audio)})
+    report = run_book(tmp_path, parameters=params(), html=False, progress=False, echo=lambda s: None)
+    root, entries = read_toc(tmp_path)
+    folder = pipeline.publish_chapters(entries, tmp_path / "_build", tmp_path / "published", report,
+                                       data_dir="/data/TESS")
+    published = nbformat.read(str(folder / "01_a.ipynb"), as_version=4)
+    text = json.dumps(published.cells[-1].outputs)
+    assert "<audio" not in text and "not redistributed" in text and "after the clip" in text
+    run = json.loads((folder / "run.json").read_text())
+    assert run["data_dir_name"] == "TESS" and run["chapters"][0]["chapter"] == "01_a"
+    # Building from the published folder executes nothing: a chapter source that would fail is never run.
+    write_notebook(tmp_path / "book" / "01_a.ipynb", STANDARD, "raise RuntimeError('must not run')")
+    staged = run_book(tmp_path, parameters=params(), from_published=folder, html=False, echo=lambda s: None)
+    assert statuses(staged) == {"01_a": "published"}
+    assert "after the clip" in outputs_text(tmp_path / "_build/src/book/01_a.ipynb")

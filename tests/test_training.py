@@ -338,3 +338,25 @@ def test_results_json_schema(quick_chapter):
         assert fold["metrics"] == compute_metrics(fold["predictions"]["y_true"], fold["predictions"]["y_pred"])
         total_test += fold["n_test"]
     assert np.sum(saved["confusion"]) == total_test
+
+
+def test_best_epoch_names_the_weights_early_stopping_restored(toy):
+    """With MIN_DELTA, the restored epoch is the last *significant* improvement, not the val-loss argmin."""
+    from ser_utils.models import build_model
+    from ser_utils.training import MIN_DELTA, WARMUP_EPOCHS, set_seed
+
+    set_seed(0)
+    split = toy_split(toy)
+    x, _ = standardise_fold(toy, toy.index(split.train))
+    tr, va = toy.index(split.train), toy.index(split.val)
+    model = build_model("cnn", x.shape[1:])
+    compile_model(model)
+    history = fit_model(model, x[tr], toy.labels[tr], x[va], toy.labels[va], epochs=25, patience=3)
+    losses = history["val_loss"]
+    best, expected = float("inf"), None
+    for epoch, loss in enumerate(losses[WARMUP_EPOCHS:], WARMUP_EPOCHS + 1):  # Keras's rule, written out
+        if loss < best - MIN_DELTA:
+            best, expected = loss, epoch
+    assert history["best_epoch"] == expected
+    restored = model.evaluate(x[va], toy.labels[va], verbose=0)[0]
+    assert restored == pytest.approx(losses[expected - 1], rel=1e-3, abs=1e-5)

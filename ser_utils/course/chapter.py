@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import cached_property
 
 import pandas as pd
@@ -22,6 +23,15 @@ from ..features import FeatureConfig, FeatureSet, ensure_features, quick_config
 from ..quiet import quiet_libraries
 from ..run_context import RunContext, resolve_run
 from ..splits import Split, ensure_splits
+
+
+def provenance() -> str:
+    """"Executed <date> UTC with ser-book commit <sha>": which code made the numbers on a page (stale or not)."""
+    from ..evaluation import git_commit
+
+    commit = git_commit()
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return f"Executed {date} UTC with ser-book commit {commit[:10] + ('-dirty' if commit.endswith('-dirty') else '') if commit else 'unknown (not a git checkout)'}."
 
 
 def banner_html(ctx: RunContext, summary: ManifestSummary | None = None) -> str:
@@ -42,6 +52,7 @@ def banner_html(ctx: RunContext, summary: ManifestSummary | None = None) -> str:
             part = f" This is a <b>partial</b> set ({summary.n_ok} of {FULL_TESS_SIZE} clips), so scores are not one-to-one comparable with the full corpus."
         body = f"This run uses real TESS recordings ({n}) from <code>{html.escape(str(ctx.data_dir))}</code>.{part}"
     mode = " Quick mode: tiny sizes and 1-2 epochs, for testing only." if ctx.quick else ""
+    mode += f" {html.escape(provenance())}"
     return (
         f'<div style="background:{colour};border:1px solid #999;border-radius:6px;padding:0.6em 1em;'
         f'margin:0.5em 0"><b>{title}.</b> {body}{mode}</div>'
@@ -56,7 +67,7 @@ def banner_text(ctx: RunContext, summary: ManifestSummary | None = None) -> str:
     else:
         full = "full" if summary is not None and summary.is_full else "partial"
         text = f"Real data: TESS ({n}, {full} set) from {ctx.data_dir}"
-    return text + (" [quick mode]" if ctx.quick else "")
+    return text + (" [quick mode]" if ctx.quick else "") + " " + provenance()
 
 
 @dataclass

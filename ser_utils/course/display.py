@@ -50,6 +50,31 @@ def run_protocols(ch, models: Sequence[str], protocols: Sequence[str], seeds: Se
     return run_grid(ch, models, protocols, seeds, done=done, **kwargs)
 
 
+def reference_records(models: Sequence[str], protocols: Sequence[str], *, corpus: str = "") -> list[dict]:
+    """The committed reference runs (``results/reference/<corpus>``) of these models and protocols.
+
+    What a chapter's default run quotes instead of training the expensive
+    variants itself (``full=True`` trains them); prints where they come from.
+    """
+    from ..evaluation import load_records
+    from ..run_context import project_root
+
+    folder = project_root() / "results" / "reference" / corpus
+    records = [r for r in load_records(folder) if r["model"] in set(models) and r["protocol"] in set(protocols)]
+    if not records:
+        print(f"No reference runs of {', '.join(models)} in {folder}: set full = True to train them here.")
+        return records
+    commits = sorted({(r.get("git_commit") or "unknown")[:10] for r in records})
+    dates = sorted({(r.get("created") or "")[:10] for r in records})
+    from .comparison import dataset_label
+
+    print(f"Quoted, not trained here: {len(records)} committed reference runs from results/reference/{corpus} "
+          f"({dataset_label(records)}; seeds "
+          f"{sorted({r['seed'] for r in records})}; commit {', '.join(commits)}; {', '.join(dates)}). "
+          "Set full = True to train them in this run.")
+    return records
+
+
 def protocol_table(records: Sequence[dict], paper: dict[str, float] = PAPER_ACCURACY) -> pd.DataFrame:
     """Accuracy, macro-F1 and UAR in % (mean ± sd over seeds) per model and protocol, with the paper's figure.
 

@@ -458,11 +458,13 @@ class ChapterTiming:
 
     chapter: str
     docname: str
-    status: str  # executed | cached | kept | not-run | failed
+    status: str  # executed | cached | kept | not-run | failed | published
     wall_s: float | None
     cells: int | None = None
     parameters: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: Training wall time (s) of each results file the chapter wrote, by file stem (model__protocol__seedK).
+    models: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -479,6 +481,7 @@ class BookReport:
     html: str | None = None
     failed: str | None = None
     machine: dict = field(default_factory=dict)
+    published: str | None = None  # folder the executed chapters were published to (``--publish``)
 
 
 def report_path(output_root: str | os.PathLike) -> Path:
@@ -490,6 +493,7 @@ def load_report(path: str | os.PathLike) -> BookReport:
     """Read a timing report written by :func:`run_book`."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     data["chapters"] = [ChapterTiming(**c) for c in data["chapters"]]
+    data.setdefault("published", None)
     return BookReport(**data)
 
 
@@ -499,6 +503,7 @@ def format_report(report: BookReport) -> str:
     for c in report.chapters:
         wall = "-" if c.wall_s is None else f"{c.wall_s:.1f}" + (" (earlier run)" if c.status == "cached" else "")
         rows.append((c.chapter, c.status, wall, "-" if c.cells is None else str(c.cells)))
+        rows += [(f"  {name}", "trained", f"{seconds:.1f}", "") for name, seconds in c.models.items()]
     if report.build_s is not None:
         rows.append(("jupyter-book build", "ok", f"{report.build_s:.1f}", ""))
     rows.append(("total (this run)", "failed" if report.failed else "ok", f"{report.total_s:.1f}", ""))
@@ -522,8 +527,13 @@ def resolve_parameters(
     epochs: int | None = None,
     protocols: Sequence[str] | None = None,
     seeds: Sequence[int] | None = None,
+    full: bool = False,
 ) -> dict:
     """The parameters of a run, resolved once for every chapter.
+
+    ``full`` asks the chapters that declare it to train every variant, protocol
+    and seed they discuss instead of quoting the committed reference runs for
+    the expensive ones (see ARCHITECTURE.md, "what the default run trains").
 
     ``dataset="auto"`` is resolved here (real TESS when found, else the demo
     corpus) and ``quick`` from ``SER_QUICK`` when not given, so the values a
@@ -546,6 +556,9 @@ def resolve_parameters(
         "epochs": None if epochs is None else int(epochs),
         "protocols": None if protocols is None else list(protocols),
         "seeds": None if seeds is None else [int(s) for s in seeds],
+        "full": True if full else None,
+        # Not a chapter parameter (no chapter declares it): where the timing report finds results files.
+        "results_dir": str(ctx.artifacts_dir / "results"),
     }
 
 
@@ -581,6 +594,8 @@ def run_book(
     html: bool = True,
     progress: bool = True,
     echo: Echo | None = None,
+    publish: str | os.PathLike | None = None,
+    from_published: str | os.PathLike | None = None,
 ) -> BookReport:
     """Execute the chapters of ``<book_root>/_toc.yml`` and build the book; see the module docstring.
 
@@ -592,11 +607,21 @@ def run_book(
     false skips the book build. Raises :class:`ChapterFailed` at the first
     failing chapter, :class:`BookBuildFailed` when the build warns, and
     :class:`BuildFolderBusy` when another run is using the same build folder.
+
+    ``publish``: after a complete run on real TESS (not quick), copy the
+    executed chapters into that folder (:func:`publish_chapters`).
+    ``from_published``: execute nothing; build the HTML from the executed
+    chapters stored in that folder by an earlier ``publish``.
     """
     t_start = time.perf_counter()
     echo = echo or (lambda s: print(s, flush=True))
     book_root = Path(book_root).resolve()
     output_root = Path(output_root).resolve() if output_root else book_root
+    if publish is not None and (parameters["dataset"] != "tess" or parameters.get("quick") or only):
+        raise BookSetupError("--publish records a complete run on real TESS: give the data (SER_TESS_DIR or "
+                             "--data-dir), and leave out --quick and --only")
+    if from_published is not None and not Path(from_published).is_dir():
+        raise BookSetupError(f"no published run at {from_published}; make one with `make publish`")
     with build_lock(output_root / "_build"):
         quiet_environment()
         root, entries = read_toc(book_root)
@@ -613,6 +638,10 @@ def run_book(
         stage_sources(book_root, output_root / "_build" / "src", root, entries, echo)
         t_exec = time.perf_counter()
         for i, entry in enumerate(notebooks, 1):
+            if from_published is not None:
+                report.chapters.append(stage_published(entry, Path(from_published), output_root / "_build",
+                                                       echo=echo))
+                continue
             try:
                 report.chapters.append(run_chapter(entry, output_root / "_build", parameters,
                                                    label=f"[{i}/{len(notebooks)}] {entry.stem}",
@@ -629,6 +658,10 @@ def run_book(
         if html:
             _build_book(report, output_root, t_start, echo)
         report.total_s = round(time.perf_counter() - t_start, 2)
+        if publish is not None:
+            report.published = str(publish_chapters(notebooks, output_root / "_build", Path(publish), report,
+                                                    data_dir=parameters.get("data_dir")))
+            echo(f"Published the executed chapters to {report.published}")
         _write_report(report, report_path(output_root))
     echo(format_report(report))
     echo(f"Timing report: {report_path(output_root)}")
@@ -668,7 +701,7 @@ def run_chapter(entry: TocEntry, build: Path, parameters: dict, *, label: str, s
         echo(f"{label}: up to date, skipped (executed earlier in {stamp.get('wall_s', 0):.1f} s)")
         return ChapterTiming(entry.stem, entry.docname, "cached", stamp.get("wall_s"), stamp.get("cells"), params)
     stamp_file.unlink(missing_ok=True)
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     try:
         cells = execute_chapter(entry, out, params, progress=progress, label=label)
     except ChapterFailed as exc:
@@ -683,8 +716,91 @@ def run_chapter(entry: TocEntry, build: Path, parameters: dict, *, label: str, s
         "parameters": _normalise(params), "environment": _normalise(_stamp_environment()),
         "wall_s": wall, "cells": cells, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }, indent=2), encoding="utf-8")
-    echo(f"{label}: executed in {wall:.1f} s ({cells} cells)")
-    return ChapterTiming(entry.stem, entry.docname, "executed", wall, cells, params)
+    models = models_trained_since(parameters.get("results_dir"), started)
+    trained = f"; trained {len(models)} model run(s) in {sum(models.values()):.0f} s" if models else ""
+    echo(f"{label}: executed in {wall:.1f} s ({cells} cells{trained})")
+    return ChapterTiming(entry.stem, entry.docname, "executed", wall, cells, params, models=models)
+
+
+def models_trained_since(results_dir: str | os.PathLike | None, since: float) -> dict[str, float]:
+    """``{results file stem: wall_time_s}`` of the results files written after ``since`` (a ``time.time()``).
+
+    The per-model lines of the timing report: which runs a chapter trained, and how long each took.
+    """
+    if not results_dir or not Path(results_dir).is_dir():
+        return {}
+    out = {}
+    for path in sorted(Path(results_dir).glob("*__*__seed*.json")):
+        if path.stat().st_mtime >= since:
+            try:
+                out[path.stem] = round(float(json.loads(path.read_text()).get("wall_time_s") or 0.0), 1)
+            except (OSError, ValueError):
+                continue
+    return out
+
+
+# --- the published run ------------------------------------------------------------------------
+
+#: Output of a published cell that played a clip: TESS audio is not redistributed (CC BY-NC-ND).
+AUDIO_REMOVED = "[audio player removed from the published copy: TESS audio is not redistributed; run the chapter to listen]\n"
+
+
+def strip_audio(nb) -> int:
+    """Replace every output of ``nb`` that embeds an audio player by a one-line note; returns how many."""
+    import nbformat
+
+    n = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for out in cell.get("outputs", []):
+            text = "".join(out.get("data", {}).get("text/html", "")) if "data" in out else ""
+            if "<audio" in text or any(k.startswith("audio/") for k in out.get("data", {})):
+                kept.append(nbformat.v4.new_output("stream", name="stdout", text=AUDIO_REMOVED))
+                n += 1
+            else:
+                kept.append(out)
+        cell["outputs"] = kept
+    return n
+
+
+def publish_chapters(notebooks: Sequence[TocEntry], build: Path, folder: Path, report: BookReport, *,
+                     data_dir: str | None = None) -> Path:
+    """Copy the executed chapters of ``build`` into ``folder`` (audio players removed) with a ``run.json``.
+
+    ``run.json`` names the commit, the date, the data and the timing rows, so a
+    reader can tell which code made the published numbers and whether it is stale.
+    """
+    import nbformat
+
+    from ..evaluation import git_commit
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for entry in notebooks:
+        nb = nbformat.read(build / "src" / entry.relpath(), as_version=4)
+        strip_audio(nb)
+        nbformat.write(nb, folder / f"{entry.stem}.ipynb")
+    run = {"commit": git_commit(), "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           "dataset": report.dataset, "data_dir_name": Path(data_dir).name if data_dir else None,
+           "execute_s": report.execute_s, "machine": report.machine,
+           "chapters": [asdict(c) for c in report.chapters]}
+    (folder / "run.json").write_text(json.dumps(run, indent=2), encoding="utf-8")
+    return folder
+
+
+def stage_published(entry: TocEntry, folder: Path, build: Path, *, echo: Echo = print) -> ChapterTiming:
+    """Stage the published executed copy of ``entry`` for the HTML build (nothing is executed)."""
+    source = folder / f"{entry.stem}.ipynb"
+    out = build / "src" / entry.relpath()
+    if not source.exists():
+        write_placeholder(entry, out, "This chapter is not in the published run; run `make publish` to add it.")
+        echo(f"{entry.stem}: not in {folder}; staged unexecuted")
+        return ChapterTiming(entry.stem, entry.docname, "not-run", None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, out)
+    echo(f"{entry.stem}: staged from the published run")
+    return ChapterTiming(entry.stem, entry.docname, "published", None)
 
 
 def _build_book(report: BookReport, output_root: Path, t_start: float, echo: Echo) -> None:
