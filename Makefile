@@ -1,6 +1,7 @@
 # ser-book: two commands on a fresh machine.
 #   make book   set up .venv, execute every chapter with papermill, build the Jupyter Book into _build/html
 #   make test   set up .venv, run the unit/integration tests, then nbval over the chapters in quick mode
+#   make publish  execute every chapter on real TESS and record the executed chapters in published/
 #
 # Options: make book BOOK_ARGS="--dataset tess --data-dir /path/to/TESS"   (see python -m ser_utils book --help)
 #          make book BOOK_ARGS="--quick --dataset demo"     tiny sizes, minutes; BOOK_ARGS="--only 03,05" some chapters
@@ -15,7 +16,7 @@ BOOK_ARGS ?=
 PYTEST_ARGS ?=
 TEST_ARTIFACTS := $(CURDIR)/_build/test-artifacts
 
-.PHONY: book test install unit notebooks browser-deps clean
+.PHONY: book test install unit notebooks browser-deps clean publish
 
 install: $(STAMP)
 
@@ -28,6 +29,11 @@ $(STAMP): pyproject.toml
 
 book: $(STAMP)
 	$(BIN)/python -m ser_utils book $(BOOK_ARGS)
+
+# Execute every chapter on real TESS (SER_TESS_DIR or BOOK_ARGS="--data-dir DIR") and record the
+# executed chapters in published/ (what readers of the repository open), then build the HTML.
+publish: $(STAMP)
+	$(BIN)/python -m ser_utils book --dataset tess --force --publish published $(BOOK_ARGS)
 
 test: $(STAMP) browser-deps
 	$(MAKE) unit notebooks
