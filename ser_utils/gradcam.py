@@ -639,7 +639,7 @@ def explain_reference(ch, name: str, seed: int, *, protocol: str = "random", n_c
     rec = {
         "schema": REFERENCE_SCHEMA, "kind": "gradcam-reference", "model": em.name, "protocol": protocol,
         "seed": int(seed), "input": em.input_kind, "dataset": dataset_info(ch.ctx, len(ch.features)),
-        "model_file": em.path.name, "trained_now": em.trained_now, "n_test": int(len(em.y_test)),
+        "artifacts_dir": str(ch.ctx.artifacts_dir), "model_file": em.path.name, "trained_now": em.trained_now, "n_test": int(len(em.y_test)),
         "test_accuracy": round(float((probs.argmax(axis=1) == em.y_test).mean()), 4), "explained_class": "true",
         "deletion": {**res.summary(), "steps": steps, "n_random": n_random, "baseline": 0.0,
                      "curves": {k: [round(float(v), 4) for v in c] for k, c in curves.items()}},
