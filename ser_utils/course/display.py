@@ -274,7 +274,8 @@ def gradcam_reference_findings(rows: Sequence[dict], model: str = "hybrid") -> s
     good = row["verdicts"].get("better than random", 0)
     beats = row["cam_vs_control_verdicts"].get("better than the randomised-model maps", 0)
     ab, ctrl, rel = row["area_between"], row["cam_vs_control_area_between"], row["relative_gain"]
-    data = "real TESS" if not row["dataset"].get("synthetic") else "the synthetic demo corpus (not TESS)"
+    data = "the synthetic demo corpus (not TESS)" if row["dataset"].get("synthetic") else (
+        "real TESS, a partial set" if row["dataset"].get("partial") else "real TESS")
     text = (f"On {data} ({row['dataset'].get('n_clips')} clips, {row['protocol']} protocol, seeds "
             f"{', '.join(map(str, row['seeds']))}), the `{model}` Grad-CAM was better than random in {good} of {n} "
             f"seeds (area between {ab['mean']:+.3f} ± {ab['sd']:.3f}, relative gain {rel['mean']:.1%} ± "
