@@ -303,6 +303,37 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("gradcam-reference")
+def _gradcam_reference(args: argparse.Namespace) -> int:
+    from .course.chapter import banner_text, start_chapter
+    from .gradcam import REFERENCE_MODELS
+    from .outputs import check_output_path, make_output_dir
+
+    if not args.seeds or any(not 0 <= s < 2**32 for s in args.seeds):
+        raise UserError("--seeds needs one or more integers between 0 and 2**32 - 1 (e.g. --seeds 0 1 2)")
+    if args.epochs is not None and args.epochs < 1:
+        raise UserError(f"--epochs must be at least 1, not {args.epochs}")
+    if args.clips < 2 or args.steps < 1 or args.n_random < 1:
+        raise UserError("--clips must be at least 2, --steps and --n-random at least 1")
+    unknown = [m for m in args.models if m not in REFERENCE_MODELS]
+    if unknown:
+        raise UserError(f"--models: unknown {', '.join(unknown)}; choose from {', '.join(REFERENCE_MODELS)}")
+    out = check_output_path(args.out, kind="dir", data_dir=args.data_dir, what="--out")
+    if args.artifacts:
+        make_output_dir(check_output_path(args.artifacts, kind="dir", data_dir=args.data_dir, what="--artifacts"),
+                        what="artifacts folder")
+    ch = start_chapter(args.dataset, args.data_dir, args.artifacts, args.protocol, args.seeds[0], args.epochs,
+                       True if args.quick else None, show_banner=False)
+    print(banner_text(ch.ctx, ch.summary))
+    make_output_dir(out, what="--out folder")
+    from .gradcam import gradcam_reference
+
+    paths = gradcam_reference(ch, out, args.seeds, args.models, protocol=args.protocol, n_clips=args.clips,
+                              steps=args.steps, n_random=args.n_random, epochs=args.epochs)
+    print(f"\n{(out / 'summary.md').read_text(encoding='utf-8')}\nWrote {len(paths)} files to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="python -m ser_utils", description=__doc__.splitlines()[0])
@@ -382,6 +413,24 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the project's README.md when --results is given; never without --results)")
     p.add_argument("--no-readme", action="store_true", help="only print the table")
     p.add_argument("--figure", metavar="FILE.png", help="also draw UAR by model and protocol into FILE.png")
+
+    p = sub.add_parser("gradcam-reference", help="Grad-CAM deletion test with a randomised-weights control, "
+                       "per model and seed; one JSON each plus a summary")
+    p.add_argument("--artifacts", help="artifacts folder holding models/ (default artifacts/<dataset>); "
+                   "missing models are trained there")
+    p.add_argument("--data-dir", help="folder holding TESS (default: SER_TESS_DIR or data/TESS)")
+    p.add_argument("--dataset", choices=("auto", "tess", "demo"), default="auto",
+                   help="auto: TESS when found, else the demo corpus (default auto)")
+    p.add_argument("--protocol", choices=("random", "speaker", "word"), default="random")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="split seeds (default 0 1 2)")
+    p.add_argument("--models", nargs="+", default=["hybrid", "cnn", "hybrid-frames"],
+                   help="models to explain (default hybrid cnn hybrid-frames)")
+    p.add_argument("--out", required=True, help="folder for <model>__<protocol>__seed<k>.json and summary.json/.md")
+    p.add_argument("--clips", type=int, default=300, help="test clips in the deletion test (default 300)")
+    p.add_argument("--steps", type=int, default=20, help="deletion steps (default 20)")
+    p.add_argument("--n-random", type=int, default=5, help="random orders (default 5)")
+    p.add_argument("--epochs", type=int, help="maximum epochs when a model must be trained")
+    p.add_argument("--quick", action="store_true", help="tiny sizes and 1-2 epochs (for testing)")
 
     p = sub.add_parser("saved-code", help="check (or --write) that the chapters' #@save cells match ser_utils")
     p.add_argument("--write", action="store_true", help="copy the chapters' saved cells into the package")

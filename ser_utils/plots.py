@@ -249,6 +249,8 @@ def deletion_curves(results: dict, *, title: str = "Deletion test: true-class pr
     for ax, (name, res) in zip(axes.flat, results.items()):
         ax.plot(res.fractions, res.cam, "-o", ms=3, label="Grad-CAM order")
         ax.plot(res.fractions, res.random, "--", color="grey", label="random order")
+        if getattr(res, "control", None) is not None:
+            ax.plot(res.fractions, res.control, ":s", ms=3, color="tab:red", label="randomised-model map order")
         ax.fill_between(res.fractions, res.random - res.random_sd, res.random + res.random_sd, color="grey",
                         alpha=0.2)
         ax.set(title=f"{name}: {res.verdict}\narea between = {res.area_between:+.3f}", xlabel="fraction of inputs masked",

@@ -235,3 +235,103 @@ def test_ensure_model_trains_once_then_loads(quick_chapter):
                                first.model.predict(first.x_test, verbose=0), atol=1e-5)
     cams, probs = gradcam.grad_cam(again.model, again.x_test, class_idx=again.y_test)
     assert cams.shape == (len(again.x_test), N_FEATURES) and np.isfinite(cams).all()
+
+
+# --- the randomised-weights control and the reference run ---------------------------------------------
+
+
+def test_randomised_copy_redraws_every_weight_and_keeps_last_conv():
+    model = _toy_model()
+    copy = gradcam.randomised_copy(model, seed=3)
+    named = lambda m: [layer.name for layer in m.layers if layer.weights]  # noqa: E731 (the input layer is renamed)
+    assert named(copy) == named(model) == ["last_conv", "out"]
+    assert copy.get_layer("last_conv") is not model.get_layer("last_conv")
+    kernel_old, kernel_new = model.get_layer("last_conv").get_weights()[0], copy.get_layer("last_conv").get_weights()[0]
+    assert not np.allclose(kernel_old, kernel_new)
+    assert not np.allclose(model.get_layer("out").get_weights()[0], copy.get_layer("out").get_weights()[0])
+    model_weights = model.get_weights()  # the trained model is untouched
+    assert np.array_equal(model_weights[0].ravel(), [0.0, 1.0, 0.0])
+    again = gradcam.randomised_copy(model, seed=3)  # the seed makes the draw repeatable
+    for a, b in zip(copy.get_weights(), again.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    cams, _ = gradcam.grad_cam(copy, _bump_data(n=4)[0], class_idx=1)  # Grad-CAM still finds its layer
+    assert cams.shape == (4, N_FEATURES)
+
+
+def test_deletion_with_a_control_map_grades_both_orders():
+    model = _toy_model()
+    x, y = _bump_data(n=20)
+    x, y = x[y == 1], y[y == 1]
+    cams, _ = gradcam.grad_cam(model, x, class_idx=y)
+    noise = np.random.default_rng(1).random(cams.shape)
+    res = gradcam.deletion_test(model, x, y, cams, control_cams=noise, steps=10, n_random=3)
+    plain = gradcam.deletion_test(model, x, y, cams, steps=10, n_random=3)
+    np.testing.assert_allclose(res.random, plain.random)  # same random orders with or without the control
+    assert res.control.shape == res.cam.shape
+    s = res.summary()
+    assert s["cam_vs_control_area_between"] > 0.3 and s["cam_vs_control_ci95_low"] > 0
+    assert s["cam_vs_control_verdict"] == "better than the randomised-model maps"
+    assert abs(s["control_area_between"]) < 0.15
+    assert plain.control is None and plain.control_summary() is None
+    with pytest.raises(ValueError):
+        gradcam.deletion_test(model, x, y, cams, control_cams=noise[:, :10])
+
+
+def test_map_similarity_is_spearman_per_clip():
+    a = np.array([[0.0, 1, 2, 3], [1, 1, 1, 1], [3, 2, 1, 0]])
+    rho = gradcam.map_similarity(a, a[[0, 0, 0]])
+    assert rho[0] == pytest.approx(1.0) and np.isnan(rho[1]) and rho[2] == pytest.approx(-1.0)
+
+
+def test_reference_run_writes_valid_json_and_a_summary(quick_chapter, tmp_path):
+    import json
+
+    from ser_utils.course import display
+
+    paths = gradcam.gradcam_reference(quick_chapter, tmp_path, [0], ["cnn"], n_clips=14, steps=4, n_random=2,
+                                      progress=False)
+    rec = json.loads((tmp_path / "cnn__random__seed0.json").read_text())
+    assert rec["kind"] == "gradcam-reference" and rec["dataset"]["synthetic"] and rec["input"] == "vector"
+    assert {"created", "git_commit", "versions"} <= set(rec)
+    d = rec["deletion"]
+    assert d["n_samples"] == 14 and len(d["curves"]["control"]) == len(d["curves"]["fractions"])
+    assert {"verdict", "control_verdict", "cam_vs_control_verdict"} <= set(d)
+    assert set(rec["groups"]["trained"]) == set(FEATURE_GROUPS)
+    rows = json.loads((tmp_path / "summary.json").read_text())
+    assert rows[0]["model"] == "cnn" and rows[0]["seeds"] == [0]
+    assert (tmp_path / "summary.md") in paths and "| cnn | 1 |" in (tmp_path / "summary.md").read_text()
+    assert "synthetic demo corpus" in display.gradcam_reference_findings(rows, "cnn")
+
+
+def _fake_reference(model: str, seed: int, area: float, verdict: str) -> dict:
+    spread = {"mean": 0.1, "sd": 0.0, "n": 10}
+    deletion = {"n_samples": 300, "area_between": area, "relative_gain": area / 0.7, "verdict": verdict,
+                "control_area_between": 0.05, "control_relative_gain": 0.07, "control_verdict": "better than random",
+                "cam_vs_control_area_between": area - 0.05, "cam_vs_control_relative_gain": 0.2,
+                "cam_vs_control_verdict": "better than the randomised-model maps"}
+    return {"kind": "gradcam-reference", "model": model, "protocol": "random", "seed": seed, "input": "vector",
+            "dataset": {"name": "tess", "synthetic": False, "n_clips": 1400}, "test_accuracy": 0.99,
+            "deletion": deletion, "control": {"spearman_trained_vs_randomised": spread},
+            "groups": {"trained": {g: spread for g in FEATURE_GROUPS}}}
+
+
+def test_reference_display_on_fabricated_records(tmp_path):
+    import json
+
+    from ser_utils.course import display
+
+    for seed, area in ((0, 0.2), (1, 0.3)):
+        (tmp_path / f"hybrid__random__seed{seed}.json").write_text(json.dumps(
+            _fake_reference("hybrid", seed, area, "better than random")))
+    (tmp_path / "notes.json").write_text("{}")  # ignored: not a reference record
+    rows = gradcam.reference_summary(gradcam.load_references(tmp_path))
+    assert len(rows) == 1 and rows[0]["area_between"]["mean"] == pytest.approx(0.25)
+    assert rows[0]["verdicts"] == {"better than random": 2}
+    table = display.gradcam_reference_table(rows)
+    assert table.loc["hybrid", "area between (random − Grad-CAM)"] == "+0.250 ± 0.071"
+    assert table.loc["hybrid", "mel share"] == "+0.100 ± 0.000"
+    display.gradcam_reference_figure(rows)
+    text = display.gradcam_reference_findings(rows)
+    assert "real TESS" in text and "2 of 2 seeds" in text and "is supported" in text
+    assert "no `cnn-x` records" in display.gradcam_reference_findings(rows, "cnn-x")
+    assert display.gradcam_reference_table([]).empty
