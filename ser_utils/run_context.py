@@ -181,7 +181,7 @@ def resolve_crema(crema_dir: str | os.PathLike | None, artifacts_dir: str | os.P
                   quick: bool = False) -> CremaSource:
     """The CREMA-D folder to use: ``crema_dir``, else ``SER_CREMA_DIR``, else a synthetic one.
 
-    A folder named explicitly that holds no audio raises
+    The first folder named that holds no audio raises
     :class:`~ser_utils.errors.UserError` (with where to get CREMA-D); with no
     folder named, the synthetic CREMA-D-shaped corpus is written under
     ``<artifacts_dir>/demo_crema`` and marked ``synthetic``.
@@ -191,11 +191,11 @@ def resolve_crema(crema_dir: str | os.PathLike | None, artifacts_dir: str | os.P
     from .synth import ensure_demo_crema, is_demo_corpus
 
     tried = crema_candidates(crema_dir)
-    for candidate in tried:
-        if candidate.is_dir() and find_audio_files(candidate):
-            return CremaSource(candidate.resolve(), is_demo_corpus(candidate), tuple(map(str, tried)))
-    if tried:
-        raise UserError(f"no CREMA-D audio in {', '.join(map(str, tried))}. {CREMA_HELP}")
+    if tried:  # a folder named (parameter first, then SER_CREMA_DIR) must hold the audio: no silent fallback
+        folder = tried[0]
+        if not (folder.is_dir() and find_audio_files(folder)):
+            raise UserError(f"no CREMA-D audio in {folder}. {CREMA_HELP}")
+        return CremaSource(folder.resolve(), is_demo_corpus(folder), tuple(map(str, tried)))
     n_actors, n_sentences = DEMO_CREMA_QUICK if quick else DEMO_CREMA
     root = ensure_demo_crema(Path(artifacts_dir) / "demo_crema", n_actors=n_actors, n_sentences=n_sentences)
     return CremaSource(root.resolve(), True)

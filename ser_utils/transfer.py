@@ -138,8 +138,8 @@ def transfer_protocols(m_crema: pd.DataFrame, m_tess: pd.DataFrame, *, crema_lab
     n_crema, n_tess = len(usable(m_crema)), len(usable(m_tess))
     n_actors = summarise_corpus(m_crema, crema).counts.shape[0]
     kind = "SYNTHETIC stand-in for " if synthetic else ""
-    crema_desc = (f"{crema_label}: {kind}CREMA-D, {n_actors} of its {crema.n_speakers} actors ({n_crema} clips); "
-                  "not comparable with full-corpus figures")
+    crema_desc = (f"{crema_label}: {kind}CREMA-D, all clips of {n_actors} of its {crema.n_speakers} actors "
+                  f"({n_crema} clips); a {n_actors}-actor subset, not comparable with full-corpus figures")
     tess_desc = f"{tess_label}: {kind}TESS, {n_tess} of its 2800 clips"
     common = {"synthetic": synthetic, "partial": True, "quick": quick}
     shared = shared_emotions(crema, tess)
