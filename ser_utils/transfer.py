@@ -315,8 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--artifacts", required=True, help="feature cache folder")
     p.add_argument("--out", help="write the results records into this folder")
     p.add_argument("--jobs", type=int, default=None)
-    p.add_argument("--feature-sets", nargs="+", default=["vector"], choices=FEATURE_SETS,
-                   help="feature views for the logistic regressions (default: vector)")
+    p.add_argument("--feature-sets", nargs="*", default=["vector"], choices=FEATURE_SETS,
+                   help="feature views for the logistic regressions (default: vector; the option alone: none, "
+                        "e.g. to train only --models)")
     p.add_argument("--models", nargs="*", default=[], help="Keras models to train leave-actors-out on CREMA-D (cnn hybrid)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds of the Keras runs")
     p.add_argument("--folds", type=int, default=None, help="grouped K-fold over actors instead of leave-one-actor-out")
@@ -349,14 +350,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":  # pragma: no cover
-    from .errors import UserError
-
-    try:
-        sys.exit(main())
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
 
 
 def uar_table(records: Sequence[dict]) -> pd.DataFrame:
@@ -411,3 +404,13 @@ def seed_table(records: Sequence[dict]) -> pd.DataFrame:
     g = t.groupby(["model", "protocol"])["UAR"]
     out = pd.DataFrame({"UAR mean": g.mean(), "UAR sd": g.std(ddof=1), "seeds": g.size()}).reset_index()
     return out.sort_values(["protocol", "UAR mean"], ascending=[True, False], ignore_index=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from .errors import UserError
+
+    try:
+        sys.exit(main())
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -105,3 +105,17 @@ def test_transfer_command_runs_views_and_a_keras_model_and_records_them(tmp_path
     assert "SYNTHETIC" in cnn["dataset"]["subset"] and "cnn" in capsys.readouterr().out
     with pytest.raises(UserError, match="Keras"):
         main(["--crema", str(crema), "--tess", str(tess), "--artifacts", str(tmp_path / "art"), "--models", "logreg"])
+
+
+def test_transfer_module_runs_as_a_command_and_reports_user_errors_in_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from ser_utils.run_context import project_root
+
+    env = {**os.environ, "PYTHONPATH": str(project_root())}
+    done = subprocess.run([sys.executable, "-m", "ser_utils.transfer", "--crema", str(tmp_path), "--tess",
+                           str(tmp_path), "--artifacts", str(tmp_path / "art"), "--models", "logreg"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2 and "Keras" in done.stderr and "Traceback" not in done.stderr
