@@ -83,7 +83,7 @@ def _chunk(paths: list[str]) -> list[np.ndarray | str]:
 
 def ensure_egemaps(manifest: pd.DataFrame, artifacts_dir: str | os.PathLike, *, jobs: int | None = None,
                    progress: bool = True) -> pd.DataFrame:
-    """eGeMAPS of every usable clip (index ``clip_id``, 88 columns), cached like :func:`~ser_utils.prosody.ensure_prosody`.
+    """eGeMAPS of every usable clip (index ``clip_id``, 88 columns), cached like ``ensure_prosody``.
 
     Saved as ``<artifacts_dir>/egemaps/<hash of the clips>.csv``. A clip that
     cannot be read or processed gets a row of NaN, and its reason is listed in

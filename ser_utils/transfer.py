@@ -156,7 +156,11 @@ def transfer_protocols(m_crema: pd.DataFrame, m_tess: pd.DataFrame, *, crema_lab
 
 
 def view_name(kind: str, view: str = "vector") -> str:
-    """The model name of baseline ``kind`` on feature view ``view`` (``logreg-spknorm``, ``egemaps`` -> ``logreg-egemaps-spknorm``)."""
+    """The model name of baseline ``kind`` on feature view ``view``.
+
+    >>> view_name("logreg-spknorm", "egemaps")
+    'logreg-egemaps-spknorm'
+    """
     return replace(ModelSpec.parse(kind), input=view).name
 
 
@@ -174,9 +178,13 @@ def view_table(manifest: pd.DataFrame, artifacts: str | os.PathLike, view: str, 
     raise ValueError(f"feature view must be 'prosody' or 'egemaps' (the vector is the FeatureSet), not {view!r}")
 
 
-def run_baselines(fs: FeatureSet, protocols: Sequence[TransferProtocol], kinds: Sequence[str] = ("logreg", "logreg-spknorm"),
-                  *, view: str = "vector", out: str | os.PathLike | None = None, seed: int = 0) -> list[dict]:
-    """One results record per (baseline, protocol) on ``fs`` (whose vectors hold ``view``); written to ``out`` if given."""
+def run_baselines(fs: FeatureSet, protocols: Sequence[TransferProtocol],
+                  kinds: Sequence[str] = ("logreg", "logreg-spknorm"), *, view: str = "vector",
+                  out: str | os.PathLike | None = None, seed: int = 0) -> list[dict]:
+    """One results record per (baseline, protocol) on ``fs``, whose vectors hold ``view``.
+
+    Records are written to ``out`` when given, and returned.
+    """
     records = []
     for p in protocols:
         for kind in kinds:
@@ -318,7 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--feature-sets", nargs="*", default=["vector"], choices=FEATURE_SETS,
                    help="feature views for the logistic regressions (default: vector; the option alone: none, "
                         "e.g. to train only --models)")
-    p.add_argument("--models", nargs="*", default=[], help="Keras models to train leave-actors-out on CREMA-D (cnn hybrid)")
+    p.add_argument("--models", nargs="*", default=[],
+                   help="Keras models to train leave-actors-out on CREMA-D (cnn hybrid)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds of the Keras runs")
     p.add_argument("--folds", type=int, default=None, help="grouped K-fold over actors instead of leave-one-actor-out")
     p.add_argument("--epochs", type=int, default=None)

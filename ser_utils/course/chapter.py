@@ -127,7 +127,7 @@ def start_chapter(
 
 
 def crema_banner(source, n_clips: int | None = None, n_actors: int | None = None) -> dict:
-    """Chapter 9's banner for its second corpus (a :class:`~ser_utils.run_context.CremaSource`), as a display bundle.
+    """Chapter 9's banner for its second corpus (a ``run_context.CremaSource``), as a display bundle.
 
     Orange with how to get the real corpus when it is the synthetic stand-in,
     green (naming the subset) when it is real CREMA-D.
@@ -145,8 +145,8 @@ def crema_banner(source, n_clips: int | None = None, n_actors: int | None = None
         colour = "#fff3cd"
     else:
         title = "Real data: CREMA-D"
-        part = f" This is a <b>subset</b> ({n_actors} of 91 actors): scores are not comparable with full-corpus figures." \
-            if n_actors is not None and n_actors < 91 else ""
+        part = (f" This is a <b>subset</b> ({n_actors} of 91 actors): scores are not comparable with "
+                "full-corpus figures." if n_actors is not None and n_actors < 91 else "")
         body = f"CREMA-D recordings ({size}) from <code>{html.escape(str(source.path))}</code>.{part}"
         text = f"Real data: CREMA-D ({size}) from {source.path}"
         colour = "#d1e7dd"
