@@ -50,7 +50,11 @@ def run_experiment(
     epochs = epochs if epochs is not None else ch.ctx.epochs
     options = dict(options or {})
     splits = ch.splits(protocol, seed)
-    family = ModelSpec.parse(model).family
+    spec = ModelSpec.parse(model)
+    family = spec.family
+    if family == "baseline" and spec.input != "vector":
+        raise ValueError(f"{model!r} needs the {spec.input} view of chapter 9 (ser_utils.transfer), "
+                         "not the 187-value vector run_experiment has")
     if model == "duration":
         fit_predict = lambda s: duration_fold(ch.manifest, s, seed)  # noqa: E731
     elif family == "baseline":

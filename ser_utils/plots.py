@@ -96,15 +96,19 @@ def audio_players(manifest: pd.DataFrame, word: str, speaker: str, *, sr: int = 
 
 
 def confusion_heatmap(
-    confusion: Sequence[Sequence[int]], *, normalise: bool = True, title: str = "Confusion matrix", ax=None
+    confusion: Sequence[Sequence[int]], *, normalise: bool = True, title: str = "Confusion matrix", ax=None,
+    labels: Sequence[str] | None = None,
 ):
-    """Seaborn heatmap of a 7x7 confusion matrix (rows: true, columns: predicted)."""
+    """Seaborn heatmap of a 7x7 confusion matrix (rows: true, columns: predicted).
+
+    ``labels`` names the rows of a smaller one (e.g. the six emotions two corpora share).
+    """
     cm = np.asarray(confusion, dtype=float)
     if normalise:
         cm = cm / np.clip(cm.sum(axis=1, keepdims=True), 1, None)
     if ax is None:
         _, ax = plt.subplots(figsize=(5.2, 4.4))
-    ticks = [EMOTION_SHORT[e] for e in EMOTIONS]
+    ticks = [EMOTION_SHORT[e] for e in (labels or EMOTIONS)]
     sns.heatmap(cm, annot=True, fmt=".2f" if normalise else ".0f", cmap="Blues", vmin=0,
                 vmax=1 if normalise else None, xticklabels=ticks, yticklabels=ticks, cbar=False, ax=ax)
     ax.set(title=title, xlabel="predicted", ylabel="true")
@@ -169,14 +173,15 @@ def scores_bar(table: pd.DataFrame, *, metric: str = "accuracy_mean", title: str
 # --- comparison (chapter 7) and Grad-CAM (chapter 8) ------------------------------------
 
 
-def confusion_grid(confusions: dict, *, title: str = "Confusion matrices", ncols: int = 4) -> plt.Figure:
+def confusion_grid(confusions: dict, *, title: str = "Confusion matrices", ncols: int = 4,
+                   labels: Sequence[str] | None = None) -> plt.Figure:
     """Row-normalised confusion matrices of several models side by side (``{model: 7x7 counts}``)."""
     n = max(1, len(confusions))
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.9 * nrows), squeeze=False)
     for ax, (name, cm) in zip(axes.flat, confusions.items()):
-        confusion_heatmap(cm, title=name, ax=ax)
+        confusion_heatmap(cm, title=name, ax=ax, labels=labels)
     for ax in list(axes.flat)[len(confusions):]:
         ax.axis("off")
     fig.suptitle(title)

@@ -10,7 +10,8 @@ options) instead of splitting strings.
 
 Suffixes by family (canonical order):
 
-- baselines ``duration``, ``logreg``, ``rf``: ``spknorm`` (not for ``duration``);
+- baselines ``duration``, ``logreg``, ``rf``: ``prosody`` or ``egemaps`` (the feature view, chapter 9;
+  the 187-d vector is the default), ``spknorm`` (neither for ``duration``);
 - Keras ``cnn``, ``lstm``, ``hybrid``: ``frames`` (or ``vector``, the default),
   ``spknorm``, ``cw`` (balanced class weights), ``aug`` (frequency-warped copies);
 - vision ``vit``, ``beit``: ``pretrained`` (fine-tuned weights), ``specaug``
@@ -30,12 +31,14 @@ BASELINES = ("duration", "logreg", "rf", "logreg-spknorm", "rf-spknorm")
 ALL_MODELS = BASELINE_BASES + KERAS_MODELS + VISION_MODELS
 #: Input views of the Keras models: the 187-d time-averaged vector or the frame sequence.
 INPUTS = ("vector", "frames")
+#: Input views of the baselines: the 187-d vector, the 13 prosody values or the 88 eGeMAPS values.
+BASELINE_INPUTS = ("vector", "prosody", "egemaps")
 #: The Keras models' last convolution layer: built under this name, read by Grad-CAM.
 LAST_CONV = "last_conv"
 
 #: Suffix -> (field, value), per family; the order of each dict is the canonical order of the name.
 _SUFFIXES: dict[str, dict[str, tuple[str, object]]] = {
-    "baseline": {"spknorm": ("spknorm", True)},
+    "baseline": {"prosody": ("input", "prosody"), "egemaps": ("input", "egemaps"), "spknorm": ("spknorm", True)},
     "keras": {"vector": ("input", "vector"), "frames": ("input", "frames"), "spknorm": ("spknorm", True),
               "cw": ("class_weights", True), "aug": ("augment", True)},
     "vision": {"pretrained": ("pretrained", True), "specaug": ("augment", True)},
@@ -76,8 +79,9 @@ class ModelSpec:
                              ("augment", False), ("pretrained", False)):
             if getattr(self, fld) != default and fld not in allowed:
                 raise ValueError(f"{self.base!r} has no {fld!r} variant")
-        if self.input not in INPUTS:
-            raise ValueError(f"input must be one of {INPUTS}, not {self.input!r}")
+        inputs = BASELINE_INPUTS if family == "baseline" else INPUTS
+        if self.input not in inputs:
+            raise ValueError(f"input of {self.base!r} must be one of {inputs}, not {self.input!r}")
 
     @property
     def family(self) -> str:

@@ -151,3 +151,51 @@ def resolve_run(
         epochs=epochs,
         quick=quick,
     )
+
+
+# --- the second corpus (chapter 9) ---------------------------------------------------------
+
+#: Synthetic CREMA-D size (actors, sentences): full run and quick (CI) run.
+DEMO_CREMA = (8, 4)
+DEMO_CREMA_QUICK = (6, 2)
+
+
+@dataclass(frozen=True)
+class CremaSource:
+    """Where chapter 9's CREMA-D comes from: a real folder, or the synthetic stand-in."""
+
+    path: Path
+    synthetic: bool
+    looked_in: tuple[str, ...] = ()
+
+
+def crema_candidates(crema_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Folders searched for CREMA-D, in order: the parameter, ``SER_CREMA_DIR``."""
+    out = [Path(crema_dir).expanduser()] if crema_dir else []
+    if os.environ.get("SER_CREMA_DIR"):
+        out.append(Path(os.environ["SER_CREMA_DIR"]).expanduser())
+    return out
+
+
+def resolve_crema(crema_dir: str | os.PathLike | None, artifacts_dir: str | os.PathLike,
+                  quick: bool = False) -> CremaSource:
+    """The CREMA-D folder to use: ``crema_dir``, else ``SER_CREMA_DIR``, else a synthetic one.
+
+    The first folder named that holds no audio raises
+    :class:`~ser_utils.errors.UserError` (with where to get CREMA-D); with no
+    folder named, the synthetic CREMA-D-shaped corpus is written under
+    ``<artifacts_dir>/demo_crema`` and marked ``synthetic``.
+    """
+    from .corpora import CREMA_HELP
+    from .errors import UserError
+    from .synth import ensure_demo_crema, is_demo_corpus
+
+    tried = crema_candidates(crema_dir)
+    if tried:  # a folder named (parameter first, then SER_CREMA_DIR) must hold the audio: no silent fallback
+        folder = tried[0]
+        if not (folder.is_dir() and find_audio_files(folder)):
+            raise UserError(f"no CREMA-D audio in {folder}. {CREMA_HELP}")
+        return CremaSource(folder.resolve(), is_demo_corpus(folder), tuple(map(str, tried)))
+    n_actors, n_sentences = DEMO_CREMA_QUICK if quick else DEMO_CREMA
+    root = ensure_demo_crema(Path(artifacts_dir) / "demo_crema", n_actors=n_actors, n_sentences=n_sentences)
+    return CremaSource(root.resolve(), True)

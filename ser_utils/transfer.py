@@ -11,8 +11,14 @@ raw and with per-speaker standardisation) with::
 
     python -m ser_utils.transfer --crema DIR --tess DIR --artifacts /tmp/corpora-art --out results/reference/crema-d-dev
 
-and add ``--prosody`` to compare the 187 values with the prosody view
-(:mod:`ser_utils.prosody`) and both together instead.
+add ``--feature-sets vector prosody egemaps`` to run the same protocols on the
+13 prosody values (:mod:`ser_utils.prosody`) and the 88 eGeMAPS values
+(:mod:`ser_utils.egemaps`) as well (records ``logreg-prosody``,
+``logreg-egemaps-spknorm``...), and ``--models cnn hybrid --seeds 0 1 2`` to
+train the Keras models of chapters 3 and 5 leave-one-actor-out on CREMA-D
+(``--folds K``: grouped K-fold instead; ``--quick``: tiny sizes, for tests).
+``--prosody`` prints the older 187 / prosody / both comparison instead.
+Chapter 9 (``book/09_transfer.ipynb``) teaches all of it.
 """
 
 from __future__ import annotations
@@ -28,11 +34,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dataclasses import dataclass, field, replace
+
 from .baselines import vector_fold
-from .evaluation import FoldResult, make_record, result_path
+from .evaluation import FoldResult, compute_metrics, make_record, result_path
 from .features import FeatureSet
 from .labels import EMOTIONS
+from .registry import ModelSpec
 from .splits import Split
+
+#: The feature views chapter 9 compares: the paper's 187 values, 13 prosody values, 88 eGeMAPS values.
+FEATURE_SETS = ("vector", "prosody", "egemaps")
 
 
 def combine_features(*sets: FeatureSet) -> FeatureSet:
@@ -96,53 +108,175 @@ def save_record_in(record: dict, folder: str | os.PathLike) -> Path:
     return path
 
 
-def reference_runs(crema_dir: str | os.PathLike, tess_dir: str | os.PathLike, artifacts: str | os.PathLike,
-                   out: str | os.PathLike | None, *, jobs: int | None = None,
-                   kinds: Sequence[str] = ("logreg", "logreg-spknorm")) -> list[dict]:
-    """Leave-one-actor-out on CREMA-D and TESS <-> CREMA-D transfer, for each baseline in ``kinds``.
+@dataclass
+class TransferProtocol:
+    """One protocol of chapter 9: its folds, the emotions it scores, and the dataset block of its records."""
 
-    Features are extracted (or read from the cache) under ``artifacts/<folder name>``.
-    Records are written to ``out`` when given, and returned.
+    splits: list[Split]
+    emotions: tuple[str, ...]
+    dataset: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.splits[0].protocol
+
+
+def transfer_protocols(m_crema: pd.DataFrame, m_tess: pd.DataFrame, *, crema_label: str = "crema-d",
+                       tess_label: str = "tess", synthetic: bool = False, quick: bool = False,
+                       seed: int = 0, n_folds: int | None = None) -> list[TransferProtocol]:
+    """Leave-actors-out on CREMA-D, then TESS -> CREMA-D and CREMA-D -> TESS over the shared emotions.
+
+    ``n_folds`` None: leave one actor out; otherwise grouped K-fold
+    (:func:`~ser_utils.splits.actor_folds`). The dataset blocks name the
+    corpora, their size and whether they are synthetic or a subset.
     """
     from .corpora import get_corpus, shared_emotions
-    from .data import build_manifest, summarise_corpus
-    from .features import ensure_features
+    from .data import summarise_corpus, usable
     from .splits import actor_folds, cross_corpus_split
 
     crema, tess = get_corpus("crema-d"), get_corpus("tess")
-    m_crema = build_manifest(crema_dir, corpus=crema, progress=False)
-    m_tess = build_manifest(tess_dir, corpus=tess, progress=False)
-    fs_crema = ensure_features(m_crema, Path(artifacts) / Path(crema_dir).name, jobs=jobs, progress=False)
-    fs_tess = ensure_features(m_tess, Path(artifacts) / Path(tess_dir).name, jobs=jobs, progress=False)
-    shared = shared_emotions(crema, tess)
+    n_crema, n_tess = len(usable(m_crema)), len(usable(m_tess))
     n_actors = summarise_corpus(m_crema, crema).counts.shape[0]
-    crema_desc = (f"{Path(crema_dir).name}: CREMA-D, all clips of {n_actors} of its {crema.n_speakers} actors "
-                  f"({len(fs_crema)} clips); a {n_actors}-actor subset, not comparable with full-corpus figures")
-    tess_desc = f"{Path(tess_dir).name}: TESS, {len(fs_tess)} of its 2800 clips"
+    kind = "SYNTHETIC stand-in for " if synthetic else ""
+    crema_desc = (f"{crema_label}: {kind}CREMA-D, all clips of {n_actors} of its {crema.n_speakers} actors "
+                  f"({n_crema} clips); a {n_actors}-actor subset, not comparable with full-corpus figures")
+    tess_desc = f"{tess_label}: {kind}TESS, {n_tess} of its 2800 clips"
+    common = {"synthetic": synthetic, "partial": True, "quick": quick}
+    shared = shared_emotions(crema, tess)
+    out = [TransferProtocol(actor_folds(m_crema, n_folds=n_folds, seed=seed), crema.emotions, {
+        "name": "crema-d", "corpus": "crema-d", "n_clips": n_crema, "n_actors": n_actors, "subset": crema_desc,
+        **common})]
+    for (ma, a), (mb, b) in (((m_tess, "tess"), (m_crema, "crema-d")), ((m_crema, "crema-d"), (m_tess, "tess"))):
+        split = cross_corpus_split(ma, mb, train_corpus=a, test_corpus=b, emotions=shared, seed=seed)
+        out.append(TransferProtocol([split], shared, {
+            "name": "tess+crema-d", "train_corpus": a, "test_corpus": b,
+            "n_clips": len(split.train) + len(split.val) + len(split.test), "emotions": list(shared),
+            "subset": f"{tess_desc}; {crema_desc}", **common}))
+    return out
+
+
+def view_name(kind: str, view: str = "vector") -> str:
+    """The model name of baseline ``kind`` on feature view ``view``.
+
+    >>> view_name("logreg-spknorm", "egemaps")
+    'logreg-egemaps-spknorm'
+    """
+    return replace(ModelSpec.parse(kind), input=view).name
+
+
+def view_table(manifest: pd.DataFrame, artifacts: str | os.PathLike, view: str, *, jobs: int | None = None,
+               progress: bool = False) -> pd.DataFrame:
+    """The per-clip values of ``view`` (``prosody`` or ``egemaps``), index ``clip_id``, cached under ``artifacts``."""
+    if view == "prosody":
+        from .prosody import ensure_prosody
+
+        return ensure_prosody(manifest, artifacts, jobs=jobs, progress=progress)
+    if view == "egemaps":
+        from .egemaps import ensure_egemaps
+
+        return ensure_egemaps(manifest, artifacts, jobs=jobs, progress=progress)
+    raise ValueError(f"feature view must be 'prosody' or 'egemaps' (the vector is the FeatureSet), not {view!r}")
+
+
+def run_baselines(fs: FeatureSet, protocols: Sequence[TransferProtocol],
+                  kinds: Sequence[str] = ("logreg", "logreg-spknorm"), *, view: str = "vector",
+                  out: str | os.PathLike | None = None, seed: int = 0) -> list[dict]:
+    """One results record per (baseline, protocol) on ``fs``, whose vectors hold ``view``.
+
+    Records are written to ``out`` when given, and returned.
+    """
     records = []
-    loo = actor_folds(m_crema, seed=0)
-    both = combine_features(fs_tess, fs_crema)
-    runs = [
-        (loo, fs_crema, crema.emotions, {
-            "name": "crema-d", "corpus": "crema-d", "synthetic": False, "n_clips": len(fs_crema), "partial": True,
-            "n_actors": n_actors, "subset": crema_desc, "quick": False}),
-    ]
-    for (ma, a, fa), (mb, b, fb) in (((m_tess, "tess", fs_tess), (m_crema, "crema-d", fs_crema)),
-                                     ((m_crema, "crema-d", fs_crema), (m_tess, "tess", fs_tess))):
-        split = cross_corpus_split(ma, mb, train_corpus=a, test_corpus=b, emotions=shared, seed=0)
-        runs.append(([split], both, shared, {
-            "name": "tess+crema-d", "train_corpus": a, "test_corpus": b, "synthetic": False,
-            "n_clips": len(split.train) + len(split.val) + len(split.test), "partial": True,
-            "emotions": list(shared), "subset": f"{tess_desc}; {crema_desc}", "quick": False}))
-    for splits, fs, emotions, dataset in runs:
+    for p in protocols:
         for kind in kinds:
             start = time.perf_counter()
-            folds = baseline_folds(fs, splits, kind, emotions)
-            rec = transfer_record(kind, splits, folds, dataset=dataset, wall_time=time.perf_counter() - start,
-                                  features_key=fs.config.key())
+            folds = baseline_folds(fs, p.splits, kind, p.emotions, seed)
+            rec = transfer_record(view_name(kind, view), p.splits, folds, dataset=dict(p.dataset),
+                                  wall_time=time.perf_counter() - start,
+                                  features_key=fs.config.key() if view == "vector" else view, seed=seed)
             if out is not None:
                 rec["_path"] = str(save_record_in(rec, out))
             records.append(rec)
+    return records
+
+
+def deep_runs(fs: FeatureSet, manifest: pd.DataFrame, models: Sequence[str] = ("cnn", "hybrid"),
+              seeds: Sequence[int] = (0,), *, dataset: dict, n_folds: int | None = None, max_folds: int | None = None,
+              epochs: int | None = None, quick: bool = False, out: str | os.PathLike | None = None,
+              progress: bool = False) -> list[dict]:
+    """Train each Keras model (chapters 3-5) leave-actors-out on one corpus, once per seed; one record each.
+
+    The folds are :func:`~ser_utils.splits.actor_folds` with the run's seed
+    (which picks the validation actors); ``max_folds`` keeps only the first
+    folds (a cheap check, recorded as ``partial_folds``). Scores cover the
+    corpus's own emotions.
+    """
+    from .corpora import get_corpus
+    from .splits import actor_folds
+    from .training import keras_fold
+
+    emotions = get_corpus(dataset.get("corpus", "crema-d")).emotions
+    fs = only_emotions(fs, emotions)
+    classes = sorted(EMOTIONS.index(e) for e in emotions)
+    records = []
+    for model in models:
+        for seed in seeds:
+            splits = actor_folds(manifest, n_folds=n_folds, seed=seed)
+            n_all = len(splits)
+            splits = splits[:max_folds] if max_folds else splits
+            start = time.perf_counter()
+            folds = []
+            for s in splits:
+                fold = keras_fold(fs, s, model, seed=seed, epochs=epochs, quick=quick, progress=progress)
+                fold.classes = classes
+                folds.append(fold)
+            ds = {**dataset, "quick": quick, "folds_run": len(splits), "folds_in_protocol": n_all}
+            rec = make_record(ModelSpec.parse(model).name, splits[0].protocol, seed, folds, dataset=ds,
+                              wall_time=time.perf_counter() - start, n_params=folds[0].extra.get("n_params"),
+                              config={"features": fs.config.key(), "epochs": epochs})
+            if out is not None:
+                rec["_path"] = str(save_record_in(rec, out))
+            records.append(rec)
+    return records
+
+
+def reference_runs(crema_dir: str | os.PathLike, tess_dir: str | os.PathLike, artifacts: str | os.PathLike,
+                   out: str | os.PathLike | None, *, jobs: int | None = None,
+                   kinds: Sequence[str] = ("logreg", "logreg-spknorm"), feature_sets: Sequence[str] = ("vector",),
+                   models: Sequence[str] = (), seeds: Sequence[int] = (0,), n_folds: int | None = None,
+                   quick: bool = False, epochs: int | None = None) -> list[dict]:
+    """Leave-one-actor-out on CREMA-D and TESS <-> CREMA-D transfer, for each baseline and feature view.
+
+    Features are extracted (or read from the cache) under ``artifacts/<folder name>``.
+    ``models`` (``cnn``, ``hybrid``...) are also trained on CREMA-D
+    leave-actors-out, once per seed in ``seeds``. Records are written to
+    ``out`` when given, and returned.
+    """
+    from .corpora import get_corpus
+    from .data import build_manifest
+    from .features import FeatureConfig, ensure_features, quick_config
+    from .synth import is_demo_corpus
+
+    cfg = quick_config() if quick else FeatureConfig()
+    m_crema = build_manifest(crema_dir, corpus=get_corpus("crema-d"), progress=False)
+    m_tess = build_manifest(tess_dir, corpus=get_corpus("tess"), progress=False)
+    art_c, art_t = Path(artifacts) / Path(crema_dir).name, Path(artifacts) / Path(tess_dir).name
+    fs_crema = ensure_features(m_crema, art_c, cfg, jobs=jobs, progress=False)
+    fs_tess = ensure_features(m_tess, art_t, cfg, jobs=jobs, progress=False)
+    synthetic = is_demo_corpus(crema_dir) or is_demo_corpus(tess_dir)
+    protocols = transfer_protocols(m_crema, m_tess, crema_label=Path(crema_dir).name,
+                                   tess_label=Path(tess_dir).name, synthetic=synthetic, quick=quick, n_folds=n_folds)
+    both = combine_features(fs_tess, fs_crema)
+    records = []
+    for view in feature_sets:
+        if view == "vector":
+            fs = both
+        else:
+            table = pd.concat([view_table(m_tess, art_t, view, jobs=jobs), view_table(m_crema, art_c, view, jobs=jobs)])
+            fs = with_view(both, table)
+        records += run_baselines(fs, protocols, kinds, view=view, out=out)
+    if models:
+        records += deep_runs(fs_crema, m_crema, models, seeds, dataset=protocols[0].dataset, n_folds=n_folds,
+                             epochs=epochs, quick=quick, out=out)
     return records
 
 
@@ -189,6 +323,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--artifacts", required=True, help="feature cache folder")
     p.add_argument("--out", help="write the results records into this folder")
     p.add_argument("--jobs", type=int, default=None)
+    p.add_argument("--feature-sets", nargs="*", default=["vector"], choices=FEATURE_SETS,
+                   help="feature views for the logistic regressions (default: vector; the option alone: none, "
+                        "e.g. to train only --models)")
+    p.add_argument("--models", nargs="*", default=[],
+                   help="Keras models to train leave-actors-out on CREMA-D (cnn hybrid)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds of the Keras runs")
+    p.add_argument("--folds", type=int, default=None, help="grouped K-fold over actors instead of leave-one-actor-out")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--quick", action="store_true", help="tiny features and 2 epochs (tests only)")
     p.add_argument("--prosody", action="store_true",
                    help="instead: compare the 187 values, prosody and both (TESS speaker, CREMA-D actor-loo)")
     args = p.parse_args(argv)
@@ -197,12 +340,86 @@ def main(argv: Sequence[str] | None = None) -> int:
                            prosody_comparison(args.crema, "crema-d", args.artifacts, jobs=args.jobs)])
         print(table.round(1).to_string(index=False))
         return 0
-    records = reference_runs(args.crema, args.tess, args.artifacts, args.out, jobs=args.jobs)
+    for m in args.models:
+        spec = ModelSpec.parse_or_none(m)
+        if spec is None or spec.family != "keras":
+            from .errors import UserError
+
+            raise UserError(f"--models takes Keras models (cnn, lstm, hybrid and their variants), not {m!r}")
+    if args.feature_sets and "egemaps" in args.feature_sets:
+        from .egemaps import smile
+
+        smile()  # fails early, with the install command, when opensmile is missing
+    records = reference_runs(args.crema, args.tess, args.artifacts, args.out, jobs=args.jobs,
+                             feature_sets=args.feature_sets, models=args.models, seeds=args.seeds,
+                             n_folds=args.folds, quick=args.quick, epochs=args.epochs)
     for r in records:
-        print(f"{r['model']:16s} {r['protocol']:22s} UAR {100 * r['metrics']['uar']:5.1f}  "
+        print(f"{r['model']:24s} {r['protocol']:22s} seed {r['seed']}  UAR {100 * r['metrics']['uar']:5.1f}  "
               f"accuracy {100 * r['metrics']['accuracy']:5.1f}  folds {len(r['folds'])}  {r.get('_path', '')}")
     return 0
 
 
+
+
+def uar_table(records: Sequence[dict]) -> pd.DataFrame:
+    """UAR and accuracy (%) of each record: model, protocol, the corpora, folds; one row per record.
+
+    UAR is the mean over the record's folds (for ``actor-loo``: over the test actors),
+    over the emotions the protocol scores (six when two corpora meet).
+    Saved from chapter 9, section 9.6 (book/09_transfer.ipynb).
+    """
+    rows = []
+    for r in records:
+        ds = r.get("dataset", {})
+        rows.append({"model": r["model"], "protocol": r["protocol"], "seed": r["seed"],
+                     "synthetic": bool(ds.get("synthetic")), "folds": len(r.get("folds", [])),
+                     "UAR": 100 * r["metrics"]["uar"], "accuracy": 100 * r["metrics"]["accuracy"]})
+    return pd.DataFrame(rows, columns=["model", "protocol", "seed", "synthetic", "folds", "UAR", "accuracy"])
+
+
+def recall_by_emotion(record: dict) -> pd.Series:
+    """Recall (%) of each emotion a record scores, from its confusion matrix pooled over folds.
+
+    The row labels come from the folds' ``classes`` (six when two corpora meet), else all seven.
+    Saved from chapter 9, section 9.7 (book/09_transfer.ipynb).
+    """
+    labels = record["folds"][0].get("classes", list(EMOTIONS)) if record.get("folds") else list(EMOTIONS)
+    cm = np.asarray(record["confusion"], dtype=float)
+    recall = np.divide(np.diag(cm), cm.sum(axis=1), out=np.full(len(cm), np.nan), where=cm.sum(axis=1) > 0)
+    return pd.Series(100 * recall, index=labels, name=f"{record['model']}, {record['protocol']}")
+
+
+def with_view(fs: FeatureSet, table: pd.DataFrame) -> FeatureSet:
+    """``fs`` with its ``vectors`` replaced by the rows of ``table`` (index ``clip_id``), in ``fs``'s clip order.
+
+    Missing values (a clip with no voiced frame, a clip openSMILE could not read) become 0, a
+    constant that borrows no statistic from other clips; the frames and images are kept.
+    Saved from chapter 9, section 9.8 (book/09_transfer.ipynb).
+    """
+    x = table.reindex(list(fs.ids)).to_numpy(dtype=np.float32)
+    x[~np.isfinite(x)] = 0.0
+    return replace(fs, vectors=x)
+
+
+def seed_table(records: Sequence[dict]) -> pd.DataFrame:
+    """UAR (%) per model and protocol over seeds: mean, sd and the number of seeds.
+
+    The sd is empty for one seed (one run has no spread), never 0.
+    Saved from chapter 9, section 9.9 (book/09_transfer.ipynb).
+    """
+    t = uar_table(records)
+    if t.empty:
+        return pd.DataFrame(columns=["model", "protocol", "UAR mean", "UAR sd", "seeds"])
+    g = t.groupby(["model", "protocol"])["UAR"]
+    out = pd.DataFrame({"UAR mean": g.mean(), "UAR sd": g.std(ddof=1), "seeds": g.size()}).reset_index()
+    return out.sort_values(["protocol", "UAR mean"], ascending=[True, False], ignore_index=True)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    from .errors import UserError
+
+    try:
+        sys.exit(main())
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

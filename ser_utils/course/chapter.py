@@ -135,3 +135,32 @@ def start_chapter(
     if show_banner:
         chapter.banner()
     return chapter
+
+
+def crema_banner(source, n_clips: int | None = None, n_actors: int | None = None) -> dict:
+    """Chapter 9's banner for its second corpus (a ``run_context.CremaSource``), as a display bundle.
+
+    Orange with how to get the real corpus when it is the synthetic stand-in,
+    green (naming the subset) when it is real CREMA-D.
+    """
+    size = f"{n_clips} clips, {n_actors} actors" if n_clips is not None else "clips"
+    if source.synthetic:
+        title = "DEMO DATA: synthetic CREMA-D-shaped corpus, not CREMA-D"
+        body = (f"No CREMA-D was given, so this chapter made a synthetic corpus in CREMA-D's layout ({size}, "
+                f"actor ids from 9001) under <code>{html.escape(str(source.path))}</code>. Every CREMA-D number and "
+                "figure computed on this page is <b>synthetic</b> and says nothing about real speech. To use real "
+                "CREMA-D (Cao et al. 2014, Open Database License), clone its authors' repository "
+                "<code>github.com/CheyneyComputerScience/CREMA-D</code> (audio in Git LFS) and set "
+                "<code>SER_CREMA_DIR</code> to it, or pass the <code>crema_dir</code> parameter.")
+        text = f"DEMO DATA: synthetic CREMA-D-shaped corpus ({size}); set SER_CREMA_DIR or crema_dir for real CREMA-D."
+        colour = "#fff3cd"
+    else:
+        title = "Real data: CREMA-D"
+        part = (f" This is a <b>subset</b> ({n_actors} of 91 actors): scores are not comparable with "
+                "full-corpus figures." if n_actors is not None and n_actors < 91 else "")
+        body = f"CREMA-D recordings ({size}) from <code>{html.escape(str(source.path))}</code>.{part}"
+        text = f"Real data: CREMA-D ({size}) from {source.path}"
+        colour = "#d1e7dd"
+    return {"text/html": f'<div style="background:{colour};border:1px solid #999;border-radius:6px;'
+                         f'padding:0.6em 1em;margin:0.5em 0"><b>{title}.</b> {body}</div>',
+            "text/plain": text}

@@ -44,7 +44,7 @@ from ..quiet import QUIET_ENVIRONMENT
 #: Parameters every chapter has (the ``parameters`` cell, see ARCHITECTURE.md) that the runner may set.
 STANDARD_PARAMETERS = ("dataset", "data_dir", "artifacts_dir", "quick", "epochs")
 #: Environment variables that change what a chapter computes; part of the resume stamp.
-STAMP_ENVIRONMENT = ("SER_ARTIFACTS_DIR", "SER_TESS_DIR")
+STAMP_ENVIRONMENT = ("SER_ARTIFACTS_DIR", "SER_TESS_DIR", "SER_CREMA_DIR")
 #: The package whose sources are hashed into every stamp (``ser_utils``, this module's parent package).
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 #: Never copied from the book's folders into the staging copy.
