@@ -74,8 +74,7 @@ def reference_records(models: Sequence[str], protocols: Sequence[str], *, corpus
 
     print(f"Quoted, not trained here: {len(records)} committed reference runs from results/reference/{corpus} "
           f"({dataset_label(records)}; seeds "
-          f"{sorted({r['seed'] for r in records})}; commit {', '.join(commits)}; {', '.join(dates)}). "
-          "Set full = True to train them in this run.")
+          f"{sorted({r['seed'] for r in records})}; commit {', '.join(commits)}; {', '.join(dates)}).")
     return records
 
 
