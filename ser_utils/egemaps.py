@@ -90,7 +90,7 @@ def ensure_egemaps(manifest: pd.DataFrame, artifacts_dir: str | os.PathLike, *, 
     ``table.attrs["failed"]`` (clip id -> reason) and in a ``.failed.csv`` beside
     the cache, so a bad clip is reported rather than crashing the run.
     """
-    from joblib import Parallel, delayed
+    from joblib.externals.loky import get_reusable_executor
     from tqdm.auto import tqdm
 
     from .data import usable
@@ -110,9 +110,18 @@ def ensure_egemaps(manifest: pd.DataFrame, artifacts_dir: str | os.PathLike, *, 
     paths = list(ok["path"])
     n_jobs = max(1, min(jobs or os.cpu_count() or 1, len(paths) or 1))
     chunks = [paths[i::n_jobs] for i in range(n_jobs)]  # one Smile object per worker, not per clip
-    runner = Parallel(n_jobs=n_jobs)
-    parts = list(tqdm(runner(delayed(_chunk)(c) for c in chunks), total=n_jobs, desc="eGeMAPS",
-                      disable=not progress))
+    # openSMILE's native library always runs in worker processes, never in this one: loaded into a
+    # process that already holds TensorFlow and torch it crashed it (a segmentation fault in the
+    # test suite), and a worker that dies is reported as failed clips instead of ending the run.
+    executor = get_reusable_executor(max_workers=n_jobs)
+    futures = [executor.submit(_chunk, c) for c in chunks]
+    parts = []
+    for chunk, future in tqdm(zip(chunks, futures, strict=True), total=n_jobs, desc="eGeMAPS",
+                              disable=not progress):
+        try:
+            parts.append(future.result())
+        except Exception as exc:  # noqa: BLE001 - e.g. TerminatedWorkerError after a native crash
+            parts.append([f"openSMILE worker failed ({type(exc).__name__})"] * len(chunk))
     rows: list = [None] * len(paths)
     for i, part in enumerate(parts):
         rows[i::n_jobs] = part
