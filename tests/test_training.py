@@ -244,7 +244,7 @@ def test_keras_fold_result_and_saved_bundle(toy, tmp_path):
     # the settings it trained with are recorded, the patience option included
     assert res.extra["hyperparameters"] == {
         "optimizer": "adam", "learning_rate": 1e-3, "batch_size": 32, "epoch_cap": 12, "patience": 12,
-        "warmup_epochs": 5, "lr_patience": 4, "augment_copies": 0, "max_train_clips": None}
+        "min_delta": 0.0, "warmup_epochs": 5, "lr_patience": 4, "augment_copies": 0, "max_train_clips": None}
     assert compute_metrics(res.y_true, res.y_pred)["accuracy"] > 2 / 7  # learnt something: twice chance
     # the model and its sidecar
     path = tmp_path / "cnn__random__random__seed0.keras"
