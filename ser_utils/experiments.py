@@ -36,6 +36,7 @@ def run_experiment(
     options: dict | None = None,
     save: bool = True,
     progress: bool = True,
+    trained: tuple | None = None,
 ) -> dict:
     """Train and score ``model`` on every fold of ``protocol`` with ``seed``; return the results record.
 
@@ -44,6 +45,13 @@ def run_experiment(
     is saved to ``<artifacts>/results/`` and the trained models to
     ``<artifacts>/models/`` unless ``save`` is false: then nothing is written,
     so an exercise can never overwrite the model a later chapter loads.
+
+    ``trained`` is ``(net, history, seconds)`` for a plain Keras model the
+    chapter already trained on the protocol's first fold with the runner's
+    recipe (``fold_rows``, ``standardise_fold``, ``set_seed(seed)``, chapter 3's
+    callbacks, the chapter's epoch cap; ``history`` from ``fit_model``): that
+    fold is scored and saved from ``net`` instead of being trained again (it
+    would get the same weights); the other folds are trained.
     """
     protocol = protocol or ch.ctx.protocol
     seed = ch.ctx.seed if seed is None else seed
@@ -52,6 +60,9 @@ def run_experiment(
     splits = ch.splits(protocol, seed)
     spec = ModelSpec.parse(model)
     family = spec.family
+    if trained is not None and (family != "keras" or options):
+        raise ValueError(f"trained= records a plain Keras model the chapter trained itself, not {model!r} "
+                         f"with options {options}")
     if family == "baseline" and spec.input != "vector":
         raise ValueError(f"{model!r} needs the {spec.input} view of chapter 9 (ser_utils.transfer), "
                          "not the 187-value vector run_experiment has")
@@ -67,10 +78,16 @@ def run_experiment(
         model_dir = ch.ctx.artifacts_dir / "models" if save else None
 
         def fit_predict(split):
+            if trained is not None and split is splits[0]:
+                from .training import trained_fold
+
+                return trained_fold(*trained[:2], ch.features, split, model, seed=seed, epochs=epochs,
+                                    quick=ch.ctx.quick, train_time=trained[2], model_dir=model_dir)
             return fold_fn(ch.features, split, model, seed=seed, epochs=epochs, quick=ch.ctx.quick,
                            options=options, model_dir=model_dir, progress=progress)
 
     folds, wall = run_folds(splits, fit_predict, progress=progress)
+    wall += trained[2] if trained is not None else 0.0  # the first fold's training happened in the chapter
     n_params = next((f.extra.get("n_params") for f in folds if f.extra.get("n_params")), None)
     record = make_record(
         model, protocol, seed, folds,

@@ -417,7 +417,7 @@ def keras_fold(
     sidecar are saved under ``model_dir`` when given. ``extra`` of the result
     holds ``n_params``, ``best_epoch``, ``train_time_s`` and ``model_path``.
     """
-    from .models import build_model, count_params
+    from .models import build_model
 
     base, opts = parse_variant(model, options)
     name = variant_name(base, opts)
@@ -436,12 +436,7 @@ def keras_fold(
         x_train = np.concatenate([x_train, apply_recipe(copies, recipe, speakers, kind=opts["input"])])
         y_train = np.concatenate([y_train, y_train[rows]])
 
-    # Every setting this fold actually trained with, recorded in the results file.
-    hyper = {"optimizer": "adam", "learning_rate": float(opts.get("learning_rate", LEARNING_RATE)),
-             "batch_size": int(opts.get("batch_size", BATCH_SIZE)), "epoch_cap": n_epochs,
-             "patience": int(opts.get("patience", PATIENCE)), "min_delta": MIN_DELTA, "warmup_epochs": WARMUP_EPOCHS,
-             "lr_patience": LR_PATIENCE, "augment_copies": n_copies,
-             "max_train_clips": QUICK_MAX_TRAIN if quick else None}
+    hyper = fold_hyperparameters(opts, n_epochs, n_copies, quick)
     net = build_model(base, x.shape[1:])
     compile_model(net, hyper["learning_rate"])
     start = time.perf_counter()
@@ -451,12 +446,39 @@ def keras_fold(
         class_weight=balanced_class_weights(y_train) if opts["class_weights"] else None,
         progress=progress, desc=f"{name} {split.fold}",
     )
-    train_time = time.perf_counter() - start
-    y_pred = net.predict(x[test], batch_size=256, verbose=0).argmax(axis=1) if len(test) else np.array([], int)
+    return score_fold(net, history, fs, split, model, seed=seed, x=x, recipe=recipe, rows=(train, val, test),
+                      hyper=hyper, n_train_inputs=len(x_train), train_time=time.perf_counter() - start,
+                      model_dir=model_dir, options=options)
 
-    extra = {"n_params": count_params(net), "best_epoch": history.pop("best_epoch"),
-             "train_time_s": round(train_time, 2), "input": opts["input"], "spknorm": bool(opts["spknorm"]),
-             "n_train_inputs": int(len(x_train)), "hyperparameters": hyper}
+
+def fold_hyperparameters(opts: dict, n_epochs: int, n_copies: int = 0, quick: bool = False) -> dict:
+    """Every setting a fold actually trains with, as recorded in its results file."""
+    return {"optimizer": "adam", "learning_rate": float(opts.get("learning_rate", LEARNING_RATE)),
+            "batch_size": int(opts.get("batch_size", BATCH_SIZE)), "epoch_cap": int(n_epochs),
+            "patience": int(opts.get("patience", PATIENCE)), "min_delta": MIN_DELTA, "warmup_epochs": WARMUP_EPOCHS,
+            "lr_patience": LR_PATIENCE, "augment_copies": int(n_copies),
+            "max_train_clips": QUICK_MAX_TRAIN if quick else None}
+
+
+def score_fold(net, history: dict, fs: FeatureSet, split: Split, model: str, *, seed: int, x: np.ndarray,
+               recipe: dict, rows: tuple[np.ndarray, np.ndarray, np.ndarray], hyper: dict, n_train_inputs: int,
+               train_time: float | None, model_dir: str | os.PathLike | None = None,
+               options: dict | None = None) -> FoldResult:
+    """Score a trained model on the fold's test rows of ``x`` and package the fold (and its saved model).
+
+    ``history`` is :func:`fit_model`'s (with ``best_epoch``); ``rows`` are :func:`fold_rows`'s
+    training, validation and test rows; ``x`` and ``recipe`` are :func:`standardise_fold`'s.
+    """
+    from .models import count_params
+
+    base, opts = parse_variant(model, options)
+    name = variant_name(base, opts)
+    train, val, test = rows
+    history = {k: v if k == "best_epoch" else [float(e) for e in v] for k, v in history.items()}
+    y_pred = net.predict(x[test], batch_size=256, verbose=0).argmax(axis=1) if len(test) else np.array([], int)
+    extra = {"n_params": count_params(net), "best_epoch": int(history.pop("best_epoch")),
+             "train_time_s": None if train_time is None else round(train_time, 2), "input": opts["input"],
+             "spknorm": bool(opts["spknorm"]), "n_train_inputs": int(n_train_inputs), "hyperparameters": hyper}
     if model_dir is not None:
         path = model_path(model_dir, name, split, seed)
         sidecar = {
@@ -468,6 +490,7 @@ def keras_fold(
         }
         save_bundle(net, path, sidecar)
         extra["model_path"] = str(path)
+    y = fs.labels
     return FoldResult(
         fold=split.fold,
         test_ids=list(fs.ids[test]),
@@ -479,6 +502,30 @@ def keras_fold(
         history=history,
         extra=extra,
     )
+
+
+def trained_fold(net, history: dict, fs: FeatureSet, split: Split, model: str, *, seed: int = 0,
+                 epochs: int | None = None, quick: bool = False, train_time: float | None = None,
+                 model_dir: str | os.PathLike | None = None) -> FoldResult:
+    """The fold :func:`keras_fold` would return, for a model a chapter trained itself with its recipe.
+
+    The chapter must have trained ``net`` exactly as :func:`keras_fold` does (same seed, rows,
+    standardisation, callbacks and epoch cap, default options), so the weights are the same and
+    nothing is trained twice. Only plain models qualify; variants train through :func:`keras_fold`.
+    """
+    base, opts = parse_variant(model)
+    if variant_name(base, opts) != model or opts["input"] != "vector":
+        raise ValueError(f"only the plain vector models can be recorded from a chapter's own training, "
+                         f"not {model!r}; train it with run_experiment")
+    n_epochs = int(epochs) if epochs else (QUICK_EPOCHS if quick else DEFAULT_EPOCHS)
+    if len(history.get("loss", ())) > n_epochs or "best_epoch" not in history:
+        raise ValueError("history must be fit_model's (with best_epoch), from a run within the epoch cap "
+                         f"of {n_epochs}")
+    train, val, test = fold_rows(fs, split, seed=seed, quick=quick)
+    x, recipe = standardise_fold(fs, train, kind="vector")
+    return score_fold(net, history, fs, split, model, seed=seed, x=x, recipe=recipe, rows=(train, val, test),
+                      hyper=fold_hyperparameters(opts, n_epochs, 0, quick), n_train_inputs=len(train),
+                      train_time=train_time, model_dir=model_dir)
 
 
 # --- saving, loading, predicting --------------------------------------------------------

@@ -360,3 +360,30 @@ def test_best_epoch_names_the_weights_early_stopping_restored(toy):
     assert history["best_epoch"] == expected
     restored = model.evaluate(x[va], toy.labels[va], verbose=0)[0]
     assert restored == pytest.approx(losses[expected - 1], rel=1e-3, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_model_trained_in_the_chapter_is_recorded_not_trained_again(quick_chapter):
+    """run_experiment(trained=...) gives the record a full run gives: the same weights, predictions, history."""
+    from ser_utils.experiments import run_experiment
+    from ser_utils.models import build_model
+    from ser_utils.training import QUICK_EPOCHS, compile_model, fit_model, fold_rows, set_seed, standardise_fold
+
+    ch, fs = quick_chapter, quick_chapter.features
+    first = ch.splits("speaker", 0)[0]
+    train, val, test = fold_rows(fs, first, seed=0, quick=True)
+    x, _ = standardise_fold(fs, train, kind="vector")
+    set_seed(0)
+    net = build_model("cnn", x.shape[1:])
+    compile_model(net)
+    history = fit_model(net, x[train], fs.labels[train], x[val], fs.labels[val], epochs=QUICK_EPOCHS)
+
+    full = run_experiment(ch, "cnn", "speaker", 0, save=False, progress=False)
+    reused = run_experiment(ch, "cnn", "speaker", 0, save=False, progress=False, trained=(net, history, 1.5))
+    for a, b in zip(full["folds"], reused["folds"], strict=True):
+        assert a["fold"] == b["fold"] and a["predictions"] == b["predictions"]
+        assert a["history"] == b["history"] and a["best_epoch"] == b["best_epoch"]
+        assert a["hyperparameters"] == b["hyperparameters"]
+    assert reused["folds"][0]["train_time_s"] == 1.5
+    with pytest.raises(ValueError, match="plain"):
+        run_experiment(ch, "cnn-frames", "speaker", 0, save=False, trained=(net, history, 1.5))

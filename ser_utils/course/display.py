@@ -30,15 +30,22 @@ from ..labels import EMOTIONS
 from ..paper import PAPER_ACCURACY, PAPER_PROTOCOL
 
 
-def default_protocols(ch, protocols: Sequence[str] | None = None, full: bool = False) -> list[str]:
+def default_protocols(ch, protocols: Sequence[str] | None = None, full: bool = False, *,
+                      deep: bool = False) -> list[str]:
     """The protocols a model chapter trains: the given list, else random + speaker (+ word when ``full``).
 
     The word protocol scores like the random split on TESS (known voices), so by default the
     chapters quote its committed reference runs (:func:`reference_records`) instead of training it.
+    ``deep=True`` asks for an expensive model's protocols: on real data without ``full`` only
+    the chapter's own protocol (trained in its literate cells), the others quoted from the
+    reference runs (chapters 4 and 5: 100-170 s per speaker run on 2 cores); in quick mode
+    random + speaker as usual.
     """
     if protocols:
         return list(protocols)
-    return ["random", "speaker", "word"] if full and not ch.ctx.quick else ["random", "speaker"]
+    if full and not ch.ctx.quick:
+        return ["random", "speaker", "word"]
+    return [ch.ctx.protocol] if deep and not ch.ctx.quick else ["random", "speaker"]
 
 
 def run_protocols(ch, models: Sequence[str], protocols: Sequence[str], seeds: Sequence[int] = (0,), *,
