@@ -363,11 +363,12 @@ def training_callbacks(monitor: str, *, patience: int = PATIENCE, warmup: int = 
 
 def fit_model(model, x_train, y_train, x_val=None, y_val=None, *, epochs: int = DEFAULT_EPOCHS,
               patience: int = PATIENCE, batch_size: int = BATCH_SIZE, class_weight: dict | None = None,
-              progress: bool = False, desc: str = "Training") -> dict:
+              progress: bool = False, desc: str = "Training", extra_callbacks: list | None = None) -> dict:
     """Train a compiled model with early stopping on the validation loss; return the history.
 
     Without validation clips the training loss is watched; no warm-up when ``epochs`` is too short.
     The history holds per-epoch ``loss``, ``accuracy`` (and ``val_``) and ``best_epoch`` (1-based).
+    ``extra_callbacks`` run after these (e.g. a probe that only reads, never stops).
 
     Saved from chapter 3, section 3.3 (book/03_cnn.ipynb).
     """
@@ -377,7 +378,7 @@ def fit_model(model, x_train, y_train, x_val=None, y_val=None, *, epochs: int = 
     callbacks = training_callbacks(monitor, patience=patience, warmup=warmup)
     hist = model.fit(x_train, y_train, validation_data=(x_val, y_val) if has_val else None,
                      epochs=epochs, batch_size=batch_size, shuffle=True, class_weight=class_weight,
-                     callbacks=[*callbacks, epoch_progress(epochs, desc, progress)], verbose=0)
+                     callbacks=[*callbacks, epoch_progress(epochs, desc, progress), *(extra_callbacks or [])], verbose=0)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     # The epoch whose weights EarlyStopping restored (its rule: a fall of more than MIN_DELTA counts).
     history["best_epoch"] = int(callbacks[0].best_epoch) + 1

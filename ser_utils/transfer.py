@@ -100,6 +100,26 @@ def transfer_record(model: str, splits: Sequence[Split], folds: list[FoldResult]
                        config={"features": features_key, "epochs": None})
 
 
+def reference_fold(records: Sequence[dict], model: str, split: Split, seed: int) -> FoldResult | None:
+    """The fold ``split`` of a reference run of ``model`` with ``seed``, if one was made on exactly its clips.
+
+    What a default chapter run quotes instead of training a fold again: the match needs the same
+    model, seed and fold name, and the same test clips and number of training clips (so a
+    reference made on another copy or subset of the corpus is never quoted). None when absent.
+    """
+    for r in records:
+        if (r["model"], r["seed"]) != (model, seed):
+            continue
+        for f in r["folds"]:
+            pred = f["predictions"]
+            if f["fold"] == split.fold and sorted(pred["ids"]) == sorted(map(str, split.test)) \
+                    and f["n_train"] == len(split.train):
+                classes = [EMOTIONS.index(e) for e in f["classes"]] if f.get("classes") else None
+                return FoldResult(f["fold"], pred["ids"], pred["y_true"], pred["y_pred"], f["n_train"], f["n_val"],
+                                  epochs=f.get("epochs"), history=f.get("history"), classes=classes)
+    return None
+
+
 def save_record_in(record: dict, folder: str | os.PathLike) -> Path:
     """Write a record as ``<folder>/<model>__<protocol>__seed<k>.json`` (:func:`save_record` adds ``results/``)."""
     path = Path(folder) / result_path(".", record["model"], record["protocol"], record["seed"]).name

@@ -26,6 +26,7 @@ from ser_utils.course.runner import (
     run_book,
     select_chapters,
 )
+from ser_utils.errors import UserError
 
 STANDARD = 'dataset = "auto"\ndata_dir = None\nartifacts_dir = None\nprotocol = "random"\nseed = 0\nepochs = None\nquick = None'
 CONFIG = """title: tiny
@@ -363,6 +364,11 @@ def test_published_chapters_lose_audio_and_build_without_execution(tmp_path):
     assert "<audio" not in text and "not redistributed" in text and "after the clip" in text
     run = json.loads((folder / "run.json").read_text())
     assert run["data_dir_name"] == "TESS" and run["chapters"][0]["chapter"] == "01_a"
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]  # no temp files left behind
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the folder should be")
+    with pytest.raises(UserError, match="a file is in the way"):
+        pipeline.publish_chapters(entries, tmp_path / "_build", blocked, report)
     # Building from the published folder executes nothing: a chapter source that would fail is never run.
     write_notebook(tmp_path / "book" / "01_a.ipynb", STANDARD, "raise RuntimeError('must not run')")
     staged = run_book(tmp_path, parameters=params(), from_published=folder, html=False, echo=lambda s: None)

@@ -80,3 +80,27 @@ def test_default_protocols_of_a_real_run_quote_the_expensive_ones():
     assert reporting.default_protocols(real, deep=True) == ["random"]
     assert reporting.default_protocols(real, full=True) == reporting.default_protocols(real, full=True, deep=True) \
         == ["random", "speaker", "word"]
+
+
+def test_reference_stand_ins_quote_only_runs_on_the_same_data(tmp_path):
+    import json
+
+    from ser_utils.course.comparison import reference_stand_ins
+
+    real = {"name": "tess", "synthetic": False, "n_clips": 15, "partial": True, "quick": False}
+
+    def on(rec, dataset, features="abc"):
+        return {**rec, "dataset": dataset, "config": {"features": features}}
+
+    ours = [on(record("cnn", "random"), real), on(record("logreg", "speaker"), real)]
+    refs = {"lstm__speaker__seed0": on(record("lstm", "speaker"), real),
+            "cnn__random__seed0": on(record("cnn", "random"), real),  # this run has it: not quoted
+            "hybrid__speaker__seed0": on(record("hybrid", "speaker"), {**real, "n_clips": 2800}),  # other data
+            "hybrid__word__seed0": on(record("hybrid", "word"), real, features="other"),  # other features
+            "lstm__speaker__seed1": on(record("lstm", "speaker", seed=1), real)}  # a seed not asked for
+    for name, rec in refs.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(rec))
+    got = reference_stand_ins(ours, protocols=["random", "speaker", "word"], seeds=[0], folder=tmp_path)
+    assert [(r["model"], r["protocol"], r["seed"], r["quoted"]) for r in got] == [("lstm", "speaker", 0, True)]
+    demo = [record("cnn", "random")]  # the demo corpus: nothing is quoted
+    assert reference_stand_ins(demo, protocols=["speaker"], seeds=[0], folder=tmp_path) == []

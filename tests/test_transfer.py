@@ -119,3 +119,22 @@ def test_transfer_module_runs_as_a_command_and_reports_user_errors_in_one_line(t
                            str(tmp_path), "--artifacts", str(tmp_path / "art"), "--models", "logreg"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2 and "Keras" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_reference_fold_is_quoted_only_for_exactly_the_same_clips():
+    from ser_utils.evaluation import FoldResult, make_record
+    from ser_utils.splits import Split
+    from ser_utils.transfer import reference_fold
+
+    split = Split("actor-loo", "test 1001", 0, ("a", "b", "c"), ("d",), ("x", "y"))
+    fold = FoldResult("test 1001", ["x", "y"], [0, 1], [0, 0], n_train=3, n_val=1, epochs=7, classes=[0, 1, 2, 3, 4, 5])
+    rec = make_record("cnn", "actor-loo", 0, [fold], dataset={"name": "crema-d"}, wall_time=1.0)
+    got = reference_fold([rec], "cnn", split, 0)
+    assert (got.fold, got.test_ids, got.y_pred, got.epochs, got.classes) == ("test 1001", ["x", "y"], [0, 0], 7,
+                                                                             [0, 1, 2, 3, 4, 5])
+    assert reference_fold([rec], "cnn", split, 1) is None  # another seed
+    assert reference_fold([rec], "hybrid", split, 0) is None  # another model
+    other_train = Split("actor-loo", "test 1001", 0, ("a", "b", "c", "e"), ("d",), ("x", "y"))
+    assert reference_fold([rec], "cnn", other_train, 0) is None  # another copy of the corpus
+    other_test = Split("actor-loo", "test 1001", 0, ("a", "b", "c"), ("d",), ("x", "z"))
+    assert reference_fold([rec], "cnn", other_test, 0) is None

@@ -256,6 +256,32 @@ def missing_models(records: Sequence[dict], models: Iterable[str] = DEEP_MODELS,
     return pd.DataFrame(rows, columns=["model", "missing protocols", "how to produce"])
 
 
+def reference_stand_ins(records: Sequence[dict], *, protocols: Iterable[str], seeds: Iterable[int],
+                        models: Iterable[str] = KERAS_MODELS, folder: str | os.PathLike | None = None) -> list[dict]:
+    """Committed reference runs standing in for the deep runs this run did not train, on the same data only.
+
+    A default book run trains the LSTM and the hybrid on the random split only and quotes their
+    other protocols (chapters 4 and 5). Training is deterministic, so a reference record of the
+    same model, protocol and seed, made on the same dataset (name, clip count, mode) with the same
+    feature settings, is the record this run would have written. Each is returned marked
+    ``"quoted": True``; nothing is quoted without a real-data record of this run to match.
+    Only the Keras models by default: their reference runs were checked to be reproduced exactly
+    by the current code, while the transformers' speaker runs predate their learning-rate schedule.
+    """
+    from ..run_context import project_root
+
+    ours = [r for r in records if not (r.get("dataset") or {}).get("synthetic", True)]
+    if not ours:
+        return []
+    dataset, features = ours[0]["dataset"], (ours[0].get("config") or {}).get("features")
+    have = {(r["model"], r["protocol"], r["seed"]) for r in records}
+    wanted = {(m, p, s) for m in models for p in protocols for s in seeds} - have
+    folder = Path(folder) if folder is not None else project_root() / "results" / "reference"
+    return [{**r, "quoted": True} for r in load_records(folder)
+            if (r["model"], r["protocol"], r["seed"]) in wanted and r.get("dataset") == dataset
+            and (r.get("config") or {}).get("features") == features]
+
+
 def confusions(records: Sequence[dict], protocol: str) -> dict[str, np.ndarray]:
     """Confusion matrix per model under ``protocol``, summed over seeds and folds (rows: true)."""
     out: dict[str, np.ndarray] = {}

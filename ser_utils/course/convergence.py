@@ -34,8 +34,7 @@ def test_uar_along_training(fs, split, model: str, *, seed: int, epochs: int, ev
     from sklearn.metrics import balanced_accuracy_score
 
     from ..models import build_model
-    from ..training import (BATCH_SIZE, WARMUP_EPOCHS, compile_model, fold_rows, parse_variant, set_seed,
-                            standardise_fold, training_callbacks)
+    from ..training import compile_model, fit_model, fold_rows, parse_variant, set_seed, standardise_fold
 
     base, opts = parse_variant(model)
     if opts["augment"]:
@@ -46,7 +45,7 @@ def test_uar_along_training(fs, split, model: str, *, seed: int, epochs: int, ev
     y = fs.labels
     trajectory: list[list[float]] = []
 
-    class Probe(keras.callbacks.Callback):
+    class Probe(keras.callbacks.Callback):  # reads the test speaker's score; never stops or selects
         def on_epoch_end(self, epoch, logs=None):
             if (epoch + 1) % every == 0:
                 pred = self.model.predict(x[test], batch_size=256, verbose=0).argmax(axis=1)
@@ -54,11 +53,9 @@ def test_uar_along_training(fs, split, model: str, *, seed: int, epochs: int, ev
 
     net = build_model(base, x.shape[1:])
     compile_model(net)
-    callbacks = training_callbacks("val_loss", warmup=WARMUP_EPOCHS)
-    hist = net.fit(x[train], y[train], validation_data=(x[val], y[val]), epochs=epochs, batch_size=BATCH_SIZE,
-                   shuffle=True, callbacks=[*callbacks, Probe()], verbose=0)
+    history = fit_model(net, x[train], y[train], x[val], y[val], epochs=epochs, extra_callbacks=[Probe()])
     pred = net.predict(x[test], batch_size=256, verbose=0).argmax(axis=1)  # restored best weights
-    return {"fold": split.fold, "epochs_run": len(hist.history["loss"]), "best_epoch": int(callbacks[0].best_epoch) + 1,
+    return {"fold": split.fold, "epochs_run": len(history["loss"]), "best_epoch": history["best_epoch"],
             "final_uar": round(100 * balanced_accuracy_score(y[test], pred), 2), "trajectory": trajectory}
 
 

@@ -61,6 +61,19 @@ def run_protocols(ch, models: Sequence[str], protocols: Sequence[str], seeds: Se
     return run_grid(ch, models, protocols, seeds, done=done, **kwargs)
 
 
+def chapter_runs(ch, models: Sequence[str], protocols: Sequence[str] | None, seeds: Sequence[int] = (0,),
+                 full: bool = False, *, baselines: Sequence[str] = ("logreg",), done: Sequence[dict] = ()) -> list[dict]:
+    """A model chapter's comparison: its deep ``models`` and the ``baselines``, each on its default protocols.
+
+    The baselines (seconds) run on :func:`default_protocols`; the deep models on
+    ``default_protocols(..., deep=True)``: on real data without ``full``, only the chapter's
+    own protocol, already trained in its cells and passed in ``done``; the chapter quotes the
+    rest from the reference runs. Records: deep models first, then baselines.
+    """
+    deep = run_protocols(ch, models, default_protocols(ch, protocols, full, deep=True), seeds, done=done)
+    return deep + run_protocols(ch, baselines, default_protocols(ch, protocols, full), seeds)
+
+
 def reference_records(models: Sequence[str], protocols: Sequence[str], *, corpus: str = "") -> list[dict]:
     """The committed reference runs (``results/reference/<corpus>``) of these models and protocols.
 

@@ -775,17 +775,20 @@ def publish_chapters(notebooks: Sequence[TocEntry], build: Path, folder: Path, r
     import nbformat
 
     from ..evaluation import git_commit
+    from ..outputs import atomic_write, make_output_dir
 
-    folder.mkdir(parents=True, exist_ok=True)
-    for entry in notebooks:
+    make_output_dir(folder, what="published run folder")
+    for entry in notebooks:  # each file replaced whole or not at all (an interrupted copy keeps the old one)
         nb = nbformat.read(build / "src" / entry.relpath(), as_version=4)
         strip_audio(nb)
-        nbformat.write(nb, folder / f"{entry.stem}.ipynb")
+        with atomic_write(folder / f"{entry.stem}.ipynb", what="published chapter") as tmp:
+            nbformat.write(nb, tmp)
     run = {"commit": git_commit(), "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "dataset": report.dataset, "data_dir_name": Path(data_dir).name if data_dir else None,
            "execute_s": report.execute_s, "machine": report.machine,
            "chapters": [asdict(c) for c in report.chapters]}
-    (folder / "run.json").write_text(json.dumps(run, indent=2), encoding="utf-8")
+    with atomic_write(folder / "run.json", what="published run record") as tmp:
+        tmp.write_text(json.dumps(run, indent=2), encoding="utf-8")
     return folder
 
 
