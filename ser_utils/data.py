@@ -20,6 +20,7 @@ import soundfile as sf
 from .corpora import CORPUS_NAMES, TESS_HELP, Corpus, get_corpus
 from .errors import TessNotFoundError
 from .labels import EMOTIONS, UnknownLabelError
+from .quiet import bar_hidden
 
 
 #: Number of clips in the complete TESS release (2 speakers x 200 words x 7 emotions).
@@ -278,7 +279,7 @@ def build_manifest(
 
     rows = []
     seen: set[str] = set()
-    for path in tqdm(files, desc="Checking clips", unit="clip", disable=not progress):
+    for path in tqdm(files, desc="Checking clips", unit="clip", disable=bar_hidden(progress)):
         row = {c: None for c in MANIFEST_COLUMNS}
         full = path.resolve() if path.exists() else path.absolute()  # a broken link keeps its own name
         row["path"] = _printable(full)

@@ -18,6 +18,7 @@ import requests
 from tqdm.auto import tqdm
 
 from .errors import DownloadError
+from .quiet import bar_hidden
 
 #: DOI of "Toronto emotional speech set (TESS)", Dupuis & Pichora-Fuller, 2010.
 TESS_DOI = "doi:10.5683/SP2/E8H2MF"
@@ -148,7 +149,7 @@ def _fetch(url: str, part: Path, *, timeout: float, progress: bool, what: str, b
         except OSError as exc:
             raise DownloadError(f"cannot write {part}: {exc.strerror or exc}; choose a writable folder") from exc
         with fh, tqdm(
-            total=total, initial=have, unit="B", unit_scale=True, desc=f"Downloading {what}", disable=not progress
+            total=total, initial=have, unit="B", unit_scale=True, desc=f"Downloading {what}", disable=bar_hidden(progress)
         ) as bar:
             try:
                 for chunk in resp.iter_content(_CHUNK):

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .quiet import bar_hidden
+
 #: Number of eGeMAPSv02 functionals.
 N_EGEMAPS = 88
 #: openSMILE works on 16 kHz; every clip is resampled to this rate first.
@@ -117,7 +119,7 @@ def ensure_egemaps(manifest: pd.DataFrame, artifacts_dir: str | os.PathLike, *, 
     futures = [executor.submit(_chunk, c) for c in chunks]
     parts = []
     for chunk, future in tqdm(zip(chunks, futures, strict=True), total=n_jobs, desc="eGeMAPS",
-                              disable=not progress):
+                              disable=bar_hidden(progress)):
         try:
             parts.append(future.result())
         except Exception as exc:  # noqa: BLE001 - e.g. TerminatedWorkerError after a native crash

@@ -37,6 +37,7 @@ from sklearn.metrics import (
 
 from .data import FULL_TESS_SIZE
 from .labels import EMOTIONS
+from .quiet import bar_hidden
 
 METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_weighted", "uar")
 SCHEMA_VERSION = 1
@@ -252,7 +253,7 @@ def run_folds(
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
-    folds = [fit_predict(s) for s in tqdm(splits, desc="Folds", disable=not progress or len(splits) < 2)]
+    folds = [fit_predict(s) for s in tqdm(splits, desc="Folds", disable=bar_hidden(progress and len(splits) >= 2))]
     return folds, time.perf_counter() - start
 
 

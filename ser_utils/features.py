@@ -48,6 +48,7 @@ import pandas as pd
 from PIL import Image
 
 from .labels import EMOTIONS
+from .quiet import bar_hidden
 
 N_CHROMA, N_MELS, N_CONTRAST, N_MFCC = 12, 128, 7, 40
 #: Column slices of the 187-d vector (and of each frame), by feature group.
@@ -259,7 +260,7 @@ def ensure_features(
         jobs = jobs or os.cpu_count() or 1
         runner = Parallel(n_jobs=min(jobs, len(todo)), return_as="generator_unordered")
         work = runner(delayed(_extract_chunk)(c[["clip_id", "path"]], cfg, p) for c, p in todo)
-        for _ in tqdm(work, total=len(todo), desc="Extracting features", unit="chunk", disable=not progress):
+        for _ in tqdm(work, total=len(todo), desc="Extracting features", unit="chunk", disable=bar_hidden(progress)):
             pass
     fs = _assemble(ok, paths, cfg, loaded)
     fs.cache_dir = cache

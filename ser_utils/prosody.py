@@ -39,6 +39,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .quiet import bar_hidden
+
 PROSODY_NAMES: tuple[str, ...] = (
     "f0_mean", "f0_sd", "f0_p5", "f0_p95", "f0_range", "f0_slope", "voiced_frac",
     "rms_mean", "rms_sd", "rms_range", "rms_slope", "onset_rate", "pause_frac",
@@ -167,7 +169,7 @@ def ensure_prosody(
     paths = list(ok["path"])
     runner = Parallel(n_jobs=jobs or os.cpu_count() or 1, return_as="generator")
     rows = list(tqdm(runner(delayed(one)(p) for p in paths), total=len(paths), desc="Prosody",
-                     unit="clip", disable=not progress))
+                     unit="clip", disable=bar_hidden(progress)))
     table = pd.DataFrame(np.array(rows).reshape(-1, len(PROSODY_NAMES)), columns=list(PROSODY_NAMES),
                          index=pd.Index(ok["clip_id"], name="clip_id"))
     cache.parent.mkdir(parents=True, exist_ok=True)

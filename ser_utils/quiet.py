@@ -29,3 +29,13 @@ def quiet_libraries() -> None:
     # tqdm.auto falls back to text bars without ipywidgets; its notice about that is noise here.
     warnings.filterwarnings("ignore", message="IProgress not found")
     warnings.filterwarnings("ignore", message=".*is_categorical_dtype.*")
+
+
+def bar_hidden(enabled: bool = True) -> bool:
+    """tqdm's ``disable``: hide a progress bar when not ``enabled`` or when ``TQDM_DISABLE`` is set.
+
+    tqdm reads ``TQDM_DISABLE`` only for calls that leave ``disable`` unset; the book runner sets it
+    in the chapter kernels (an executed page would keep a bar as a frozen stderr box), so every
+    bar that passes ``disable=`` asks here.
+    """
+    return not enabled or os.environ.get("TQDM_DISABLE", "").strip().lower() in {"1", "true", "yes"}

@@ -27,6 +27,7 @@ import soundfile as sf
 from scipy.signal import lfilter
 
 from .labels import EMOTIONS
+from .quiet import bar_hidden
 
 #: Sample rate of TESS recordings, used for the demo corpus too.
 DEMO_SAMPLE_RATE = 24414
@@ -289,7 +290,7 @@ def write_demo_corpus(
     root.mkdir(parents=True, exist_ok=True)
     (root / _MARKER).write_text(json.dumps({**params, "complete": False}, indent=2))
     jobs = [(s, w, e) for s in speakers for e in EMOTIONS for w in WORDS[:n_words]]
-    for spk, word, emo in tqdm(jobs, desc="Synthesising demo corpus", disable=not progress):
+    for spk, word, emo in tqdm(jobs, desc="Synthesising demo corpus", disable=bar_hidden(progress)):
         tag = "ps" if emo == "pleasant_surprise" else emo  # TESS spells it 'ps' in file names
         path = root / f"{spk}_{emo}" / f"{spk}_{word}_{tag}.wav"
         if path.exists():
@@ -385,7 +386,7 @@ def write_demo_crema(root: str | os.PathLike, *, n_actors: int = 8, n_sentences:
     sentences = list(CREMA_SENTENCES.items())[:n_sentences]
     jobs = [(v, code, text, emo) for v in demo_crema_voices(n_actors) for code, text in sentences
             for emo in _CREMA_CODES]
-    for voice, code, text, emo in tqdm(jobs, desc="Synthesising demo CREMA-D", disable=not progress):
+    for voice, code, text, emo in tqdm(jobs, desc="Synthesising demo CREMA-D", disable=bar_hidden(progress)):
         path = root / "AudioWAV" / f"{voice.name}_{code}_{_CREMA_CODES[emo]}_XX.wav"
         if path.exists():
             continue

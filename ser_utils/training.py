@@ -51,6 +51,7 @@ from .evaluation import FoldResult
 from .features import (FEATURE_GROUPS, FeatureConfig, FeatureSet, feature_stats, fit_standardizer,
                        standardize_per_speaker)
 from .labels import EMOTIONS
+from .quiet import bar_hidden
 from .registry import INPUTS, KERAS_MODELS, ModelSpec
 from .splits import Split
 
@@ -322,7 +323,7 @@ def epoch_progress(total: int, desc: str, enabled: bool):
 
     class EpochBar(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
-            self.bar = tqdm(total=total, desc=desc, unit="epoch", disable=not enabled, leave=False)
+            self.bar = tqdm(total=total, desc=desc, unit="epoch", disable=bar_hidden(enabled), leave=False)
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}

@@ -61,6 +61,7 @@ from .errors import PretrainedUnavailableError
 from .evaluation import FoldResult
 from .features import FeatureSet, as_rgb
 from .labels import EMOTIONS
+from .quiet import bar_hidden
 from .registry import VISION_MODELS, ModelSpec
 from .splits import Split
 
@@ -413,7 +414,7 @@ def fit(model, prep: Preprocess, x_train, y_train, x_val, y_val, tc: TrainConfig
     schedule = get_cosine_schedule_with_warmup(optimizer, tc.warmup_epochs * steps, tc.epochs * steps)
     history = {k: [] for k in ("loss", "accuracy", "val_loss", "val_accuracy", "lr")}
     best_loss, best_epoch, best_state = float("inf"), 0, None
-    for epoch in tqdm(range(1, tc.epochs + 1), desc=desc, unit="epoch", disable=not progress, leave=False):
+    for epoch in tqdm(range(1, tc.epochs + 1), desc=desc, unit="epoch", disable=bar_hidden(progress), leave=False):
         loss, acc = train_epoch(model, optimizer, schedule, prep, x_train, y_train, tc.batch_size, rng, tc.augment)
         logits, val_loss = evaluate(model, x_val, y_val, prep)
         val_acc = (logits.argmax(-1) == y_val).mean()

@@ -374,3 +374,20 @@ def test_published_chapters_lose_audio_and_build_without_execution(tmp_path):
     staged = run_book(tmp_path, parameters=params(), from_published=folder, html=False, echo=lambda s: None)
     assert statuses(staged) == {"01_a": "published"}
     assert "after the clip" in outputs_text(tmp_path / "_build/src/book/01_a.ipynb")
+
+
+def test_progress_bars_obey_the_kernels_tqdm_disable(monkeypatch, capsys):
+    """A bar asked for explicitly (disable=False) still hides in a chapter kernel, so no page gets a stderr box."""
+    from ser_utils.evaluation import run_folds
+    from ser_utils.quiet import bar_hidden
+
+    env = pipeline.kernel_environment({})
+    assert env["TQDM_DISABLE"] == "1"
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    assert not bar_hidden(True) and bar_hidden(False)
+    run_folds(["a", "b"], lambda s: s, progress=True)
+    assert "Folds" in capsys.readouterr().err
+    monkeypatch.setenv("TQDM_DISABLE", env["TQDM_DISABLE"])
+    assert bar_hidden(True)
+    run_folds(["a", "b"], lambda s: s, progress=True)
+    assert capsys.readouterr().err == ""
