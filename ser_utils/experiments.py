@@ -81,13 +81,15 @@ def run_experiment(
             if trained is not None and split is splits[0]:
                 from .training import trained_fold
 
-                return trained_fold(*trained[:2], ch.features, split, model, seed=seed, epochs=epochs,
-                                    quick=ch.ctx.quick, train_time=trained[2], model_dir=model_dir)
+                net, history, seconds = trained
+                return trained_fold(net, history, ch.features, split, model, seed=seed, epochs=epochs,
+                                    quick=ch.ctx.quick, train_time=seconds, model_dir=model_dir)
             return fold_fn(ch.features, split, model, seed=seed, epochs=epochs, quick=ch.ctx.quick,
                            options=options, model_dir=model_dir, progress=progress)
 
     folds, wall = run_folds(splits, fit_predict, progress=progress)
-    wall += trained[2] if trained is not None else 0.0  # the first fold's training happened in the chapter
+    if trained is not None:
+        wall += trained[2]  # the first fold's training time, spent in the chapter
     n_params = next((f.extra.get("n_params") for f in folds if f.extra.get("n_params")), None)
     record = make_record(
         model, protocol, seed, folds,

@@ -82,6 +82,8 @@ QUICK_EPOCHS = 2
 QUICK_MAX_TRAIN = 128
 BATCH_SIZE = 32
 LEARNING_RATE = 1e-3
+LR_FACTOR = 0.5  # ReduceLROnPlateau halves the learning rate...
+MIN_LR = 1e-5  # ...down to this floor
 #: Options a Keras run accepts (the first four are also spelled in the model name, see :mod:`ser_utils.registry`).
 _KNOWN_OPTIONS = {"input", "spknorm", "class_weights", "augment", "batch_size", "patience", "learning_rate"}
 #: Frequency-warped copies of each training clip added by the ``augment`` option (see :func:`warped_copies`).
@@ -359,7 +361,8 @@ def training_callbacks(monitor: str, *, patience: int = PATIENCE, warmup: int = 
 
     return [keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, min_delta=MIN_DELTA,
                                           restore_best_weights=True, start_from_epoch=warmup),
-            keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=LR_PATIENCE, min_lr=1e-5)]
+            keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=LR_FACTOR, patience=LR_PATIENCE,
+                                              min_lr=MIN_LR)]
 
 
 def fit_model(model, x_train, y_train, x_val=None, y_val=None, *, epochs: int = DEFAULT_EPOCHS,

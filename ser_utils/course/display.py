@@ -38,7 +38,7 @@ def default_protocols(ch, protocols: Sequence[str] | None = None, full: bool = F
     chapters quote its committed reference runs (:func:`reference_records`) instead of training it.
     ``deep=True`` asks for an expensive model's protocols: on real data without ``full`` only
     the chapter's own protocol (trained in its literate cells), the others quoted from the
-    reference runs (chapters 4 and 5: 100-170 s per speaker run on 2 cores); in quick mode
+    reference runs (chapters 3-5: 75-170 s per speaker run on 2 cores); in quick mode
     random + speaker as usual.
     """
     if protocols:
