@@ -122,12 +122,15 @@ def test_probe_never_raises(tmp_path):
     assert not probe.ok and probe.reason
 
 
-def test_real_tess_dev_subset(tess_dev):
-    """Extra check when the real development subset is on this machine."""
+def test_real_tess_dev_is_all_of_tess(tess_dev):
+    """Extra check when the real TESS copy (all 2800 clips, WAV + FLAC) is on this machine."""
     m = build_manifest(tess_dev, progress=False)
     s = summarise_manifest(m)
-    assert s.n_ok == 1400 and not s.is_full
-    assert (s.counts.to_numpy() == 100).all() and s.n_words == 100
+    assert s.n_ok == 2800 and s.is_full and not s.notes
+    assert (s.counts.to_numpy() == 200).all() and s.n_words == 200
+    assert sorted(s.counts.index) == ["OAF", "YAF"]  # OA_bite_neutral belongs to OAF
+    suffixes = {p.rsplit(".", 1)[-1].lower() for p in m["path"]}
+    assert suffixes == {"wav", "flac"}  # ids are file stems, whatever the container
     quirks = " ".join(s.quirks["quirk"])
     assert "96000 Hz" in quirks and "AIFF" in quirks
     assert isinstance(m, pd.DataFrame)
