@@ -334,6 +334,26 @@ def _gradcam_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("pretrained-reference")
+def _pretrained_reference(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .encoder_runs import ReferenceRun, reference_run
+    from .outputs import check_output_path, make_output_dir
+
+    for flag, folder in (("--tess", args.tess), ("--crema", args.crema)):
+        if not Path(folder).is_dir():
+            raise UserError(f"{flag}: no folder at {folder}")
+    out = make_output_dir(check_output_path(args.out, kind="dir", data_dir=args.tess, what="--out"), what="--out")
+    art = make_output_dir(check_output_path(args.artifacts, kind="dir", data_dir=args.tess, what="--artifacts"),
+                          what="artifacts folder")
+    run = ReferenceRun(Path(args.tess), Path(args.crema), art, out, args.pretrained, tuple(args.seeds),
+                       ("clip", "30s") if args.padding_30s else ("clip",))
+    paths = reference_run(run)
+    print(f"Wrote {len(paths)} results files to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="python -m ser_utils", description=__doc__.splitlines()[0])
@@ -431,6 +451,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-random", type=int, default=5, help="random orders (default 5)")
     p.add_argument("--epochs", type=int, help="maximum epochs when a model must be trained")
     p.add_argument("--quick", action="store_true", help="tiny sizes and 1-2 epochs (for testing)")
+
+    p = sub.add_parser("pretrained-reference", help="chapter 10's reference run: a frozen pretrained encoder read "
+                       "layer by layer on TESS and CREMA-D, every protocol; one JSON per read-out")
+    p.add_argument("--tess", required=True, metavar="DIR", help="folder holding TESS")
+    p.add_argument("--crema", required=True, metavar="DIR", help="folder holding CREMA-D (or a subset of its actors)")
+    p.add_argument("-o", "--artifacts", required=True, metavar="DIR", help="artifacts folder (embeddings, checkpoint)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the results files")
+    p.add_argument("--pretrained", metavar="ID_OR_PATH",
+                   help="hub id or checkpoint folder (default: the offline Whisper tiny.en)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the learned head (default 0 1 2)")
+    p.add_argument("--padding-30s", action="store_true", help="also embed CREMA-D with 30-s padding (slow)")
 
     p = sub.add_parser("saved-code", help="check (or --write) that the chapters' #@save cells match ser_utils")
     p.add_argument("--write", action="store_true", help="copy the chapters' saved cells into the package")

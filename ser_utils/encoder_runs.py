@@ -185,3 +185,128 @@ def uar_by_protocol(records: Sequence[dict]) -> pd.DataFrame:
         return t
     g = t.groupby(["model", "protocol"])["uar"]
     return pd.DataFrame({"mean": g.mean(), "sd": g.std(), "seeds": g.size()}).reset_index()
+
+
+@dataclass(frozen=True)
+class ReferenceRun:
+    """What ``python -m ser_utils pretrained-reference`` runs: the corpora, the encoder, where files go."""
+
+    tess_dir: Path
+    crema_dir: Path
+    artifacts: Path
+    out: Path
+    source: str | None = None  # None: the offline Whisper tiny.en, converted into <artifacts>/pretrained
+    seeds: tuple[int, ...] = (0, 1, 2)
+    paddings: tuple[str, ...] = ("clip",)  # add "30s" for the padding comparison (CREMA-D only: it is slow)
+
+
+def _tess_logreg(m_tess: pd.DataFrame, artifacts: Path, splits: Sequence[Split], dataset: dict) -> dict:
+    """The logistic regression on the paper's 187 values on the same speaker folds (the yardstick)."""
+    from .baselines import vector_fold
+    from .features import ensure_features
+
+    start = time.perf_counter()
+    fs = ensure_features(m_tess, artifacts / "tess", progress=False)
+    folds = [vector_fold(fs, s, "logreg", 0) for s in splits]
+    return make_record("logreg", "speaker", 0, folds, dataset=dataset, wall_time=time.perf_counter() - start,
+                       config={"features": fs.config.key(), "epochs": None})
+
+
+def reference_run(run: ReferenceRun, *, progress: bool = True) -> list[Path]:
+    """Embed both corpora, run every read-out on every protocol, and write one results file per record.
+
+    Also writes, on the same TESS speaker folds, the logistic regression on the
+    187 values (the yardstick of chapters 7 and 9), and with ``"30s"`` in
+    ``paddings`` the per-layer probes of CREMA-D embedded with Whisper's
+    30-s padding (model names unchanged, ``config.padding`` says which).
+    """
+    from .data import build_manifest, usable
+    from .encoders import ensure_embeddings, load_encoder
+    from .whisper_offline import CHECKPOINT_NAME, convert
+
+    source = run.source or str(convert(run.artifacts / "pretrained" / CHECKPOINT_NAME).folder)
+    enc = load_encoder(source)
+    m_tess = build_manifest(run.tess_dir, corpus="tess", progress=False)
+    m_crema = build_manifest(run.crema_dir, corpus="crema-d", progress=False)
+    for name, m in (("TESS", m_tess), ("CREMA-D", m_crema)):
+        if usable(m).empty:
+            from .errors import UserError
+
+            raise UserError(f"no usable {name} clip under {run.tess_dir if name == 'TESS' else run.crema_dir}")
+    data = {"tess": {"folder": run.tess_dir.name}, "crema-d": {"folder": run.crema_dir.name,
+            "actors": sorted(usable(m_crema)["speaker"].astype(str).unique())}}
+    emb_t = ensure_embeddings(m_tess, run.artifacts / "tess", enc, progress=progress)
+    emb_c = ensure_embeddings(m_crema, run.artifacts / "crema-d", enc, progress=progress)
+    both = combine(emb_t, emb_c)
+    protocols = tess_crema_protocols(m_tess, m_crema, data=data)
+    from .corpora import get_corpus
+
+    chosen, _ = crema_layer(emb_c, get_corpus("crema-d").emotions)
+    records = run_readouts(both, protocols, crema_choice=chosen, seeds=run.seeds, source=source, progress=progress)
+    records.append(_tess_logreg(m_tess, run.artifacts, protocols[0].splits, protocols[0].dataset))
+    if "30s" in run.paddings:
+        emb_30 = ensure_embeddings(m_crema, run.artifacts / "crema-d", enc, padding="30s", progress=progress)
+        loo = [p for p in protocols if p.name == "actor-loo"]
+        padded = run_readouts(emb_30, loo, seeds=(), source=source, progress=progress)
+        records += [dict(r, model=r["model"].replace("probe-", "probe30s-")) for r in padded
+                    if "-layer" in r["model"]]
+    return save_records(records, run.out)
+
+
+def _mean_sd(records: Sequence[dict], model: str, protocol: str) -> tuple[float, float, int] | None:
+    vals = [100 * r["metrics"]["uar"] for r in records if r["model"] == model and r["protocol"] == protocol]
+    if not vals:
+        return None
+    return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan"), len(vals)
+
+
+def _fmt(v: tuple[float, float, int] | None) -> str:
+    if v is None:
+        return "not run"
+    m, s, n = v
+    return f"{m:.1f} %" + ("" if s != s else f" ± {s:.1f}") + f" ({n} seed{'s' if n > 1 else ''})"
+
+
+def comparison_lines(reference: Sequence[dict], reference_root: Path) -> list[str]:
+    """Markdown bullets: the strict pretrained read-outs beside the 187-value yardstick and the book's models.
+
+    Every number is read from a results file; the data each was made on is
+    named, so a from-scratch figure made on other clips is visibly so.
+    """
+    from .evaluation import load_records
+
+    def data_of(records, model, protocol):
+        r = next((r for r in records if r["model"] == model and r["protocol"] == protocol), None)
+        return "" if r is None else f" [{r['dataset'].get('name')}, {r['dataset'].get('n_clips')} clips]"
+
+    lines = []
+    scratch = load_records(reference_root) if reference_root.is_dir() else []
+    for protocol, label, yard in (("speaker", "TESS, train one actress, test the other", "logreg"),
+                                  ("actor-loo", "CREMA-D, leave one actor out", None)):
+        lines.append(f"- **{label}** (UAR, strict):")
+        for model, what in ((f"{PREFIX}-probe-crema", "probe, layer chosen on CREMA-D's actors"),
+                            (f"{PREFIX}-probe-select", "probe, layer chosen on the training speakers"),
+                            (f"{PREFIX}-weighted", "learned layer weights")):
+            v = _mean_sd(reference, model, protocol)
+            if v is not None:
+                lines.append(f"  - Whisper tiny.en, {what}: {_fmt(v)}{data_of(reference, model, protocol)}")
+        best = max(((m, _mean_sd(reference, m, protocol)) for m in {r["model"] for r in reference}
+                    if "-layer" in m), key=lambda t: t[1][0] if t[1] else -1, default=(None, None))
+        if best[1] is not None:
+            lines.append(f"  - (upper bound, layer chosen on the test speakers: {best[0]}, {_fmt(best[1])})")
+        if yard:
+            lines.append(f"  - logistic regression on the 187 values, same folds: "
+                         f"{_fmt(_mean_sd(reference, yard, protocol))}{data_of(reference, yard, protocol)}")
+    crema_ref = load_records(reference_root / "crema-d-dev") if (reference_root / "crema-d-dev").is_dir() else []
+    for model, what in (("logreg", "the 187 values"), ("logreg-egemaps", "eGeMAPS")):
+        v = _mean_sd(crema_ref, model, "actor-loo")
+        if v is not None:
+            lines.append(f"  - logistic regression on {what}, same folds (chapter 9): {_fmt(v)}"
+                         f"{data_of(crema_ref, model, 'actor-loo')}")
+    for model in ("hybrid-frames", "hybrid"):
+        v = _mean_sd(scratch, model, "speaker")
+        if v is not None:
+            lines.append(f"- Best from-scratch model of chapters 3-7 across the TESS actresses, {model}: {_fmt(v)}"
+                         f"{data_of(scratch, model, 'speaker')}")
+            break
+    return lines

