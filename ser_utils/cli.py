@@ -282,6 +282,10 @@ def _predict(args: argparse.Namespace) -> int:
     from .predict import check_clip, is_demo_model, newest_model, predict_clip, read_sidecar, write_cam
 
     check_clip(args.clip)  # cheap checks first: no TensorFlow start-up for a bad clip or output path
+    from .encoder_model import is_probe_folder
+
+    if args.model and is_probe_folder(args.model):
+        return _predict_with_probe(args)
     cam = check_output_path(args.cam, kind="image", what="--cam") if args.cam else None
     model_path = args.model or newest_model()
     read_sidecar(model_path)
@@ -300,6 +304,21 @@ def _predict(args: argparse.Namespace) -> int:
     if args.cam:
         model, _ = load_model_bundle(pred.model_path)
         print(f"Grad-CAM figure written to {write_cam(pred, model, cam)}")
+    return 0
+
+
+def _predict_with_probe(args: argparse.Namespace) -> int:
+    """``predict --model FOLDER`` for a saved pretrained-encoder probe (chapter 10)."""
+    from .encoder_model import load_probe, predict_probabilities
+
+    if args.cam:
+        raise UserError("--cam explains the Keras models' convolutions; a pretrained-encoder probe has none")
+    probe = load_probe(args.model)
+    proba = predict_probabilities(probe, args.clip)
+    print(f"{args.clip}: {proba.index[0]} ({100 * proba.iloc[0]:.1f} %); probe on layer {probe.layer} of "
+          f"{probe.source}, trained on {probe.trained_on}")
+    for emotion, p in proba.items():
+        print(f"  {emotion:20s} {100 * p:5.1f} %")
     return 0
 
 
@@ -468,7 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="classify one audio file with a saved model (7 probabilities)")
     p.add_argument("clip", help="audio file (WAV/FLAC/AIFF, any rate, mono or stereo)")
-    p.add_argument("--model", metavar="PATH", help="saved .keras model (default: the newest hybrid under artifacts/)")
+    p.add_argument("--model", metavar="PATH", help="saved .keras model, or a saved pretrained-encoder probe folder "
+                   "(chapter 10); default: the newest hybrid under artifacts/")
     p.add_argument("--cam", metavar="OUT.png", help="also write a Grad-CAM figure of the decision")
 
     return parser

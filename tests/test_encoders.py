@@ -232,3 +232,19 @@ def test_a_saved_probe_predicts_a_new_clip_and_a_damaged_one_is_refused(tiny_whi
     (folder / "probe.joblib").write_bytes(b"not a pickle")
     with pytest.raises(ProbeModelError, match="not a readable saved probe"):
         load_probe(folder)
+
+
+def test_predict_command_reads_a_probe_folder(tiny_whisper, tmp_path, capsys):
+    from ser_utils.cli import main
+    from ser_utils.encoder_model import fit_probe, save_probe
+
+    enc = load_encoder(tiny_whisper)
+    (tmp_path / "clips").mkdir()
+    m = _manifest(tmp_path / "clips")
+    emb = ensure_embeddings(m, tmp_path / "art", enc, progress=False)
+    folder = save_probe(fit_probe(emb, 2, EMOTIONS[:3]), tmp_path / "probe")
+    assert main(["predict", m["path"][1], "--model", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "probe on layer 2" in out and all(e in out for e in EMOTIONS[:3])
+    assert main(["predict", m["path"][1], "--model", str(folder), "--cam", str(tmp_path / "x.png")]) == 2
+    assert "no" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
