@@ -315,7 +315,8 @@ def speaker_protocol_checks(fn: Callable, clips: Clips, report: Report, *, seed:
             first = _labels(_call(fn, clips, spk), len(test), name)
             again = _labels(_call(fn, clips, spk), len(test), name)
             if not np.array_equal(first, again):
-                report.add("reproducible", False, f"two calls on the same clips gave {np.sum(first != again)} different "
+                n_diff = int(np.sum(first != again))
+                report.add("reproducible", False, f"two calls on the same clips gave {n_diff} different "
                            f"predictions for {spk}: fix the seeds (random_state=..., keras.utils.set_random_seed) so "
                            "the protocol checks can compare runs")
                 return None
@@ -395,7 +396,8 @@ def _grade_speakers(fn, ch, report: Report, seed: int) -> None:
         margin = 5.0 if ch.ctx.is_demo else 2.0
         base = logreg_speaker_uar(clips, seed=seed)
         _score_speakers(report, clips, preds, base + margin,
-                        f"the logistic regression on the 187 values scored {base:.1f} % on the same folds, + {margin:g}")
+                        f"the logistic regression on the 187 values scored {base:.1f} % on the same folds, "
+                        f"+ {margin:g}")
 
 
 def _grade_probe(fn, ch, report: Report, seed: int) -> None:
@@ -551,7 +553,7 @@ def list_text() -> str:
 
 def hidden_tests(name: str, namespace: Mapping[str, object], report_path: str, params: Mapping) -> Report:
     """Run ``name``'s hidden tests inside the student's kernel; write the report JSON to ``report_path``."""
-    from ..course.chapter import start_chapter
+    from .chapter import start_chapter
     from ..outputs import atomic_write
 
     assignment = get_assignment(name)
