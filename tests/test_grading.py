@@ -175,6 +175,8 @@ def test_grade_list_and_usage_errors(capsys, tmp_path):
     assert main(["grade", "speakers", str(junk)]) == 2
     assert "is not a Jupyter notebook" in capsys.readouterr().err
     assert main(["grade", "speakers"]) == 2
+    assert main(["grade", "speakers", str(junk), "--data-dir", str(tmp_path / "nowhere")]) == 2
+    assert "no TESS audio there" in capsys.readouterr().err
     assert junk.read_text(encoding="utf-8") == "not json"
 
 

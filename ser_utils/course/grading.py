@@ -656,6 +656,12 @@ def grade_command(args) -> int:
         raise GradingError("grade needs an assignment and a notebook: python -m ser_utils grade speakers my.ipynb "
                            "(python -m ser_utils grade --list lists the assignments)")
     get_assignment(args.assignment)
+    if args.data_dir:  # checked here, so a wrong folder is a usage error, not a failed notebook
+        from ..data import TESS_HELP, find_audio_files
+        from ..errors import TessNotFoundError
+
+        if not (Path(args.data_dir).is_dir() and find_audio_files(args.data_dir)):
+            raise TessNotFoundError(f"--data-dir {args.data_dir}: no TESS audio there. {TESS_HELP}")
     out = check_output_path(args.report, kind="file", what="--report") if args.report else None
     report = grade_notebook(args.assignment, args.notebook, data_dir=args.data_dir, artifacts_dir=args.artifacts)
     print(report.text())
