@@ -71,10 +71,10 @@ def _cell(source: str, tag: str):
 
 
 def with_solutions(chapter: str) -> nbformat.NotebookNode:
-    """The chapter without its exercise text, with each solution and its target check appended."""
+    """The chapter up to its first exercise, then each solution and its target check."""
     nb = nbformat.read(str(BOOK / f"{chapter}.ipynb"), as_version=4)
-    summary = next(i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.startswith("## Summary"))
-    nb.cells = nb.cells[:summary]
+    first = next(i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.startswith("**Exercise"))
+    nb.cells = nb.cells[:first]
     for number, code in exercises(chapter).items():
         nb.cells += [_cell(code, f"solution-{number}"), _cell(TARGETS[chapter][number], f"target-{number}")]
     return nb
