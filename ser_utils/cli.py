@@ -480,6 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="grade on this real TESS folder (full sizes) instead of the demo corpus (quick)")
     p.add_argument("--artifacts", help="artifacts folder to reuse (default: a temporary one)")
     p.add_argument("--report", metavar="FILE.json", help="also write the report here")
+    p.add_argument("--encoder", help="probe assignment: the embedding function (stand-in, whisper-tiny)")
 
     p = sub.add_parser("predict", help="classify one audio file with a saved model (7 probabilities)")
     p.add_argument("clip", help="audio file (WAV/FLAC/AIFF, any rate, mono or stereo)")

@@ -177,6 +177,9 @@ def test_grade_list_and_usage_errors(capsys, tmp_path):
     assert main(["grade", "speakers"]) == 2
     assert main(["grade", "speakers", str(junk), "--data-dir", str(tmp_path / "nowhere")]) == 2
     assert "no TESS audio there" in capsys.readouterr().err
+    probe = str(ROOT / "assignments" / "probe.ipynb")
+    assert main(["grade", "probe", probe, "--encoder", "nope"]) == 2
+    assert "unknown encoder 'nope'; choose from stand-in, whisper-tiny" in capsys.readouterr().err
     assert junk.read_text(encoding="utf-8") == "not json"
 
 

@@ -129,9 +129,28 @@ def stand_in_encoder(frames: np.ndarray, *, n_layers: int = 6, width: int = 128,
     return np.stack(layers, axis=1).astype(np.float32)
 
 
+def whisper_tiny_embeddings(ch) -> np.ndarray:
+    """Whisper tiny.en's mean-pooled output of every layer, (N, layers + 1, 384), in ``ch.features`` order.
+
+    The offline checkpoint (chapter 10, :mod:`ser_utils.whisper_offline`) is converted once into the
+    artifacts folder; the embeddings are cached there by :func:`ser_utils.encoders.ensure_embeddings`.
+    """
+    from ..encoders import ensure_embeddings, load_encoder
+    from ..whisper_offline import CHECKPOINT_NAME, convert
+
+    conversion = convert(ch.ctx.artifacts_dir / CHECKPOINT_NAME)
+    emb = ensure_embeddings(ch.manifest, ch.ctx.artifacts_dir, load_encoder(conversion.folder), progress=False)
+    ids = list(map(str, ch.features.ids))
+    missing = sorted(set(ids) - set(map(str, emb.ids)))
+    if missing:
+        raise GradingError(f"Whisper could not embed {len(missing)} clips (e.g. {missing[0]}): see the embedding "
+                           "cache's failed list")
+    return emb.mean[emb.index(ids)]
+
+
 #: Embedding functions the probe assignment can be graded with: name -> (chapter -> (N, layers, dim)).
-#: Chapter 10 registers a pretrained encoder here (e.g. Whisper's per-layer mean-pooled states).
-PROBE_ENCODERS: dict[str, Callable] = {"stand-in": lambda ch: stand_in_encoder(ch.features.frames)}
+PROBE_ENCODERS: dict[str, Callable] = {"stand-in": lambda ch: stand_in_encoder(ch.features.frames),
+                                       "whisper-tiny": whisper_tiny_embeddings}
 
 
 def probe_clips(ch, encoder: str = "stand-in") -> Clips:
@@ -382,14 +401,15 @@ class Assignment:
     title: str
     function: str
     goal: str
-    grade: Callable  # (fn, chapter, report, seed) -> None, adds checks to the report
+    grade: Callable  # (fn, chapter, report, params) -> None, adds checks to the report
 
     @property
     def starter(self) -> str:
         return f"{ASSIGNMENTS_DIR}/{self.name}.ipynb"
 
 
-def _grade_speakers(fn, ch, report: Report, seed: int) -> None:
+def _grade_speakers(fn, ch, report: Report, params: Mapping) -> None:
+    seed = int(params.get("seed", 0))
     clips = speaker_clips(ch)
     preds = speaker_protocol_checks(fn, clips, report, seed=seed)
     if preds is not None:
@@ -400,11 +420,12 @@ def _grade_speakers(fn, ch, report: Report, seed: int) -> None:
                         f"+ {margin:g}")
 
 
-def _grade_probe(fn, ch, report: Report, seed: int) -> None:
-    clips = probe_clips(ch)
+def _grade_probe(fn, ch, report: Report, params: Mapping) -> None:
+    seed, encoder = int(params.get("seed", 0)), params.get("encoder") or "stand-in"
+    clips = probe_clips(ch, encoder)
     preds = speaker_protocol_checks(fn, clips, report, seed=seed)
     if preds is not None:
-        if ch.ctx.is_demo:  # the stand-in encoder is not pretrained: on the demo corpus only the protocol is graded
+        if ch.ctx.is_demo:  # synthetic voices: only the protocol is graded (the stand-in is not even pretrained)
             _score_speakers(report, clips, preds, 100.0 / len(EMOTIONS) + 5.0, "chance (14.3 %) + 5 on the demo corpus")
         else:
             base = logreg_speaker_uar(speaker_clips(ch, frames=False), seed=seed)
@@ -455,7 +476,8 @@ def _features_of(fn, clips, sr: int) -> np.ndarray:
     return x
 
 
-def _grade_corpus(fn, ch, report: Report, seed: int) -> None:
+def _grade_corpus(fn, ch, report: Report, params: Mapping) -> None:
+    seed = int(params.get("seed", 0))
     from ..features import extract_from_audio
 
     (tess, crema), sr = corpus_clips(ch, seed)
@@ -482,7 +504,8 @@ def _grade_corpus(fn, ch, report: Report, seed: int) -> None:
                "+ 5; chance is 16.7 %)")
 
 
-def _grade_faithful(fn, ch, report: Report, seed: int) -> None:
+def _grade_faithful(fn, ch, report: Report, params: Mapping) -> None:
+    seed = int(params.get("seed", 0))
     from .. import gradcam
 
     em = gradcam.ensure_model(ch, "hybrid", "random", seed)
@@ -573,7 +596,7 @@ def hidden_tests(name: str, namespace: Mapping[str, object], report_path: str, p
         ch = start_chapter(params.get("dataset", "demo"), params.get("data_dir"), params.get("artifacts_dir"),
                            seed=int(params.get("seed", 0)), quick=params.get("quick", True), show_banner=False)
         report.dataset = f"{ch.ctx.dataset}{' quick' if ch.ctx.quick else ''}, {len(ch.manifest)} clips"
-        assignment.grade(fn, ch, report, int(params.get("seed", 0)))
+        assignment.grade(fn, ch, report, params)
         return report
     finally:
         with atomic_write(Path(report_path), what="grading report") as tmp:
@@ -588,10 +611,11 @@ def _hidden_cell(name: str, report_path: Path, params: dict) -> str:
 
 
 def grade_notebook(name: str, notebook: str | os.PathLike, *, data_dir: str | None = None,
-                   artifacts_dir: str | None = None, timeout: int = 900) -> Report:
+                   artifacts_dir: str | None = None, encoder: str | None = None, timeout: int = 900) -> Report:
     """Execute ``notebook`` with the hidden tests of assignment ``name``; return the report.
 
     Quick mode on the demo corpus by default; with ``data_dir`` on that real TESS folder (full sizes).
+    ``encoder`` (a :data:`PROBE_ENCODERS` name) is the probe assignment's embedding function.
     A notebook whose own cells fail gets a report with that failure (cell number and error).
     """
     import nbformat
@@ -601,6 +625,8 @@ def grade_notebook(name: str, notebook: str | os.PathLike, *, data_dir: str | No
     from .runner import _kernel_config, _source_cell_number, kernel_environment, quiet_environment
 
     get_assignment(name)
+    if encoder is not None and encoder not in PROBE_ENCODERS:
+        raise GradingError(f"unknown encoder {encoder!r}; choose from {', '.join(PROBE_ENCODERS)}")
     path = Path(notebook)
     if not path.is_file():
         raise GradingError(f"no notebook at {path}; pass the student's .ipynb (a copy of assignments/{name}.ipynb)")
@@ -614,7 +640,7 @@ def grade_notebook(name: str, notebook: str | os.PathLike, *, data_dir: str | No
         tmp = Path(tmp)
         art = Path(artifacts_dir) if artifacts_dir else tmp / "artifacts"
         params = {"dataset": "tess" if data_dir else "demo", "data_dir": str(data_dir) if data_dir else None,
-                  "artifacts_dir": str(art), "quick": not data_dir, "seed": 0}
+                  "artifacts_dir": str(art), "quick": not data_dir, "seed": 0, "encoder": encoder or "stand-in"}
         report_path = tmp / "report.json"
         cell = nbformat.v4.new_code_cell(_hidden_cell(name, report_path, params))
         cell.metadata["tags"] = ["ser-grader-hidden"]
@@ -663,7 +689,8 @@ def grade_command(args) -> int:
         if not (Path(args.data_dir).is_dir() and find_audio_files(args.data_dir)):
             raise TessNotFoundError(f"--data-dir {args.data_dir}: no TESS audio there. {TESS_HELP}")
     out = check_output_path(args.report, kind="file", what="--report") if args.report else None
-    report = grade_notebook(args.assignment, args.notebook, data_dir=args.data_dir, artifacts_dir=args.artifacts)
+    report = grade_notebook(args.assignment, args.notebook, data_dir=args.data_dir, artifacts_dir=args.artifacts,
+                            encoder=args.encoder)
     print(report.text())
     if out is not None:
         with atomic_write(out, what="grading report") as tmp:
