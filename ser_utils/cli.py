@@ -373,6 +373,13 @@ def _pretrained_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("grade")
+def _grade(args: argparse.Namespace) -> int:
+    from .course.grading import grade_command
+
+    return grade_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="python -m ser_utils", description=__doc__.splitlines()[0])
@@ -484,6 +491,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("saved-code", help="check (or --write) that the chapters' #@save cells match ser_utils")
     p.add_argument("--write", action="store_true", help="copy the chapters' saved cells into the package")
+
+    p = sub.add_parser("grade", help="grade a student's assignment notebook (hidden tests; --list lists them)")
+    p.add_argument("assignment", nargs="?", help="assignment name (see --list)")
+    p.add_argument("notebook", nargs="?", help="the student's .ipynb")
+    p.add_argument("--list", action="store_true", help="list the assignments and what passes")
+    p.add_argument("--data-dir", help="grade on this real TESS folder (full sizes) instead of the demo corpus (quick)")
+    p.add_argument("--artifacts", help="artifacts folder to reuse (default: a temporary one)")
+    p.add_argument("--report", metavar="FILE.json", help="also write the report here")
+    p.add_argument("--encoder", help="probe assignment: the embedding function (stand-in, whisper-tiny)")
 
     p = sub.add_parser("predict", help="classify one audio file with a saved model (7 probabilities)")
     p.add_argument("clip", help="audio file (WAV/FLAC/AIFF, any rate, mono or stereo)")
