@@ -9,7 +9,7 @@ Usage::
 A fresh run executes every chapter of ``_toc.yml`` with
 :func:`ser_utils.course.runner.run_book` into a temporary output folder and a fresh
 artifacts folder (so feature extraction and training are timed from scratch;
-``--artifacts-dir`` reuses a warm one), then builds the HTML. Either way it
+``--artifacts`` reuses a warm one), then builds the HTML. Either way it
 prints, per chapter, the wall time and its share of the execution time, the
 build time, and the machine the report came from: on a shared machine the
 figures vary with the load, so compare runs made side by side.
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--report", help="print this timing report (book-timings.json or its _build folder)")
     parser.add_argument("--only", help="chapters to execute, e.g. 01,02 (default: all)")
-    parser.add_argument("--artifacts-dir", help="reuse this artifacts folder (default: a fresh temporary one)")
+    parser.add_argument("--artifacts", help="reuse this artifacts folder (default: a fresh temporary one)")
     parser.add_argument("--no-html", action="store_true", help="time the chapters only, not the book build")
     args = parser.parse_args(argv)
 
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         print_report(load_report(path))
         return 0
     with tempfile.TemporaryDirectory(prefix="ser-book-bench-") as tmp:
-        params = resolve_parameters("demo", None, args.artifacts_dir or str(Path(tmp) / "artifacts"), quick=True)
+        params = resolve_parameters("demo", None, args.artifacts or str(Path(tmp) / "artifacts"), quick=True)
         try:
             report = run_book(ROOT, tmp, parameters=params, only=args.only, html=not args.no_html,
                               echo=lambda s: None)

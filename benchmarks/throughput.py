@@ -47,7 +47,7 @@ def _worker(args) -> int:
     lever = args.worker
     if lever == "threads":
         os.environ["TF_NUM_INTRAOP_THREADS"], os.environ["TF_NUM_INTEROP_THREADS"] = "2", "1"
-    from ser_utils.course.chapter import start_chapter
+    from ser_utils.workspace import RunMode, open_workspace
     from ser_utils.quiet import quiet_libraries
 
     quiet_libraries()
@@ -56,15 +56,13 @@ def _worker(args) -> int:
 
     from ser_utils import training
     from ser_utils.models import build_model
-    from ser_utils.splits import ensure_splits
 
     if lever == "threads":
         tf.config.threading.set_intra_op_parallelism_threads(2)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-    ch = start_chapter(args.dataset, args.data_dir, args.artifacts_dir, "random", 0, None, False,
-                       show_banner=False)
-    fs = ch.features
-    split = ensure_splits(ch.manifest, ch.ctx.artifacts_dir, "random", 0)[0]
+    ws = open_workspace(args.dataset, args.data_dir, args.artifacts, mode=RunMode(quick=False))
+    fs = ws.features
+    split = ws.splits("random", 0)[0]
     if lever in ("no-determinism", "xla"):
         np.random.seed(0)
         tf.random.set_seed(0)
@@ -107,7 +105,7 @@ def _throughput(args) -> int:
     for lever in args.levers:
         cmd = [sys.executable, __file__, "--worker", lever, "--dataset", args.dataset, "--epochs", str(args.epochs),
                "--models", *args.models]
-        for flag, value in (("--data-dir", args.data_dir), ("--artifacts-dir", args.artifacts_dir)):
+        for flag, value in (("--data-dir", args.data_dir), ("--artifacts", args.artifacts)):
             if value:
                 cmd += [flag, value]
         print(f"  lever {lever} ...", file=sys.stderr, flush=True)
@@ -172,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="auto", choices=("auto", "tess", "demo"))
     parser.add_argument("--data-dir")
-    parser.add_argument("--artifacts-dir")
+    parser.add_argument("--artifacts")
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--levers", nargs="+", default=list(LEVERS), choices=LEVERS)
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per model and lever")

@@ -2,7 +2,7 @@
 
 Usage::
 
-    SER_TESS_DIR=/path/to/TESS .venv/bin/python benchmarks/train.py --artifacts-dir /tmp/art-tess \
+    SER_TESS_DIR=/path/to/TESS .venv/bin/python benchmarks/train.py --artifacts /tmp/art-tess \
         --models cnn lstm hybrid --protocol random --seeds 0 1 2
 
 For each model, protocol and seed it trains through
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="auto", choices=("auto", "tess", "demo"))
     parser.add_argument("--data-dir")
-    parser.add_argument("--artifacts-dir")
+    parser.add_argument("--artifacts")
     parser.add_argument("--models", nargs="+", default=["cnn", "lstm", "hybrid"])
     parser.add_argument("--protocol", default="random", choices=("random", "speaker", "word"))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
@@ -36,14 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from ser_utils.experiments import run_experiment
-    from ser_utils.course.chapter import banner_text, start_chapter
+    from ser_utils.workspace import RunMode, open_workspace
 
-    ch = start_chapter(args.dataset, args.data_dir, args.artifacts_dir, args.protocol, args.seeds[0],
-                       args.epochs, True if args.quick else None, show_banner=False)
-    _ = ch.features  # extract (or load) features before any clock starts
+    ws = open_workspace(args.dataset, args.data_dir, args.artifacts,
+                        mode=RunMode.resolve(True if args.quick else None, args.epochs))
+    _ = ws.features  # extract (or load) features before any clock starts
     import tensorflow as tf
 
-    print(banner_text(ch.ctx, ch.summary))
+    print(ws.describe())
     print(f"cores: {os.cpu_count()} visible; TF intra-op threads "
           f"{tf.config.threading.get_intra_op_parallelism_threads() or 'auto'}; load average "
           f"{os.getloadavg()[0]:.1f} at start")
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     for model in args.models:
         for seed in args.seeds:
             start = time.perf_counter()
-            rec = run_experiment(ch, model, args.protocol, seed, epochs=args.epochs, progress=False)
+            rec = run_experiment(ws, model, args.protocol, seed, progress=False)
             wall = time.perf_counter() - start
             folds = rec["folds"]
             train_s = sum(f.get("train_time_s") or 0.0 for f in folds)

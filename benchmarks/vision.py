@@ -12,7 +12,7 @@ TESS (``SER_TESS_DIR`` or ``--data-dir``) it uses its training images;
 otherwise the demo corpus. A script that prints figures, not a test::
 
     SER_TESS_DIR=/work/shared/data/tess-dev nice .venv/bin/python benchmarks/vision.py \\
-        --artifacts-dir /tmp/vision/art-tess
+        --artifacts /tmp/vision/art-tess
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def epoch_throughput(family: str, images: np.ndarray, labels: np.ndarray, *, att
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None, help="TESS folder (default: SER_TESS_DIR, else demo corpus)")
-    parser.add_argument("--artifacts-dir", default="/tmp/ser-bench/vision")
+    parser.add_argument("--artifacts", default="/tmp/ser-bench/vision")
     parser.add_argument("--threads", type=int, default=None,
                         help="measure only this many torch threads (default: all usable cores and 1)")
     parser.add_argument("--eager", action="store_true", help="also measure eager attention (default: SDPA only)")
@@ -64,16 +64,16 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from ser_utils import vision
-    from ser_utils.course.chapter import start_chapter
+    from ser_utils.workspace import RunMode, open_workspace
 
-    ch = start_chapter("auto", args.data_dir, args.artifacts_dir, show_banner=False)
-    fs = ch.features
-    split = ch.splits("random", 0)[0]
+    ws = open_workspace("auto", args.data_dir, args.artifacts)
+    fs = ws.features
+    split = ws.splits("random", 0)[0]
     train = fs.index(split.train)
     images, labels = fs.images[train], fs.labels[train]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     thread_counts = [args.threads] if args.threads else sorted({cores, 1}, reverse=True)
-    print(f"data: {ch.ctx.dataset} ({len(fs)} clips), {len(train)} training images of "
+    print(f"data: {ws.data.dataset} ({len(fs)} clips), {len(train)} training images of "
           f"{images.shape[-1]}x{images.shape[-1]}; torch {torch.__version__}, {cores} usable cores; "
           f"load average {os.getloadavg()[0]:.1f} (other processes share the CPU when it exceeds {cores})")
     attns = ("sdpa", "eager") if args.eager else ("sdpa",)

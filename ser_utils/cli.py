@@ -17,6 +17,15 @@ from .errors import UserError
 from .registry import KERAS_MODELS, VISION_MODELS, ModelSpec
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+#: Functions adding more subcommands' parsers (``fn(subparsers)``): how an application built on the
+#: library (the book's :mod:`ser_utils.__main__`) adds its own commands without the library knowing them.
+PARSER_EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def add_parsers(fn: Callable[[argparse._SubParsersAction], None]):
+    """Register ``fn`` to add subcommand parsers to :func:`build_parser`'s parser."""
+    PARSER_EXTENSIONS.append(fn)
+    return fn
 
 
 def command(name: str):
@@ -103,8 +112,8 @@ def _features(args: argparse.Namespace) -> int:
 
     if args.jobs is not None and args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, not {args.jobs}")
-    out = Path(args.output) if args.output else _default_artifacts(args.data_dir, args.quick)
-    out = check_output_path(out, kind="dir", data_dir=args.data_dir, what="-o")
+    out = Path(args.artifacts) if args.artifacts else _default_artifacts(args.data_dir, args.quick)
+    out = check_output_path(out, kind="dir", data_dir=args.data_dir, what="--artifacts")
     manifest = _load_manifest(args.data_dir)
     make_output_dir(out, what="artifacts folder")
     cfg = quick_config() if args.quick else FeatureConfig()
@@ -136,20 +145,17 @@ TRAIN_MODELS = KERAS_MODELS + VISION_MODELS + ("logreg", "rf", "duration")
 def _train(args: argparse.Namespace) -> int:
     name, options = _train_model_name(args)
     from .experiments import run_experiment, scores_table
-    from .course.chapter import banner_text, start_chapter
     from .outputs import check_output_path, make_output_dir
     from .paper import PAPER_ACCURACY
 
     if args.artifacts:
-        make_output_dir(check_output_path(args.artifacts, kind="dir", data_dir=args.data_dir, what="-o"),
+        make_output_dir(check_output_path(args.artifacts, kind="dir", data_dir=args.data_dir, what="--artifacts"),
                         what="artifacts folder")
-    ch = start_chapter(args.dataset, args.data_dir, args.artifacts, args.protocol, args.seeds[0],
-                       args.epochs, True if args.quick else None, show_banner=False)
-    print(banner_text(ch.ctx, ch.summary))
+    ws = _workspace(args)
     records = []
     for seed in args.seeds:
         try:
-            records.append(run_experiment(ch, name, args.protocol, seed, epochs=args.epochs, options=options))
+            records.append(run_experiment(ws, name, args.protocol, seed, options=options))
         except ImportError as exc:  # e.g. a model family whose module or library is not installed
             raise UserError(f"cannot train {name!r}: {exc}") from exc
     table = scores_table(records, PAPER_ACCURACY if args.protocol == "random" else None)
@@ -159,6 +165,18 @@ def _train(args: argparse.Namespace) -> int:
     for rec in records:
         print(f"  {rec.get('_path')}")
     return 0
+
+
+def _workspace(args: argparse.Namespace):
+    """The library workspace of ``train``/``gradcam-reference`` (no page theme, no banner): its line is printed."""
+    from .quiet import quiet_libraries
+    from .workspace import RunMode, open_workspace
+
+    quiet_libraries()
+    ws = open_workspace(args.dataset, args.data_dir, args.artifacts,
+                        mode=RunMode.resolve(True if args.quick else None, args.epochs))
+    print(ws.describe())
+    return ws
 
 
 def _train_model_name(args: argparse.Namespace) -> tuple[str, dict]:
@@ -199,78 +217,6 @@ def _seed(text: str) -> int:
     if not 0 <= seed < 2**32:
         raise UserError(f"--seeds values must be between 0 and 2**32 - 1, not {seed}")
     return seed
-
-
-@command("book")
-def _book(args: argparse.Namespace) -> int:
-    from .run_context import project_root
-    from .course.runner import PipelineError, resolve_parameters, run_book
-
-    if args.epochs is not None and args.epochs < 1:
-        raise UserError(f"--epochs must be at least 1, not {args.epochs}")
-    split = lambda values: [v for item in values for v in item.split(",") if v]  # noqa: E731
-    try:
-        seeds = None if args.seeds is None else [_seed(s) for s in split(args.seeds)]
-        params = resolve_parameters(
-            args.dataset, args.data_dir, args.artifacts_dir, True if args.quick else None, args.epochs,
-            None if args.protocols is None else split(args.protocols), seeds, full=args.full,
-        )
-    except ValueError as exc:  # a malformed --seeds or --protocols value
-        if isinstance(exc, UserError):
-            raise
-        raise UserError(str(exc)) from exc
-    try:
-        run_book(args.book_root or project_root(), args.path_output, parameters=params, only=args.only,
-                 force=args.force, html=not args.no_html, publish=args.publish,
-                 from_published=args.from_published)
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-@command("report")
-def _report(args: argparse.Namespace) -> int:
-    from .course.comparison import (README_END, README_START, build_report, default_results_dir, save_uar_figure,
-                                    update_readme)
-    from .outputs import check_output_path
-    from .run_context import project_root
-
-    figure = check_output_path(args.figure, kind="image", what="--figure") if args.figure else None
-    readme = None
-    if args.readme and not args.no_readme:
-        readme = check_output_path(args.readme, kind="file", what="--readme")
-        if not readme.is_file():
-            raise UserError(f"--readme {readme} does not exist; give an existing README with the results markers")
-    elif args.results and not args.no_readme:
-        readme = project_root() / "README.md"
-    results = Path(args.results) if args.results else default_results_dir()
-    if results is not None and results.exists() and not results.is_dir():
-        raise UserError(f"--results {results} is a file; give the folder that holds the results JSON files")
-    if results is None or not results.is_dir():
-        where = args.results or "the artifacts folder (tess, demo or demo-quick)"
-        raise UserError(f"no results folder found in {where}; run the chapters or "
-                        "`python -m ser_utils train MODEL`, or pass --results DIR")
-    records, block = build_report(results)
-    if not records:
-        skipped = len(list(results.glob("*__*__seed*.json")))
-        why = f" ({skipped} unreadable or not results records: see the warnings above)" if skipped else ""
-        raise UserError(f"no results files (*__*__seed*.json) to use in {results}{why}; run the chapters or "
-                        "`python -m ser_utils train MODEL` first")
-    print(block)
-    if figure is not None:
-        print(f"\nFigure: {save_uar_figure(records, figure)}")
-    if readme is None:
-        if not args.no_readme and not args.results:
-            # The default folder may hold demo or quick results: the README's table is only rewritten on request.
-            print("\nREADME not updated (no --results given); pass --readme README.md to write this table there.",
-                  file=sys.stderr)
-        return 0
-    if update_readme(readme, block):
-        print(f"\nUpdated the results block of {readme}")
-        return 0
-    raise UserError(f"{readme} has no '{README_START}' ... '{README_END}' markers (or does not exist); "
-                    "add them where the table should go. The table above was not written.")
 
 
 @command("predict")
@@ -324,8 +270,7 @@ def _predict_with_probe(args: argparse.Namespace) -> int:
 
 @command("gradcam-reference")
 def _gradcam_reference(args: argparse.Namespace) -> int:
-    from .course.chapter import banner_text, start_chapter
-    from .gradcam import REFERENCE_MODELS
+    from .gradcam_reference import REFERENCE_MODELS
     from .outputs import check_output_path, make_output_dir
 
     if not args.seeds or any(not 0 <= s < 2**32 for s in args.seeds):
@@ -341,14 +286,12 @@ def _gradcam_reference(args: argparse.Namespace) -> int:
     if args.artifacts:
         make_output_dir(check_output_path(args.artifacts, kind="dir", data_dir=args.data_dir, what="--artifacts"),
                         what="artifacts folder")
-    ch = start_chapter(args.dataset, args.data_dir, args.artifacts, args.protocol, args.seeds[0], args.epochs,
-                       True if args.quick else None, show_banner=False)
-    print(banner_text(ch.ctx, ch.summary))
+    ws = _workspace(args)
     make_output_dir(out, what="--out folder")
-    from .gradcam import gradcam_reference
+    from .gradcam_reference import gradcam_reference
 
-    paths = gradcam_reference(ch, out, args.seeds, args.models, protocol=args.protocol, n_clips=args.clips,
-                              steps=args.steps, n_random=args.n_random, epochs=args.epochs)
+    paths = gradcam_reference(ws, out, args.seeds, args.models, protocol=args.protocol, n_clips=args.clips,
+                              steps=args.steps, n_random=args.n_random)
     print(f"\n{(out / 'summary.md').read_text(encoding='utf-8')}\nWrote {len(paths)} files to {out}")
     return 0
 
@@ -373,11 +316,33 @@ def _pretrained_reference(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("grade")
-def _grade(args: argparse.Namespace) -> int:
-    from .course.grading import grade_command
+@command("transfer")
+def _transfer(args: argparse.Namespace) -> int:
+    from .registry import ModelSpec
+    from .transfer import prosody_comparison, reference_runs
 
-    return grade_command(args)
+    if args.prosody:
+        import pandas as pd
+
+        table = pd.concat([prosody_comparison(args.tess, "tess", args.artifacts, jobs=args.jobs),
+                           prosody_comparison(args.crema, "crema-d", args.artifacts, jobs=args.jobs)])
+        print(table.round(1).to_string(index=False))
+        return 0
+    for m in args.models:
+        spec = ModelSpec.parse_or_none(m)
+        if spec is None or spec.family != "keras":
+            raise UserError(f"--models takes Keras models (cnn, lstm, hybrid and their variants), not {m!r}")
+    if args.feature_sets and "egemaps" in args.feature_sets:
+        from .egemaps import smile
+
+        smile()  # fails early, with the install command, when opensmile is missing
+    records = reference_runs(args.crema, args.tess, args.artifacts, args.out, jobs=args.jobs,
+                             feature_sets=args.feature_sets, models=args.models, seeds=args.seeds,
+                             n_folds=args.folds, quick=args.quick, epochs=args.epochs)
+    for r in records:
+        print(f"{r['model']:24s} {r['protocol']:22s} seed {r['seed']}  UAR {100 * r['metrics']['uar']:5.1f}  "
+              f"accuracy {100 * r['metrics']['accuracy']:5.1f}  folds {len(r['folds'])}  {r.get('_path', '')}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -406,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("features", help="extract and cache chroma/mel/contrast/MFCC features")
     p.add_argument("data_dir", help="folder holding TESS or the demo corpus")
-    p.add_argument("-o", "--output", help="artifacts folder (default: the one `train` uses, "
+    p.add_argument("--artifacts", help="artifacts folder (default: the one `train` uses, "
                    "<project>/artifacts/tess or .../demo, -quick with --quick)")
     p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: all cores)")
     p.add_argument("--quick", action="store_true", help="smaller images and sequences (as in quick mode)")
@@ -416,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder holding TESS (default: SER_TESS_DIR or data/TESS)")
     p.add_argument("--dataset", choices=("auto", "tess", "demo"), default="auto",
                    help="auto: TESS when found, else the demo corpus (default auto)")
-    p.add_argument("-o", "--artifacts", help="artifacts folder (default artifacts/<dataset>)")
+    p.add_argument("--artifacts", help="artifacts folder (default artifacts/<dataset>)")
     p.add_argument("--protocol", choices=("random", "speaker", "word"), default="random")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed (default 0)")
     p.add_argument("--epochs", type=int, help="maximum epochs (default: 100 with early stopping; 2 in quick mode)")
@@ -427,38 +392,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment", action="store_true",
                    help="data augmentation (Keras models: frequency-warped copies of the training clips)")
     p.add_argument("--quick", action="store_true", help="tiny sizes and 1-2 epochs (for testing)")
-
-    p = sub.add_parser("book", help="execute every chapter with papermill and build the Jupyter Book")
-    p.add_argument("--dataset", choices=("auto", "tess", "demo"), default="auto",
-                   help="auto: TESS when found, else the demo corpus (default auto)")
-    p.add_argument("--data-dir", help="folder holding TESS (default: SER_TESS_DIR or data/TESS)")
-    p.add_argument("--artifacts-dir", help="artifacts folder (default artifacts/<dataset>)")
-    p.add_argument("--quick", action="store_true", help="tiny sizes and 1-2 epochs (for testing)")
-    p.add_argument("--only", metavar="NN,NN", help="execute only these chapters, e.g. 03,05 (others are kept)")
-    p.add_argument("--protocols", nargs="+", metavar="P",
-                   help="protocols, for the chapters that declare a 'protocols' parameter")
-    p.add_argument("--seeds", nargs="+", metavar="K", help="seeds, for the chapters that declare 'seeds'")
-    p.add_argument("--epochs", type=int, help="maximum epochs passed to every chapter")
-    p.add_argument("--full", action="store_true",
-                   help="train every variant, protocol and seed the chapters discuss (hours) instead of quoting "
-                        "the committed reference runs for the expensive ones")
-    p.add_argument("--publish", metavar="DIR",
-                   help="after a complete run on real TESS, copy the executed chapters to DIR (make publish)")
-    p.add_argument("--from-published", metavar="DIR",
-                   help="execute nothing: build the HTML from the chapters published in DIR")
-    p.add_argument("--force", action="store_true", help="re-execute chapters that are up to date")
-    p.add_argument("--no-html", action="store_true", help="execute the chapters but do not build the HTML")
-    p.add_argument("--path-output", metavar="DIR",
-                   help="write _build/ (executed copies, html, timings) under DIR (default: the book root)")
-    p.add_argument("--book-root", help=argparse.SUPPRESS)
-
-    p = sub.add_parser("report", help="results table from the results JSON files; rewrites README's results block")
-    p.add_argument("--results", metavar="DIR",
-                   help="folder of results JSON (default: artifacts/tess/results, else demo, else demo-quick)")
-    p.add_argument("--readme", metavar="README.md", help="README to update between the results markers "
-                   "(default: the project's README.md when --results is given; never without --results)")
-    p.add_argument("--no-readme", action="store_true", help="only print the table")
-    p.add_argument("--figure", metavar="FILE.png", help="also draw UAR by model and protocol into FILE.png")
 
     p = sub.add_parser("gradcam-reference", help="Grad-CAM deletion test with a randomised-weights control, "
                        "per model and seed; one JSON each plus a summary")
@@ -482,24 +415,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "layer by layer on TESS and CREMA-D, every protocol; one JSON per read-out")
     p.add_argument("--tess", required=True, metavar="DIR", help="folder holding TESS")
     p.add_argument("--crema", required=True, metavar="DIR", help="folder holding CREMA-D (or a subset of its actors)")
-    p.add_argument("-o", "--artifacts", required=True, metavar="DIR", help="artifacts folder (embeddings, checkpoint)")
+    p.add_argument("--artifacts", required=True, metavar="DIR", help="artifacts folder (embeddings, checkpoint)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the results files")
     p.add_argument("--pretrained", metavar="ID_OR_PATH",
                    help="hub id or checkpoint folder (default: the offline Whisper tiny.en)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the learned head (default 0 1 2)")
     p.add_argument("--padding-30s", action="store_true", help="also embed CREMA-D with 30-s padding (slow)")
-
-    p = sub.add_parser("saved-code", help="check (or --write) that the chapters' #@save cells match ser_utils")
-    p.add_argument("--write", action="store_true", help="copy the chapters' saved cells into the package")
-
-    p = sub.add_parser("grade", help="grade a student's assignment notebook (hidden tests; --list lists them)")
-    p.add_argument("assignment", nargs="?", help="assignment name (see --list)")
-    p.add_argument("notebook", nargs="?", help="the student's .ipynb")
-    p.add_argument("--list", action="store_true", help="list the assignments and what passes")
-    p.add_argument("--data-dir", help="grade on this real TESS folder (full sizes) instead of the demo corpus (quick)")
-    p.add_argument("--artifacts", help="artifacts folder to reuse (default: a temporary one)")
-    p.add_argument("--report", metavar="FILE.json", help="also write the report here")
-    p.add_argument("--encoder", help="probe assignment: the embedding function (stand-in, whisper-tiny)")
 
     p = sub.add_parser("predict", help="classify one audio file with a saved model (7 probabilities)")
     p.add_argument("clip", help="audio file (WAV/FLAC/AIFF, any rate, mono or stereo)")
@@ -507,24 +428,30 @@ def build_parser() -> argparse.ArgumentParser:
                    "(chapter 10); default: the newest hybrid under artifacts/")
     p.add_argument("--cam", metavar="OUT.png", help="also write a Grad-CAM figure of the decision")
 
+    from .transfer import FEATURE_SETS
+
+    p = sub.add_parser("transfer", help="baselines and Keras models across CREMA-D actors and corpora "
+                       "(leave-actors-out, cross-corpus); the reference runs of chapter 9")
+    p.add_argument("--crema", required=True, help="CREMA-D folder (e.g. a 12-actor subset)")
+    p.add_argument("--tess", required=True, help="TESS folder")
+    p.add_argument("--artifacts", required=True, help="artifacts folder (feature caches)")
+    p.add_argument("--out", help="write the results records into this folder")
+    p.add_argument("--jobs", type=int, default=None)
+    p.add_argument("--feature-sets", nargs="*", default=["vector"], choices=FEATURE_SETS,
+                   help="feature views for the logistic regressions (default: vector; the option alone: none, "
+                        "e.g. to train only --models)")
+    p.add_argument("--models", nargs="*", default=[],
+                   help="Keras models to train leave-actors-out on CREMA-D (cnn hybrid)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds of the Keras runs")
+    p.add_argument("--folds", type=int, default=None, help="grouped K-fold over actors instead of leave-one-actor-out")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--quick", action="store_true", help="tiny features and 2 epochs (tests only)")
+    p.add_argument("--prosody", action="store_true",
+                   help="instead: compare the 187 values, prosody and both (TESS speaker, CREMA-D actor-loo)")
+
+    for extend in PARSER_EXTENSIONS:
+        extend(sub)
     return parser
-
-
-@command("saved-code")
-def _saved_code(args: argparse.Namespace) -> int:
-    from .run_context import project_root
-    from .course.literate import check_saved_code, write_saved_code
-
-    root = project_root()
-    if args.write:
-        changed = write_saved_code(root / "book", root / "ser_utils")
-        print("updated: " + ", ".join(changed) if changed else "package already matches the chapters")
-        return 0
-    problems = check_saved_code(root / "book", root / "ser_utils")
-    for line in problems:
-        print(line)
-    print(f"{len(problems)} difference(s)" if problems else "every #@save cell matches its package copy")
-    return 1 if problems else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

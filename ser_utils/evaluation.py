@@ -138,14 +138,14 @@ def make_record(
     }
 
 
-def dataset_info(ctx, n_clips: int) -> dict:
-    """The dataset block of a results record, from a :class:`~ser_utils.run_context.RunContext`."""
+def dataset_info(data, *, n_clips: int, quick: bool) -> dict:
+    """The dataset block of a results record, from a :class:`~ser_utils.run_context.DataContext`."""
     return {
-        "name": ctx.dataset,
-        "synthetic": ctx.is_demo,
+        "name": data.dataset,
+        "synthetic": data.is_demo,
         "n_clips": int(n_clips),
-        "partial": (not ctx.is_demo) and n_clips < FULL_TESS_SIZE,
-        "quick": ctx.quick,
+        "partial": (not data.is_demo) and n_clips < FULL_TESS_SIZE,
+        "quick": bool(quick),
     }
 
 

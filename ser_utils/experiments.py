@@ -14,23 +14,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import pandas as pd
 
 from .baselines import duration_fold, vector_fold
 from .evaluation import dataset_info, load_record, make_record, result_path, run_folds, save_record, score_table
 from .registry import ModelSpec
-
-if TYPE_CHECKING:  # annotations only: the library does not depend on the course machinery at run time
-    from .course.chapter import Chapter
+from .workspace import Workspace
 
 
 def run_experiment(
-    ch: Chapter,
+    ws: Workspace,
     model: str,
-    protocol: str | None = None,
-    seed: int | None = None,
+    protocol: str,
+    seed: int,
     *,
     epochs: int | None = None,
     options: dict | None = None,
@@ -53,11 +49,9 @@ def run_experiment(
     fold is scored and saved from ``net`` instead of being trained again (it
     would get the same weights); the other folds are trained.
     """
-    protocol = protocol or ch.ctx.protocol
-    seed = ch.ctx.seed if seed is None else seed
-    epochs = epochs if epochs is not None else ch.ctx.epochs
+    epochs = epochs if epochs is not None else ws.mode.epochs
     options = dict(options or {})
-    splits = ch.splits(protocol, seed)
+    splits = ws.splits(protocol, seed)
     spec = ModelSpec.parse(model)
     family = spec.family
     if trained is not None and (family != "keras" or options):
@@ -67,24 +61,24 @@ def run_experiment(
         raise ValueError(f"{model!r} needs the {spec.input} view of chapter 9 (ser_utils.transfer), "
                          "not the 187-value vector run_experiment has")
     if model == "duration":
-        fit_predict = lambda s: duration_fold(ch.manifest, s, seed)  # noqa: E731
+        fit_predict = lambda s: duration_fold(ws.manifest, s, seed)  # noqa: E731
     elif family == "baseline":
-        fit_predict = lambda s: vector_fold(ch.features, s, model, seed)  # noqa: E731
+        fit_predict = lambda s: vector_fold(ws.features, s, model, seed)  # noqa: E731
     else:
         if family == "keras":
             from .training import keras_fold as fold_fn
         else:
             from .vision import vision_fold as fold_fn
-        model_dir = ch.ctx.artifacts_dir / "models" if save else None
+        model_dir = ws.artifacts_dir / "models" if save else None
 
         def fit_predict(split):
             if trained is not None and split is splits[0]:
                 from .training import trained_fold
 
                 net, history, seconds = trained
-                return trained_fold(net, history, ch.features, split, model, seed=seed, epochs=epochs,
-                                    quick=ch.ctx.quick, train_time=seconds, model_dir=model_dir)
-            return fold_fn(ch.features, split, model, seed=seed, epochs=epochs, quick=ch.ctx.quick,
+                return trained_fold(net, history, ws.features, split, model, seed=seed, epochs=epochs,
+                                    quick=ws.mode.quick, train_time=seconds, model_dir=model_dir)
+            return fold_fn(ws.features, split, model, seed=seed, epochs=epochs, quick=ws.mode.quick,
                            options=options, model_dir=model_dir, progress=progress)
 
     folds, wall = run_folds(splits, fit_predict, progress=progress)
@@ -93,17 +87,17 @@ def run_experiment(
     n_params = next((f.extra.get("n_params") for f in folds if f.extra.get("n_params")), None)
     record = make_record(
         model, protocol, seed, folds,
-        dataset=dataset_info(ch.ctx, ch.summary.n_ok if model == "duration" else len(ch.features)),
+        dataset=dataset_info(ws.data, quick=ws.mode.quick, n_clips=ws.summary.n_ok if model == "duration" else len(ws.features)),
         wall_time=wall, n_params=n_params,
-        config={"features": ch.feature_config.key(), "epochs": epochs, **options},
+        config={"features": ws.feature_config.key(), "epochs": epochs, **options},
     )
     if save:
-        record["_path"] = str(save_record(record, ch.ctx.artifacts_dir))
+        record["_path"] = str(save_record(record, ws.artifacts_dir))
     return record
 
 
 def run_grid(
-    ch: Chapter,
+    ws: Workspace,
     models: Sequence[str],
     protocols: Sequence[str],
     seeds: Sequence[int],
@@ -125,13 +119,13 @@ def run_grid(
     for m in models:
         for p in protocols:
             for s in seeds:
-                path = result_path(ch.ctx.artifacts_dir, m, p, s)
+                path = result_path(ws.artifacts_dir, m, p, s)
                 if (m, p, s) in have:
                     records.append(have[(m, p, s)])
                 elif skip_existing and path.exists():
                     records.append(load_record(path))
                 else:
-                    records.append(run_experiment(ch, m, p, s, **kwargs))
+                    records.append(run_experiment(ws, m, p, s, **kwargs))
     return records
 
 
@@ -164,6 +158,6 @@ def scores_table(records: list[dict], paper: dict[str, float] | None = None) -> 
     return out
 
 
-def results_dir(ch: Chapter) -> Path:
-    """Where this chapter's results files live."""
-    return ch.ctx.artifacts_dir / "results"
+def results_dir(ws: Workspace) -> Path:
+    """Where this workspace's results files live."""
+    return ws.results_dir

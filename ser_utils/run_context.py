@@ -1,10 +1,11 @@
-"""Resolving a chapter's parameters: which dataset, where the artifacts go, quick mode.
+"""Resolving where a run's data and artifacts are: which dataset, which folders.
 
-Every chapter has the same ``parameters`` cell (see ARCHITECTURE.md) and hands
-it to :func:`resolve_run`, which answers the questions once: is real TESS
-here, or do we run on the synthetic demo corpus? The answer is carried by a
-:class:`RunContext` that the banner, the manifest and the results files all
-read, so a demo result can never be presented as a TESS one.
+:func:`resolve_data` answers the questions once: is real TESS here, or do we
+run on the synthetic demo corpus, and which artifacts folder holds the run?
+The answer is a :class:`DataContext` that the workspace
+(:mod:`ser_utils.workspace`), the manifest and the results files all read, so
+a demo result can never be presented as a TESS one. How long a run trains
+(quick mode, epoch cap) is the workspace's :class:`~ser_utils.workspace.RunMode`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .data import TESS_HELP, TessNotFoundError, find_audio_files
-from .splits import PROTOCOLS
 
 #: Words in the demo corpus: full run and quick (CI) run.
 DEMO_WORDS = 30
@@ -65,16 +65,12 @@ def find_tess(data_dir: str | os.PathLike | None = None) -> Path | None:
 
 
 @dataclass(frozen=True)
-class RunContext:
-    """The resolved parameters of one chapter run."""
+class DataContext:
+    """Where one run's data and artifacts are: the dataset, its folder, the artifacts folder."""
 
     dataset: str  # "tess" or "demo"
     data_dir: Path
     artifacts_dir: Path
-    protocol: str
-    seed: int
-    epochs: int | None
-    quick: bool
 
     @property
     def is_demo(self) -> bool:
@@ -86,31 +82,28 @@ class RunContext:
         return d
 
 
-def resolve_run(
+def resolve_data(
     dataset: str = "auto",
     data_dir: str | os.PathLike | None = None,
     artifacts_dir: str | os.PathLike | None = None,
-    protocol: str = "random",
-    seed: int = 0,
-    epochs: int | None = None,
-    quick: bool | None = None,
     *,
+    quick: bool | None = None,
     make_demo: bool = True,
-) -> RunContext:
-    """Turn a chapter's parameters into a :class:`RunContext`.
+) -> DataContext:
+    """Turn a run's data parameters into a :class:`DataContext`.
 
     ``dataset="auto"`` uses real TESS when a candidate folder holds audio
     (:func:`tess_candidates`) and the demo corpus otherwise; ``"tess"`` insists
     on TESS and raises :class:`TessNotFoundError` naming every folder it
     tried; ``"demo"`` always uses the demo corpus, generating it on first use
-    under the artifacts folder. ``SER_DATASET`` overrides ``"auto"``.
+    under the artifacts folder. ``SER_DATASET`` overrides ``"auto"``. Quick
+    mode (``quick``, else ``SER_QUICK``) picks the ``-quick`` artifacts folder
+    and the smaller demo corpus.
     """
     if dataset == "auto" and os.environ.get("SER_DATASET"):
         dataset = os.environ["SER_DATASET"]
     if dataset not in {"auto", "tess", "demo"}:
         raise ValueError(f"dataset must be 'auto', 'tess' or 'demo', not {dataset!r}")
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
     quick = is_quick(quick)
     root = None
     if data_dir and Path(data_dir).expanduser().is_file():
@@ -142,15 +135,7 @@ def resolve_run(
 
             ensure_demo_corpus(root, n_words=DEMO_WORDS_QUICK if quick else DEMO_WORDS, seed=0)
     artifacts_dir.mkdir(parents=True, exist_ok=True)
-    return RunContext(
-        dataset=name,
-        data_dir=Path(root).resolve(),
-        artifacts_dir=artifacts_dir,
-        protocol=protocol,
-        seed=int(seed),
-        epochs=epochs,
-        quick=quick,
-    )
+    return DataContext(dataset=name, data_dir=Path(root).resolve(), artifacts_dir=artifacts_dir)
 
 
 # --- the second corpus (chapter 9) ---------------------------------------------------------

@@ -9,7 +9,7 @@ record per (model, protocol) that names its corpora and subset.
 Run the reference measurements (logistic regression on the 187-value vector,
 raw and with per-speaker standardisation) with::
 
-    python -m ser_utils.transfer --crema DIR --tess DIR --artifacts /tmp/corpora-art --out results/reference/crema-d-dev
+    python -m ser_utils transfer --crema DIR --tess DIR --artifacts /tmp/corpora-art --out results/reference/crema-d-dev
 
 add ``--feature-sets vector prosody egemaps`` to run the same protocols on the
 13 prosody values (:mod:`ser_utils.prosody`) and the 88 eGeMAPS values
@@ -23,10 +23,8 @@ Chapter 9 (``book/09_transfer.ipynb``) teaches all of it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -335,52 +333,6 @@ def prosody_comparison(data_dir: str | os.PathLike, corpus: str, artifacts: str 
     return pd.DataFrame(rows)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line of :func:`reference_runs`; prints UAR per model and protocol."""
-    p = argparse.ArgumentParser(prog="python -m ser_utils.transfer", description=reference_runs.__doc__.splitlines()[0])
-    p.add_argument("--crema", required=True, help="CREMA-D folder (e.g. a 12-actor subset)")
-    p.add_argument("--tess", required=True, help="TESS folder")
-    p.add_argument("--artifacts", required=True, help="feature cache folder")
-    p.add_argument("--out", help="write the results records into this folder")
-    p.add_argument("--jobs", type=int, default=None)
-    p.add_argument("--feature-sets", nargs="*", default=["vector"], choices=FEATURE_SETS,
-                   help="feature views for the logistic regressions (default: vector; the option alone: none, "
-                        "e.g. to train only --models)")
-    p.add_argument("--models", nargs="*", default=[],
-                   help="Keras models to train leave-actors-out on CREMA-D (cnn hybrid)")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds of the Keras runs")
-    p.add_argument("--folds", type=int, default=None, help="grouped K-fold over actors instead of leave-one-actor-out")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--quick", action="store_true", help="tiny features and 2 epochs (tests only)")
-    p.add_argument("--prosody", action="store_true",
-                   help="instead: compare the 187 values, prosody and both (TESS speaker, CREMA-D actor-loo)")
-    args = p.parse_args(argv)
-    if args.prosody:
-        table = pd.concat([prosody_comparison(args.tess, "tess", args.artifacts, jobs=args.jobs),
-                           prosody_comparison(args.crema, "crema-d", args.artifacts, jobs=args.jobs)])
-        print(table.round(1).to_string(index=False))
-        return 0
-    for m in args.models:
-        spec = ModelSpec.parse_or_none(m)
-        if spec is None or spec.family != "keras":
-            from .errors import UserError
-
-            raise UserError(f"--models takes Keras models (cnn, lstm, hybrid and their variants), not {m!r}")
-    if args.feature_sets and "egemaps" in args.feature_sets:
-        from .egemaps import smile
-
-        smile()  # fails early, with the install command, when opensmile is missing
-    records = reference_runs(args.crema, args.tess, args.artifacts, args.out, jobs=args.jobs,
-                             feature_sets=args.feature_sets, models=args.models, seeds=args.seeds,
-                             n_folds=args.folds, quick=args.quick, epochs=args.epochs)
-    for r in records:
-        print(f"{r['model']:24s} {r['protocol']:22s} seed {r['seed']}  UAR {100 * r['metrics']['uar']:5.1f}  "
-              f"accuracy {100 * r['metrics']['accuracy']:5.1f}  folds {len(r['folds'])}  {r.get('_path', '')}")
-    return 0
-
-
-
-
 def uar_table(records: Sequence[dict]) -> pd.DataFrame:
     """UAR and accuracy (%) of each record: model, protocol, the corpora, folds; one row per record.
 
@@ -433,13 +385,3 @@ def seed_table(records: Sequence[dict]) -> pd.DataFrame:
     g = t.groupby(["model", "protocol"])["UAR"]
     out = pd.DataFrame({"UAR mean": g.mean(), "UAR sd": g.std(ddof=1), "seeds": g.size()}).reset_index()
     return out.sort_values(["protocol", "UAR mean"], ascending=[True, False], ignore_index=True)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    from .errors import UserError
-
-    try:
-        sys.exit(main())
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)

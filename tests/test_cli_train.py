@@ -35,13 +35,13 @@ def test_bad_arguments_exit_2_without_traceback(argv, message, capsys):
 
 def test_missing_tess_exits_2(tmp_path, capsys):
     assert main(["train", "cnn", "--dataset", "tess", "--data-dir", str(tmp_path / "nowhere"),
-                 "-o", str(tmp_path / "art")]) == 2
+                 "--artifacts", str(tmp_path / "art")]) == 2
     assert "no TESS audio found" in capsys.readouterr().err
 
 
 def test_quick_keras_run_prints_table_and_writes_results(quick_chapter, capsys):
-    art = quick_chapter.ctx.artifacts_dir  # reuse the fixture's cached features
-    assert main(["train", "cnn", "--dataset", "demo", "-o", str(art), "--quick", "--input", "frames",
+    art = quick_chapter.artifacts_dir  # reuse the fixture's cached features
+    assert main(["train", "cnn", "--dataset", "demo", "--artifacts", str(art), "--quick", "--input", "frames",
                  "--seeds", "0", "1"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("DEMO DATA") and "cnn-frames" in out and "accuracy %" in out
@@ -53,7 +53,7 @@ def test_quick_keras_run_prints_table_and_writes_results(quick_chapter, capsys):
 
 
 def test_baseline_spknorm_name(quick_chapter, capsys):
-    art = quick_chapter.ctx.artifacts_dir
-    assert main(["train", "logreg", "--dataset", "demo", "-o", str(art), "--quick", "--protocol", "speaker",
+    art = quick_chapter.artifacts_dir
+    assert main(["train", "logreg", "--dataset", "demo", "--artifacts", str(art), "--quick", "--protocol", "speaker",
                  "--spknorm"]) == 0
     assert (art / "results" / "logreg-spknorm__speaker__seed0.json").exists()

@@ -2,9 +2,9 @@
 
 import pytest
 
-from ser_utils.run_context import resolve_run, tess_candidates
+from ser_utils.run_context import resolve_data, tess_candidates
 from ser_utils.data import TessNotFoundError
-from ser_utils.course.chapter import banner_html, banner_text
+from ser_utils.course.chapter import banner_html, start_chapter
 
 from .helpers import tone, write_wav
 
@@ -13,39 +13,38 @@ def test_auto_without_tess_uses_demo_and_says_so(tmp_path, monkeypatch):
     monkeypatch.delenv("SER_TESS_DIR", raising=False)
     monkeypatch.delenv("SER_DATASET", raising=False)
     monkeypatch.setattr("ser_utils.run_context.project_root", lambda: tmp_path)
-    ctx = resolve_run("auto", artifacts_dir=tmp_path / "art", quick=True)
+    ctx = resolve_data("auto", artifacts_dir=tmp_path / "art", quick=True)
     assert ctx.is_demo and ctx.dataset == "demo"
     assert (ctx.data_dir / "demo_corpus.json").exists()
-    assert "DEMO DATA" in banner_html(ctx) and "not TESS" in banner_text(ctx)
+    assert "DEMO DATA" in banner_html(ctx, quick=True) and "Quick mode" in banner_html(ctx, quick=True)
 
 
 def test_env_variable_points_at_tess(tmp_path, monkeypatch):
     write_wav(tmp_path / "tess" / "OAF_back_angry.wav", tone())
     monkeypatch.setenv("SER_TESS_DIR", str(tmp_path / "tess"))
     monkeypatch.delenv("SER_DATASET", raising=False)
-    ctx = resolve_run("auto", artifacts_dir=tmp_path / "art")
+    ctx = resolve_data("auto", artifacts_dir=tmp_path / "art")
     assert ctx.dataset == "tess" and ctx.data_dir == (tmp_path / "tess").resolve()
-    assert "Real data: TESS" in banner_html(ctx)
-    assert "DEMO" not in banner_text(ctx)
+    assert "Real data: TESS" in banner_html(ctx) and "Quick mode" not in banner_html(ctx)
 
 
 def test_forced_tess_without_data_lists_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.delenv("SER_TESS_DIR", raising=False)
     with pytest.raises(TessNotFoundError, match="(?s)Looked in.*nothing-here.*SER_TESS_DIR"):
-        resolve_run("tess", data_dir=tmp_path / "nothing-here", artifacts_dir=tmp_path / "art")
+        resolve_data("tess", data_dir=tmp_path / "nothing-here", artifacts_dir=tmp_path / "art")
 
 
 def test_explicit_data_dir_that_is_empty_is_an_error_not_a_silent_demo(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(TessNotFoundError):
-        resolve_run("auto", data_dir=tmp_path / "empty", artifacts_dir=tmp_path / "art")
+        resolve_data("auto", data_dir=tmp_path / "empty", artifacts_dir=tmp_path / "art")
 
 
 def test_bad_parameters(tmp_path):
     with pytest.raises(ValueError, match="dataset"):
-        resolve_run("imagenet", artifacts_dir=tmp_path)
+        resolve_data("imagenet", artifacts_dir=tmp_path)
     with pytest.raises(ValueError, match="protocol"):
-        resolve_run("demo", protocol="leave-one-out", artifacts_dir=tmp_path)
+        start_chapter("demo", None, str(tmp_path), "leave-one-out", show_banner=False)
 
 
 def test_candidate_order(tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from ser_utils import gradcam  # noqa: E402
+from ser_utils import deletion, gradcam, gradcam_reference  # noqa: E402
 from ser_utils.features import FEATURE_GROUPS, N_FEATURES  # noqa: E402
 
 SIGNAL = np.arange(100, 111)  # the only positions the toy models read
@@ -126,7 +126,7 @@ def test_deletion_curves_favour_a_faithful_map_and_not_a_random_one():
     keep = y == 1  # the bump is the evidence for class 1
     x, y = x[keep], y[keep]
     cams, _ = gradcam.grad_cam(model, x, class_idx=y)
-    res = gradcam.deletion_test(model, x, y, cams, steps=10, n_random=3)
+    res = deletion.deletion_test(model, x, y, cams, steps=10, n_random=3)
     assert res.fractions[0] == 0 and res.fractions[-1] == 1
     assert res.cam.shape == res.random.shape == res.fractions.shape
     assert res.cam[0] == pytest.approx(res.random[0])  # nothing masked yet: same start
@@ -137,7 +137,7 @@ def test_deletion_curves_favour_a_faithful_map_and_not_a_random_one():
     assert lo > 0
     # A map that knows nothing is no better than random.
     noise = np.random.default_rng(1).random(cams.shape)
-    res_noise = gradcam.deletion_test(model, x, y, noise, steps=10, n_random=3)
+    res_noise = deletion.deletion_test(model, x, y, noise, steps=10, n_random=3)
     assert abs(res_noise.area_between) < 0.15
     assert set(res.summary()) >= {"area_cam", "area_random", "area_between"}
 
@@ -149,7 +149,7 @@ def test_deletion_masks_whole_frames_for_sequence_input():
                               layers.GlobalAveragePooling1D(), layers.Dense(7, activation="softmax")])
     x = np.random.default_rng(0).normal(size=(4, 8, 3)).astype("float32")
     cams, _ = gradcam.grad_cam(model, x)
-    res = gradcam.deletion_test(model, x, np.zeros(4, int), cams, steps=4, n_random=2)
+    res = deletion.deletion_test(model, x, np.zeros(4, int), cams, steps=4, n_random=2)
     assert res.per_sample_cam.shape == (4, len(res.fractions))
     # Everything masked: both orders end on the same all-baseline input.
     assert res.cam[-1] == pytest.approx(res.random[-1], abs=1e-6)
@@ -196,7 +196,7 @@ def test_verdicts_follow_the_interval_and_the_effect_size():
 
     def result(cam_curves, rand_curves):
         cam_curves, rand_curves = np.asarray(cam_curves, float), np.asarray(rand_curves, float)
-        return gradcam.DeletionResult(f, cam_curves.mean(0), rand_curves.mean(0), np.zeros(5), len(cam_curves), 1,
+        return deletion.DeletionResult(f, cam_curves.mean(0), rand_curves.mean(0), np.zeros(5), len(cam_curves), 1,
                                       cam_curves, rand_curves)
 
     flat = np.full((4, 5), 0.9)
@@ -224,12 +224,12 @@ def test_pick_examples_and_group_table():
 
 def test_ensure_model_trains_once_then_loads(quick_chapter):
     pytest.importorskip("ser_utils.training")
-    first = gradcam.ensure_model(quick_chapter, "cnn", "random", 0)
+    first = gradcam_reference.ensure_model(quick_chapter, "cnn", "random", 0)
     assert first.trained_now and first.path.exists() and first.record["model"] == "cnn"
     assert first.x_test.shape[1:] == (N_FEATURES, 1) and len(first.x_test) == len(first.y_test)
     # Standardised with the training statistics: the test clips are near, not exactly at, zero mean.
     assert abs(float(first.x_test.mean())) < 1.0
-    again = gradcam.ensure_model(quick_chapter, "cnn", "random", 0)
+    again = gradcam_reference.ensure_model(quick_chapter, "cnn", "random", 0)
     assert not again.trained_now
     np.testing.assert_allclose(again.model.predict(again.x_test, verbose=0),
                                first.model.predict(first.x_test, verbose=0), atol=1e-5)
@@ -242,7 +242,7 @@ def test_ensure_model_trains_once_then_loads(quick_chapter):
 
 def test_randomised_copy_redraws_every_weight_and_keeps_last_conv():
     model = _toy_model()
-    copy = gradcam.randomised_copy(model, seed=3)
+    copy = deletion.randomised_copy(model, seed=3)
     named = lambda m: [layer.name for layer in m.layers if layer.weights]  # noqa: E731 (the input layer is renamed)
     assert named(copy) == named(model) == ["last_conv", "out"]
     assert copy.get_layer("last_conv") is not model.get_layer("last_conv")
@@ -251,7 +251,7 @@ def test_randomised_copy_redraws_every_weight_and_keeps_last_conv():
     assert not np.allclose(model.get_layer("out").get_weights()[0], copy.get_layer("out").get_weights()[0])
     model_weights = model.get_weights()  # the trained model is untouched
     assert np.array_equal(model_weights[0].ravel(), [0.0, 1.0, 0.0])
-    again = gradcam.randomised_copy(model, seed=3)  # the seed makes the draw repeatable
+    again = deletion.randomised_copy(model, seed=3)  # the seed makes the draw repeatable
     for a, b in zip(copy.get_weights(), again.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     cams, _ = gradcam.grad_cam(copy, _bump_data(n=4)[0], class_idx=1)  # Grad-CAM still finds its layer
@@ -264,8 +264,8 @@ def test_deletion_with_a_control_map_grades_both_orders():
     x, y = x[y == 1], y[y == 1]
     cams, _ = gradcam.grad_cam(model, x, class_idx=y)
     noise = np.random.default_rng(1).random(cams.shape)
-    res = gradcam.deletion_test(model, x, y, cams, control_cams=noise, steps=10, n_random=3)
-    plain = gradcam.deletion_test(model, x, y, cams, steps=10, n_random=3)
+    res = deletion.deletion_test(model, x, y, cams, control_cams=noise, steps=10, n_random=3)
+    plain = deletion.deletion_test(model, x, y, cams, steps=10, n_random=3)
     np.testing.assert_allclose(res.random, plain.random)  # same random orders with or without the control
     assert res.control.shape == res.cam.shape
     s = res.summary()
@@ -274,12 +274,12 @@ def test_deletion_with_a_control_map_grades_both_orders():
     assert abs(s["control_area_between"]) < 0.15
     assert plain.control is None and plain.control_summary() is None
     with pytest.raises(ValueError):
-        gradcam.deletion_test(model, x, y, cams, control_cams=noise[:, :10])
+        deletion.deletion_test(model, x, y, cams, control_cams=noise[:, :10])
 
 
 def test_map_similarity_is_spearman_per_clip():
     a = np.array([[0.0, 1, 2, 3], [1, 1, 1, 1], [3, 2, 1, 0]])
-    rho = gradcam.map_similarity(a, a[[0, 0, 0]])
+    rho = deletion.map_similarity(a, a[[0, 0, 0]])
     assert rho[0] == pytest.approx(1.0) and np.isnan(rho[1]) and rho[2] == pytest.approx(-1.0)
 
 
@@ -288,7 +288,7 @@ def test_reference_run_writes_valid_json_and_a_summary(quick_chapter, tmp_path):
 
     from ser_utils.course import display
 
-    paths = gradcam.gradcam_reference(quick_chapter, tmp_path, [0], ["cnn"], n_clips=14, steps=4, n_random=2,
+    paths = gradcam_reference.gradcam_reference(quick_chapter, tmp_path, [0], ["cnn"], n_clips=14, steps=4, n_random=2,
                                       progress=False)
     rec = json.loads((tmp_path / "cnn__random__seed0.json").read_text())
     assert rec["kind"] == "gradcam-reference" and rec["dataset"]["synthetic"] and rec["input"] == "vector"
@@ -324,7 +324,7 @@ def test_reference_display_on_fabricated_records(tmp_path):
         (tmp_path / f"hybrid__random__seed{seed}.json").write_text(json.dumps(
             _fake_reference("hybrid", seed, area, "better than random")))
     (tmp_path / "notes.json").write_text("{}")  # ignored: not a reference record
-    rows = gradcam.reference_summary(gradcam.load_references(tmp_path))
+    rows = gradcam_reference.reference_summary(gradcam_reference.load_references(tmp_path))
     assert len(rows) == 1 and rows[0]["area_between"]["mean"] == pytest.approx(0.25)
     assert rows[0]["verdicts"] == {"better than random": 2}
     table = display.gradcam_reference_table(rows)

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ser_utils.cli import main
+from ser_utils.__main__ import main
 from ser_utils.data import accept_audio, build_manifest, probe_audio
 from ser_utils.errors import AudioFileError
 from tests.helpers import tone, write_wav
@@ -157,8 +157,8 @@ CASES = [
     ("manifest-o-under-file", ["manifest", "{data}", "-o", "{good}/m.csv"], 2, "is a file, not a folder"),
     ("manifest-hostile-ok", ["manifest", "{data}", "-o", "{out}/manifest.csv"], 0, "named pipe (FIFO)"),
     ("manifest-only-bad", ["manifest", "{bad_only}"], 1, "0 usable clips"),
-    ("features-o-file", ["features", "{data}", "-o", "{junk_results}/a__random__seed0.json"], 2, "is a file"),
-    ("features-o-in-data", ["features", "{data}", "-o", "{data}/cache"], 2, "inside the data folder"),
+    ("features-o-file", ["features", "{data}", "--artifacts", "{junk_results}/a__random__seed0.json"], 2, "is a file"),
+    ("features-o-in-data", ["features", "{data}", "--artifacts", "{data}/cache"], 2, "inside the data folder"),
     ("features-jobs-0", ["features", "{data}", "--jobs", "0"], 2, "--jobs"),
     ("demo-words-0", ["demo-corpus", "{out}/d0", "--words", "0"], 2, "--words must be between 1 and"),
     ("demo-words-neg", ["demo-corpus", "{out}/d1", "--words", "-3"], 2, "--words must be between 1 and"),
@@ -169,7 +169,7 @@ CASES = [
     ("download-into-file", ["download", "{good}"], 2, "is a file"),
     ("download-bad-hash", ["download", "{dl}", "--sha256", "xyz"], 2, "not a SHA-256 hash"),
     ("download-wrong-hash", ["download", "{dl}", "--sha256", "0" * 64], 2, "The file was kept"),
-    ("train-data-is-file", ["train", "duration", "--data-dir", "{good}", "-o", "{out}/t0"], 2, "is a file, not a folder"),
+    ("train-data-is-file", ["train", "duration", "--data-dir", "{good}", "--artifacts", "{out}/t0"], 2, "is a file, not a folder"),
     # Command-line errors name the command-line options, not only the notebook parameters.
     ("train-no-tess", ["train", "duration", "--dataset", "tess", "--data-dir", "{base}/nope"], 2, "--dataset demo"),
     ("train-tess-is-demo", ["train", "duration", "--dataset", "tess", "--data-dir", "{seed0}"], 2, "not TESS"),
@@ -177,12 +177,12 @@ CASES = [
     ("features-same-folder-as-train", ["features", "{seed0}", "--quick", "--jobs", "1"], 0,
      "artifacts/demo-quick/features/"),
     ("train-huge-seed", ["train", "duration", "--seeds", "4294967296"], 2, "2**32"),
-    ("train-o-file", ["train", "duration", "--data-dir", "{tiny_demo}", "-o", "{good}"], 2, "is a file"),
-    ("train-too-small", ["train", "duration", "--data-dir", "{tiny_demo}", "-o", "{out}/t1", "--quick"], 2,
+    ("train-o-file", ["train", "duration", "--data-dir", "{tiny_demo}", "--artifacts", "{good}"], 2, "is a file"),
+    ("train-too-small", ["train", "duration", "--data-dir", "{tiny_demo}", "--artifacts", "{out}/t1", "--quick"], 2,
      "needs at least 11 usable clips per emotion"),
-    ("train-too-small-word", ["train", "duration", "--data-dir", "{tiny_demo}", "-o", "{out}/t2", "--quick",
+    ("train-too-small-word", ["train", "duration", "--data-dir", "{tiny_demo}", "--artifacts", "{out}/t2", "--quick",
                               "--protocol", "word"], 2, "at least 3 distinct words"),
-    ("train-only-bad", ["train", "duration", "--data-dir", "{bad_only}", "-o", "{out}/t3", "--quick"], 2,
+    ("train-only-bad", ["train", "duration", "--data-dir", "{bad_only}", "--artifacts", "{out}/t3", "--quick"], 2,
      "no usable clip"),
     ("book-seeds-abc", ["book", "--seeds", "abc", "--no-html", "--only", "99"], 2, "--seeds takes integers"),
     ("report-junk", ["report", "--results", "{junk_results}", "--no-readme"], 2, "3 unreadable or not results records"),
@@ -218,7 +218,7 @@ if Path("/proc").is_dir():  # a location nobody can write, even root (chmod does
     CASES += [
         ("manifest-o-unwritable", ["manifest", "{data}", "-o", "/proc/ser-book-test.csv"], 2, "cannot write"),
         ("demo-unwritable", ["demo-corpus", "/proc/ser-book-demo"], 2, "cannot create"),
-        ("train-o-unwritable", ["train", "duration", "--data-dir", "{seed0}", "-o", "/proc/ser-book-t"], 2,
+        ("train-o-unwritable", ["train", "duration", "--data-dir", "{seed0}", "--artifacts", "/proc/ser-book-t"], 2,
          "cannot create"),
         ("download-unwritable", ["download", "/proc/ser-book-dl"], 2, "cannot create"),
     ]
@@ -314,7 +314,7 @@ def test_demo_corpus_as_data_dir_is_never_tess(demo_dir, tmp_path, capsys):
     """Provenance: a demo corpus given as --data-dir is recorded and reported as demo, never TESS."""
     art = tmp_path / "art"
     proc = subprocess.run([sys.executable, "-m", "ser_utils", "train", "duration", "--data-dir", str(demo_dir),
-                           "-o", str(art), "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                           "--artifacts", str(art), "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "DEMO DATA" in proc.stdout and "Real data: TESS" not in proc.stdout
     rec = json.loads(next((art / "results").glob("duration__random__seed0.json")).read_text())
@@ -367,10 +367,10 @@ def test_demo_corpus_without_its_marker_is_still_demo(tmp_path):
     """A demo corpus copied without demo_corpus.json is recognised by its speakers (SYNA/SYNB)."""
     import shutil
 
-    from ser_utils.run_context import resolve_run
+    from ser_utils.run_context import resolve_data
     from ser_utils.synth import write_demo_corpus
 
     corpus = write_demo_corpus(tmp_path / "c", n_words=1, progress=False)
     shutil.copytree(corpus, tmp_path / "copy", ignore=shutil.ignore_patterns("demo_corpus.json"))
-    ctx = resolve_run("auto", tmp_path / "copy", tmp_path / "art")
+    ctx = resolve_data("auto", tmp_path / "copy", tmp_path / "art")
     assert ctx.dataset == "demo" and ctx.is_demo and ctx.data_dir == (tmp_path / "copy").resolve()

@@ -16,7 +16,7 @@ import pytest
 from myst_nb.core.utils import coalesce_streams
 
 from ser_utils.course import runner as pipeline
-from ser_utils.cli import main
+from ser_utils.__main__ import main
 from ser_utils.course.runner import (
     BookBuildFailed,
     BookSetupError,
@@ -226,7 +226,7 @@ def test_cli_reports_a_failing_chapter_without_traceback(tmp_path, capsys):
     write_book(tmp_path, {"01_bad": (STANDARD, "raise RuntimeError('broken on purpose')")})
     out = tmp_path / "out"
     code = main(["book", "--book-root", str(tmp_path), "--path-output", str(out), "--dataset", "demo",
-                 "--quick", "--no-html", "--artifacts-dir", str(tmp_path / "art")])
+                 "--quick", "--no-html", "--artifacts", str(tmp_path / "art")])
     err = capsys.readouterr().err
     assert code == 1
     assert "chapter 01_bad failed at cell 3" in err and "RuntimeError: broken on purpose" in err

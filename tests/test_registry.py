@@ -115,17 +115,60 @@ def test_the_package_has_no_import_cycle():
             assert visit(start, []) is None
 
 
-def test_the_library_does_not_import_the_course_machinery():
-    """Only the CLI imports ser_utils.course at run time (a type annotation may name a course type)."""
-    offenders = []
+def course_references(source: str) -> list[str]:
+    """Every way ``source`` (one library module) reaches ``ser_utils.course``: imports of any kind
+    (absolute, relative, inside ``TYPE_CHECKING`` or a function), ``importlib``/``__import__`` strings,
+    and names in annotations, string annotations included."""
+    tree = ast.parse(source)
+    found = []
+
+    def names_course(text: str) -> bool:
+        return re.search(r"(^|[.\s'\"\[(,])course([.\s'\"\]),]|$)", text) is not None
+
+    for n in ast.walk(tree):
+        if isinstance(n, ast.ImportFrom):
+            mod = ("." * n.level) + (n.module or "")
+            if names_course(mod) or (n.level and any(a.name == "course" for a in n.names)) \
+                    or (mod in {"ser_utils", ".", ""} and any(a.name == "course" for a in n.names)):
+                found.append(f"line {n.lineno}: from {mod} import ...")
+        elif isinstance(n, ast.Import):
+            found += [f"line {n.lineno}: import {a.name}" for a in n.names if names_course(a.name)]
+        elif isinstance(n, ast.Constant) and isinstance(n.value, str) and re.search(r"\bser_utils\.course\b|^\.?course(\.|$)", n.value):
+            found.append(f"line {n.lineno}: string {n.value[:40]!r}")
+        elif isinstance(n, ast.Attribute) and n.attr == "course":
+            found.append(f"line {n.lineno}: attribute .course")
+    return found
+
+
+def test_no_library_module_reaches_the_course_machinery():
+    """The library (every ser_utils module outside course/) never imports or names ser_utils.course.
+
+    The one exception is ``__main__.py``: the program that joins the library's commands and the book's.
+    """
+    offenders = {}
     for path in sorted((ROOT / "ser_utils").glob("*.py")):
-        if path.name in {"cli.py", "__main__.py"}:
+        if path.name == "__main__.py":
             continue
-        tree = ast.parse(path.read_text())
-        typing_only = {id(n) for node in ast.walk(tree)
-                       if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
-                       for n in ast.walk(node)}
-        offenders += [f"{path.name}:{n.lineno}" for n in ast.walk(tree)
-                      if isinstance(n, ast.ImportFrom) and n.level == 1 and (n.module or "").startswith("course")
-                      and id(n) not in typing_only]
-    assert offenders == []
+        if refs := course_references(path.read_text(encoding="utf-8")):
+            offenders[path.name] = refs
+    assert offenders == {}
+
+
+@pytest.mark.parametrize("line", [
+    "from .course.chapter import Chapter",
+    "from . import course",
+    "from ser_utils.course import display",
+    "import ser_utils.course.runner",
+    "from ser_utils import course",
+    "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .course.chapter import Chapter",
+    "def f():\n    from .course import comparison",
+    "def f(ch: 'ser_utils.course.chapter.Chapter'): ...",
+    "import importlib\nm = importlib.import_module('ser_utils.course.runner')",
+    "import ser_utils\nx = ser_utils.course",
+])
+def test_the_guard_catches_every_form_of_course_import(line):
+    assert course_references(line), line
+
+
+def test_the_guard_lets_ordinary_words_pass():
+    assert course_references("x = 1  # of course\ndef run(courses): return 'a course of action'") == []

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ser_utils.course import comparison as report
-from ser_utils.cli import main
+from ser_utils.__main__ import main
 from ser_utils.evaluation import FoldResult, make_record, save_record
 
 IDS = [f"SYN_w{i}_x" for i in range(70)]
@@ -195,7 +195,7 @@ def test_ensure_cheap_results_runs_only_missing_baselines(quick_chapter):
     first = report.ensure_cheap_results(quick_chapter, ["random"], [0], models=("duration", "logreg"))
     assert set(first) == {"duration/random/seed0", "logreg/random/seed0"}
     assert report.ensure_cheap_results(quick_chapter, ["random"], [0], models=("duration", "logreg")) == []
-    path = quick_chapter.ctx.artifacts_dir / "results" / "logreg__random__seed0.json"
+    path = quick_chapter.artifacts_dir / "results" / "logreg__random__seed0.json"
     assert json.loads(path.read_text())["dataset"]["name"] == "demo"
 
 

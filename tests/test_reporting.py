@@ -75,7 +75,7 @@ def test_run_protocols_reuses_done_records(quick_chapter):
 def test_default_protocols_of_a_real_run_quote_the_expensive_ones():
     from types import SimpleNamespace
 
-    real = SimpleNamespace(ctx=SimpleNamespace(quick=False, protocol="random"))
+    real = SimpleNamespace(mode=SimpleNamespace(quick=False), protocol="random")
     assert reporting.default_protocols(real) == ["random", "speaker"]
     assert reporting.default_protocols(real, deep=True) == ["random"]
     assert reporting.default_protocols(real, full=True) == reporting.default_protocols(real, full=True, deep=True) \

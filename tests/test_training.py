@@ -283,7 +283,7 @@ def test_spknorm_frames_bundle_prepares_like_training(toy, tmp_path):
 def test_run_without_saving_writes_no_results_and_no_model(quick_chapter):
     from ser_utils.experiments import run_experiment
 
-    art = quick_chapter.ctx.artifacts_dir
+    art = quick_chapter.artifacts_dir
 
     def written():  # every file under models/ and results/, with its modification time
         return {p: p.stat().st_mtime_ns for d in ("models", "results") for p in (art / d).rglob("*")}
@@ -317,7 +317,7 @@ def test_results_json_schema(quick_chapter):
     from ser_utils.experiments import run_experiment
 
     rec = run_experiment(quick_chapter, "cnn", "speaker", 0, progress=False)
-    path = quick_chapter.ctx.artifacts_dir / "results" / "cnn__speaker__seed0.json"
+    path = quick_chapter.artifacts_dir / "results" / "cnn__speaker__seed0.json"
     assert rec["_path"] == str(path)
     saved = json.loads(path.read_text())
     for key in ("schema", "model", "protocol", "seed", "dataset", "metrics", "confusion", "folds", "n_params",

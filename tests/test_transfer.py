@@ -85,14 +85,14 @@ def test_egemaps_on_tiny_clips_reports_a_bad_one(tmp_path):
 def test_transfer_command_runs_views_and_a_keras_model_and_records_them(tmp_path, capsys):
     from ser_utils.egemaps import available
     from ser_utils.evaluation import load_records
-    from ser_utils.transfer import main
+    from ser_utils.cli import main
 
     from .test_data import make_tess
 
     crema = write_demo_crema(tmp_path / "crema-demo", n_actors=4, n_sentences=1)
     tess = make_tess(tmp_path / "tess-mini", "flat", words=tuple(f"w{i}" for i in range(10)))
     views = ["vector", "egemaps" if available() else "prosody"]  # prosody alone: tests/test_prosody.py
-    assert main(["--crema", str(crema), "--tess", str(tess), "--artifacts", str(tmp_path / "art"),
+    assert main(["transfer", "--crema", str(crema), "--tess", str(tess), "--artifacts", str(tmp_path / "art"),
                  "--out", str(tmp_path / "out"), "--jobs", "1", "--quick", "--feature-sets", *views,
                  "--models", "cnn", "--seeds", "0", "--folds", "2"]) == 0
     saved = {(r["model"], r["protocol"]): r for r in load_records(tmp_path / "out")}
@@ -115,7 +115,7 @@ def test_transfer_module_runs_as_a_command_and_reports_user_errors_in_one_line(t
     from ser_utils.run_context import project_root
 
     env = {**os.environ, "PYTHONPATH": str(project_root())}
-    done = subprocess.run([sys.executable, "-m", "ser_utils.transfer", "--crema", str(tmp_path), "--tess",
+    done = subprocess.run([sys.executable, "-m", "ser_utils", "transfer", "--crema", str(tmp_path), "--tess",
                            str(tmp_path), "--artifacts", str(tmp_path / "art"), "--models", "logreg"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2 and "Keras" in done.stderr and "Traceback" not in done.stderr

@@ -216,8 +216,8 @@ def test_cli_prints_the_pretrained_error_without_a_traceback(monkeypatch, quick_
     assert issubclass(vision.PretrainedUnavailableError, UserError)
     assert issubclass(vision.PretrainedUnavailableError, OSError)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    art = str(quick_chapter.ctx.artifacts_dir)  # features already cached there
-    code = main(["train", "vit", "--dataset", "demo", "--quick", "-o", art,
+    art = str(quick_chapter.artifacts_dir)  # features already cached there
+    code = main(["train", "vit", "--dataset", "demo", "--quick", "--artifacts", art,
                  "--pretrained", "ser-book-tests/vit-never-cached"])
     err = capsys.readouterr().err
     assert code == 2

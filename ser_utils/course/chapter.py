@@ -4,9 +4,12 @@ A chapter's setup cell is one call::
 
     ch = start_chapter(dataset, data_dir, artifacts_dir, protocol, seed, epochs, quick)
 
-which returns a :class:`Chapter` holding the run context, the manifest and
-the feature configuration, and displays a banner that says plainly whether
-the numbers below come from real TESS or from the synthetic demo corpus.
+which opens the library's :class:`~ser_utils.workspace.Workspace` (data
+context, manifest, features, splits, run mode), sets the plot theme and
+display options a page needs, and displays a banner that says plainly whether
+the numbers below come from real TESS or from the synthetic demo corpus. A
+:class:`Chapter` is that workspace plus the page's own ``protocol`` and
+``seed`` parameters; everything else lives in the library.
 """
 
 from __future__ import annotations
@@ -14,15 +17,12 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import cached_property
 
-import pandas as pd
-
-from ..data import FULL_TESS_SIZE, ManifestSummary, build_manifest, summarise_manifest
-from ..features import FeatureConfig, FeatureSet, ensure_features, quick_config
+from ..data import FULL_TESS_SIZE, ManifestSummary
 from ..quiet import quiet_libraries
-from ..run_context import RunContext, resolve_run
-from ..splits import Split, ensure_splits
+from ..run_context import DataContext
+from ..splits import PROTOCOLS
+from ..workspace import RunMode, Workspace, open_workspace
 
 
 def provenance() -> str:
@@ -34,10 +34,10 @@ def provenance() -> str:
     return f"Executed {date} UTC with ser-book commit {commit[:10] + ('-dirty' if commit.endswith('-dirty') else '') if commit else 'unknown (not a git checkout)'}."
 
 
-def banner_html(ctx: RunContext, summary: ManifestSummary | None = None) -> str:
+def banner_html(data: DataContext, summary: ManifestSummary | None = None, *, quick: bool = False) -> str:
     """The HTML banner naming the dataset of this run (orange for demo, green for real TESS)."""
     n = f"{summary.n_ok} clips" if summary else "clips"
-    if ctx.is_demo:
+    if data.is_demo:
         colour, title = "#fff3cd", "DEMO DATA: synthetic corpus, not TESS"
         body = (
             f"This run uses the synthetic TESS-shaped demo corpus ({n}, speakers SYNA/SYNB) generated "
@@ -50,8 +50,8 @@ def banner_html(ctx: RunContext, summary: ManifestSummary | None = None) -> str:
         part = ""
         if summary is not None and not summary.is_full:
             part = f" This is a <b>partial</b> set ({summary.n_ok} of {FULL_TESS_SIZE} clips), so scores are not one-to-one comparable with the full corpus."
-        body = f"This run uses real TESS recordings ({n}) from <code>{html.escape(str(ctx.data_dir))}</code>.{part}"
-    mode = " Quick mode: tiny sizes and 1-2 epochs, for testing only." if ctx.quick else ""
+        body = f"This run uses real TESS recordings ({n}) from <code>{html.escape(str(data.data_dir))}</code>.{part}"
+    mode = " Quick mode: tiny sizes and 1-2 epochs, for testing only." if quick else ""
     mode += f" {html.escape(provenance())}"
     return (
         f'<div style="background:{colour};border:1px solid #999;border-radius:6px;padding:0.6em 1em;'
@@ -59,46 +59,36 @@ def banner_html(ctx: RunContext, summary: ManifestSummary | None = None) -> str:
     )
 
 
-def banner_text(ctx: RunContext, summary: ManifestSummary | None = None) -> str:
-    """Plain-text form of the banner (for consoles and logs)."""
-    n = f"{summary.n_ok} clips" if summary else ""
-    if ctx.is_demo:
-        text = f"DEMO DATA: synthetic corpus ({n}), not TESS. Numbers describe the toy corpus only."
-    else:
-        full = "full" if summary is not None and summary.is_full else "partial"
-        text = f"Real data: TESS ({n}, {full} set) from {ctx.data_dir}"
-    return text + (" [quick mode]" if ctx.quick else "") + " " + provenance()
+def banner_text(ws: Workspace) -> str:
+    """Plain-text form of the banner (for consoles and logs): the workspace's line and the provenance."""
+    return ws.describe() + " " + provenance()
 
 
 @dataclass
-class Chapter:
-    """The resolved inputs of one chapter: context, manifest, feature configuration."""
+class Chapter(Workspace):
+    """A chapter's workspace plus its page parameters (default protocol and seed)."""
 
-    ctx: RunContext
-    manifest: pd.DataFrame
-    summary: ManifestSummary
-    feature_config: FeatureConfig
-
-    @cached_property
-    def features(self) -> FeatureSet:
-        """Features of every usable clip (computed once, then read from the cache)."""
-        return ensure_features(self.manifest, self.ctx.artifacts_dir, self.feature_config)
-
-    def splits(self, protocol: str | None = None, seed: int | None = None) -> list[Split]:
-        """The folds of a protocol (default: the chapter's), saved under ``splits/``."""
-        return ensure_splits(
-            self.manifest, self.ctx.artifacts_dir, protocol or self.ctx.protocol,
-            self.ctx.seed if seed is None else seed,
-        )
+    protocol: str = "random"
+    seed: int = 0
 
     def banner(self) -> None:
         """Display the dataset banner (HTML in notebooks, text elsewhere)."""
         from IPython.display import display
 
-        display(
-            {"text/html": banner_html(self.ctx, self.summary), "text/plain": banner_text(self.ctx, self.summary)},
-            raw=True,
-        )
+        display({"text/html": banner_html(self.data, self.summary, quick=self.mode.quick),
+                 "text/plain": banner_text(self)}, raw=True)
+
+
+def page_theme() -> None:
+    """The plot theme and display options every page uses (global by nature: a notebook kernel is one page)."""
+    import matplotlib
+    import pandas as pd
+    import seaborn as sns
+
+    sns.set_theme(context="notebook", style="whitegrid")
+    matplotlib.rcParams["figure.dpi"] = 90
+    # Our tables carry sentences (how to produce a missing result, why a clip failed): show them whole.
+    pd.set_option("display.max_colwidth", None)
 
 
 def start_chapter(
@@ -112,26 +102,18 @@ def start_chapter(
     *,
     show_banner: bool = True,
 ) -> Chapter:
-    """Resolve a chapter's parameters, build the manifest, show the banner; see module docstring.
+    """A chapter's parameters cell made into a :class:`Chapter`; see the module docstring.
 
-    The manifest is written to ``<artifacts>/manifest.csv`` each time, so the
-    artifacts folder always describes the data the chapter actually used.
+    The arguments are the chapter's ``parameters`` cell, in its order (see
+    ARCHITECTURE.md); the workspace is opened by
+    :func:`~ser_utils.workspace.open_workspace`.
     """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
     quiet_libraries()
-    import matplotlib
-    import seaborn as sns
-
-    sns.set_theme(context="notebook", style="whitegrid")
-    matplotlib.rcParams["figure.dpi"] = 90
-    # Our tables carry sentences (how to produce a missing result, why a clip failed): show them whole.
-    pd.set_option("display.max_colwidth", None)
-    ctx = resolve_run(dataset, data_dir, artifacts_dir, protocol, seed, epochs, quick)
-    manifest = build_manifest(ctx.data_dir, progress=False)
-    manifest.to_csv(ctx.artifacts_dir / "manifest.csv", index=False)
-    expected = len(manifest) if ctx.is_demo else FULL_TESS_SIZE
-    summary = summarise_manifest(manifest, expected_size=expected)
-    cfg = quick_config() if ctx.quick else FeatureConfig()
-    chapter = Chapter(ctx, manifest, summary, cfg)
+    page_theme()
+    ws = open_workspace(dataset, data_dir, artifacts_dir, mode=RunMode.resolve(quick, epochs))
+    chapter = Chapter(ws.data, ws.manifest, ws.summary, ws.feature_config, ws.mode, protocol, int(seed))
     if show_banner:
         chapter.banner()
     return chapter

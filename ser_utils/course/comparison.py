@@ -471,7 +471,7 @@ def ensure_cheap_results(ch, protocols: Sequence[str], seeds: Sequence[int],
     from ..experiments import run_grid
 
     missing = [f"{m}/{p}/seed{s}" for m in models for p in protocols for s in seeds
-               if not result_path(ch.ctx.artifacts_dir, m, p, s).exists()]
+               if not result_path(ch.artifacts_dir, m, p, s).exists()]
     run_grid(ch, models, protocols, seeds, skip_existing=True, progress=False)
     return missing
 

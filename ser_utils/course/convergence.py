@@ -69,7 +69,7 @@ def trajectory_table(record: dict) -> "pd.DataFrame":  # noqa: F821
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..course.chapter import start_chapter
+    from ..workspace import RunMode, open_workspace
     from ..evaluation import git_commit
     from ..outputs import atomic_write
 
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=10)
     parser.add_argument("--out", default="results/experiments/convergence")
     args = parser.parse_args(argv)
-    ch = start_chapter("tess", args.data_dir, args.artifacts, "speaker", 0, None, False, show_banner=False)
+    ch = open_workspace("tess", args.data_dir, args.artifacts, mode=RunMode(quick=False))
     runs = []
     for seed in args.seeds:
         for split in ch.splits("speaker", seed):

@@ -43,9 +43,9 @@ def default_protocols(ch, protocols: Sequence[str] | None = None, full: bool = F
     """
     if protocols:
         return list(protocols)
-    if full and not ch.ctx.quick:
+    if full and not ch.mode.quick:
         return ["random", "speaker", "word"]
-    return [ch.ctx.protocol] if deep and not ch.ctx.quick else ["random", "speaker"]
+    return [ch.protocol] if deep and not ch.mode.quick else ["random", "speaker"]
 
 
 def run_protocols(ch, models: Sequence[str], protocols: Sequence[str], seeds: Sequence[int] = (0,), *,
@@ -335,3 +335,31 @@ def gradcam_reference_findings(rows: Sequence[dict], model: str = "hybrid") -> s
                        "reliability is not tested.")
     return text + ("At least one check fails in some seed: on these numbers even the narrow part of the paper's "
                    "claim is not supported consistently.")
+
+
+def show_cam_clip(em, i: int, manifest, *, sr: int = 16000) -> None:
+    """Display the Grad-CAM of the *predicted* class for test clip ``i`` of ``em`` (an
+    :class:`~ser_utils.gradcam_reference.ExplainedModel`), then an audio player.
+
+    Vector models: importance over the 187 positions and per group; frame
+    models: importance over time on the clip's log-mel spectrogram.
+    """
+    import matplotlib.pyplot as plt
+    from IPython.display import Audio, display
+
+    from .. import plots
+    from ..data import load_clip
+    from ..features import FEATURE_GROUPS
+    from ..gradcam import grad_cam, group_importance
+
+    cams, probs = grad_cam(em.model, em.x_test[i : i + 1])
+    cid, true, pred = em.test_ids[i], EMOTIONS[em.y_test[i]], EMOTIONS[int(probs[0].argmax())]
+    title = f"{em.name}: {cid} (true {true}, predicted {pred}, p={probs[0].max():.2f})"
+    if em.input_kind == "vector":
+        fig = plots.cam_vector_figure(cams[0], group_importance(cams), title=title)
+    else:
+        fig = plots.cam_spectrogram_figure(em.raw_test[i][:, FEATURE_GROUPS["mel"]], cams[0], title=title)
+    display(fig)
+    plt.close(fig)
+    path = manifest.set_index("clip_id").loc[cid, "path"]
+    display(Audio(load_clip(path, sr), rate=sr))

@@ -541,13 +541,13 @@ def resolve_parameters(
     Raises ``TessNotFoundError`` when TESS is required but absent and
     ``ValueError`` for an unknown protocol.
     """
-    from ..run_context import is_quick, resolve_run
+    from ..run_context import is_quick, resolve_data
     from ..splits import PROTOCOLS
 
     if bad := [p for p in protocols or () if p not in PROTOCOLS]:
         raise ValueError(f"unknown protocol(s) {', '.join(bad)}; choose from {', '.join(PROTOCOLS)}")
     quick = is_quick(quick)
-    ctx = resolve_run(dataset, data_dir, artifacts_dir, quick=quick, make_demo=False)
+    ctx = resolve_data(dataset, data_dir, artifacts_dir, quick=quick, make_demo=False)
     return {
         "dataset": ctx.dataset,
         "data_dir": str(ctx.data_dir) if ctx.dataset == "tess" else None,
