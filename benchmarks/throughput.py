@@ -55,7 +55,9 @@ def _worker(args) -> int:
     import tensorflow as tf
 
     from ser_utils import training
-    from ser_utils.models import build_model
+    from ser_utils.models import build_keras_model
+    from ser_utils.registry import ModelSpec
+    from ser_utils.standardise import apply_recipe, raw_inputs, standardise_fold
 
     if lever == "threads":
         tf.config.threading.set_intra_op_parallelism_threads(2)
@@ -70,16 +72,17 @@ def _worker(args) -> int:
         training.set_seed(0)
     batch = 64 if lever == "batch64" else training.BATCH_SIZE
     for name in args.models:
-        base, opts = training.parse_variant(name)
+        spec = ModelSpec.parse(name)
+        base, opts = spec.base, training.keras_options(spec)
         train, _, _ = training.fold_rows(fs, split, seed=0)
-        x, recipe = training.standardise_fold(fs, train, kind=opts["input"], spknorm=False)
+        x, recipe = standardise_fold(fs, train, kind=opts["input"], spknorm=False)
         x_train, y_train = x[train], fs.labels[train]
         if opts["augment"]:
-            raw = training.raw_inputs(fs, opts["input"])[train]
+            raw = raw_inputs(fs, opts["input"])[train]
             copies, rows = training.warped_copies(raw, training.AUGMENT_COPIES, seed=0, cfg=fs.config)
-            x_train = np.concatenate([x_train, training.apply_recipe(copies, recipe, None, kind=opts["input"])])
+            x_train = np.concatenate([x_train, apply_recipe(copies, recipe, None, kind=opts["input"])])
             y_train = np.concatenate([y_train, y_train[rows]])
-        net = build_model(base, x.shape[1:])
+        net = build_keras_model(base, x.shape[1:])
         net.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                     jit_compile=(lever == "xla"))
         if lever == "tf.data":

@@ -6,7 +6,7 @@
   187-d time-averaged vector, standardised on the training clips only.
 - ``<name>-spknorm``: the same after per-speaker standardisation (each
   speaker's unlabelled statistics, the test speaker's included; see
-  :func:`ser_utils.features.standardize_per_speaker`).
+  :func:`ser_utils.features.standardise_per_speaker`).
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .evaluation import FoldResult
-from .features import FeatureSet, standardize_per_speaker
+from .features import FeatureSet
 from .labels import EMOTIONS
-from .registry import ModelSpec
+from .registry import BASELINE_BASES, BASELINE_INPUTS, FoldJob, ModelFamily, ModelSpec
 from .splits import Split
+from .standardise import standardise_per_speaker
 
 
 def one_blas_thread():
@@ -70,11 +71,11 @@ def vector_fold(fs: FeatureSet, split: Split, kind: str = "logreg", seed: int = 
     added to training, so every baseline sees the same clips as the deep models.
     """
     spec = ModelSpec.parse(kind)
-    if spec.family != "baseline" or spec.base == "duration":
+    if spec.family is not FAMILY or spec.base == "duration":
         raise ValueError(f"unknown baseline variant {kind!r}")
     x = fs.vectors
     if spec.spknorm:
-        x = standardize_per_speaker(x, fs.meta["speaker"].to_numpy())
+        x = standardise_per_speaker(x, fs.meta["speaker"].to_numpy())
     train = fs.index(split.train + split.val)
     test = fs.index(split.test)
     y = fs.labels
@@ -89,3 +90,34 @@ def vector_fold(fs: FeatureSet, split: Split, kind: str = "logreg", seed: int = 
         n_train=len(train),
         n_val=0,
     )
+
+
+class BaselineFamily(ModelFamily):
+    """The scikit-learn baselines: nothing to save, seconds to train, shown beside every deep model."""
+
+    name = "baseline"
+    bases = BASELINE_BASES
+    suffixes = {"prosody": ("input", "prosody"), "egemaps": ("input", "egemaps"), "spknorm": ("spknorm", True)}
+    inputs = BASELINE_INPUTS
+    cli_flags = ("spknorm",)
+
+    def suffixes_for(self, base: str):
+        return {} if base == "duration" else self.suffixes
+
+    def check(self, spec: ModelSpec, options) -> None:
+        super().check(spec, options)
+        if spec.input != "vector":
+            raise ValueError(f"{spec.name!r} needs the {spec.input} view of chapter 9 (ser_utils.transfer), "
+                             "not the 187-value vector run_experiment has")
+
+    def n_clips(self, ws, spec: ModelSpec) -> int:
+        # The duration baseline reads the manifest, so it also scores clips whose features failed.
+        return ws.summary.n_ok if spec.base == "duration" else len(ws.features)
+
+    def train_fold(self, ws, split: Split, job: FoldJob) -> FoldResult:
+        if job.spec.base == "duration":
+            return duration_fold(ws.manifest, split, job.seed)
+        return vector_fold(ws.features, split, job.spec.name, job.seed)
+
+
+FAMILY = BaselineFamily()

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .errors import UserError
-from .registry import KERAS_MODELS, VISION_MODELS, ModelSpec
+from .registry import ModelSpec
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 #: Functions adding more subcommands' parsers (``fn(subparsers)``): how an application built on the
@@ -138,7 +138,11 @@ def _default_artifacts(data_dir: str, quick: bool) -> Path:
     return default_artifacts_root() / (name + ("-quick" if quick else ""))
 
 
-TRAIN_MODELS = KERAS_MODELS + VISION_MODELS + ("logreg", "rf", "duration")
+def train_models() -> tuple[str, ...]:
+    """The base architectures ``train`` offers: every registered family's."""
+    from .registry import all_bases
+
+    return all_bases()
 
 
 @command("train")
@@ -180,32 +184,28 @@ def _workspace(args: argparse.Namespace):
 
 
 def _train_model_name(args: argparse.Namespace) -> tuple[str, dict]:
-    """Check the ``train`` options against the model family; return the results name and the options."""
-    keras_models, vision_models = KERAS_MODELS, VISION_MODELS
+    """Check the ``train`` options against the model's family; return the results name and the options.
+
+    Each family says which variant flags it takes (``ModelFamily.cli_flags``) and how they become
+    training options (``ModelFamily.cli_options``), so a new family needs no change here.
+    """
+    from .registry import families
+
     if args.epochs is not None and args.epochs < 1:
         raise UserError(f"--epochs must be at least 1, not {args.epochs}")
     if not args.seeds or any(not 0 <= s < 2**32 for s in args.seeds):
         raise UserError("--seeds needs one or more integers between 0 and 2**32 - 1 (e.g. --seeds 0 1 2)")
-    if args.model not in keras_models and (args.input is not None):
-        raise UserError(f"--input applies only to {', '.join(keras_models)}, not {args.model}")
-    if args.model not in vision_models and args.pretrained:
-        raise UserError(f"--pretrained applies only to {', '.join(vision_models)}, not {args.model}")
-    if args.model not in vision_models + keras_models and args.augment:
-        raise UserError(f"--augment applies only to {', '.join(keras_models + vision_models)}, not {args.model}")
-    if args.model in keras_models:
-        options = {"input": args.input or "vector", "spknorm": args.spknorm, "augment": args.augment}
-        return ModelSpec(args.model).with_options(options).name, options
-    if args.model in vision_models:
-        if args.spknorm:
-            raise UserError(f"--spknorm is not available for {args.model}")
-        options = {"augment": bool(args.augment)}
-        if args.pretrained:
-            options["pretrained"] = args.pretrained
-        # Pretrained or augmented runs get their own results files (vit-pretrained, beit-specaug).
-        return ModelSpec(args.model).with_options(options).name, options
-    if args.spknorm and args.model == "duration":
-        raise UserError("--spknorm does not apply to the duration baseline")
-    return ModelSpec(args.model, spknorm=args.spknorm).name, {}
+    def takes(family, base: str, flag: str) -> bool:
+        return flag in family.cli_flags and flag in {fld for fld, _ in family.suffixes_for(base).values()}
+
+    spec = ModelSpec.parse(args.model)
+    flags = {"input": args.input, "spknorm": args.spknorm, "augment": args.augment, "pretrained": args.pretrained}
+    given = {k: v for k, v in flags.items() if v}
+    for flag in given:
+        if not takes(spec.family, spec.base, flag):
+            takers = [b for f in families().values() for b in f.bases if takes(f, b, flag)]
+            raise UserError(f"--{flag} applies only to {', '.join(takers)}, not {args.model}")
+    return spec.with_options(given).name, spec.family.cli_options(given)
 
 
 def _seed(text: str) -> int:
@@ -240,7 +240,7 @@ def _predict(args: argparse.Namespace) -> int:
     if is_demo_model(model_path):
         print("WARNING: this model was trained on the synthetic demo corpus, not on TESS: its answer says "
               "nothing about real emotional speech. Train on TESS and pass --model PATH.", file=sys.stderr)
-    from .training import load_model_bundle
+    from .keras_io import load_model_bundle
 
     pred = predict_clip(args.clip, model_path)
     print(pred.as_text())
@@ -377,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="smaller images and sequences (as in quick mode)")
 
     p = sub.add_parser("train", help="train and score a model under one protocol, for one or more seeds")
-    p.add_argument("model", choices=TRAIN_MODELS, help="model to train")
+    p.add_argument("model", choices=train_models(), help="model to train")
     p.add_argument("--data-dir", help="folder holding TESS (default: SER_TESS_DIR or data/TESS)")
     p.add_argument("--dataset", choices=("auto", "tess", "demo"), default="auto",
                    help="auto: TESS when found, else the demo corpus (default auto)")

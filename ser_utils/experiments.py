@@ -1,24 +1,23 @@
 """One entry point to train and score any model under any protocol and seed.
 
 :func:`run_experiment` is what the chapters and ``python -m ser_utils train``
-call. It loads the folds of the protocol, asks the model family's
-``fit_predict`` for each fold, and writes one results JSON through
-:mod:`ser_utils.evaluation`. Model families:
-
-- baselines (``duration``, ``logreg``, ``rf`` and their ``-spknorm`` variants): :mod:`ser_utils.baselines`
-- Keras models (``cnn``, ``lstm``, ``hybrid``): :mod:`ser_utils.training`
-- vision transformers (``vit``, ``beit``): :mod:`ser_utils.vision`
+call. It loads the folds of the protocol from the workspace, asks the model's
+family (:attr:`ModelSpec.family <ser_utils.registry.ModelSpec.family>`, an
+entry of :mod:`ser_utils.registry`) to train each fold, and writes one
+results JSON through :mod:`ser_utils.evaluation`. It knows no family by name:
+a new family registered in the registry runs here unchanged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+
 import pandas as pd
 
-from .baselines import duration_fold, vector_fold
 from .evaluation import dataset_info, load_record, make_record, result_path, run_folds, save_record, score_table
-from .registry import ModelSpec
+from .registry import FoldJob, ModelSpec
 from .workspace import Workspace
 
 
@@ -49,37 +48,23 @@ def run_experiment(
     fold is scored and saved from ``net`` instead of being trained again (it
     would get the same weights); the other folds are trained.
     """
-    epochs = epochs if epochs is not None else ws.mode.epochs
     options = dict(options or {})
-    splits = ws.splits(protocol, seed)
     spec = ModelSpec.parse(model)
     family = spec.family
-    if trained is not None and (family != "keras" or options):
+    family.check(spec, options)
+    score_trained = getattr(family, "score_trained", None)
+    if trained is not None and (score_trained is None or options):
         raise ValueError(f"trained= records a plain Keras model the chapter trained itself, not {model!r} "
                          f"with options {options}")
-    if family == "baseline" and spec.input != "vector":
-        raise ValueError(f"{model!r} needs the {spec.input} view of chapter 9 (ser_utils.transfer), "
-                         "not the 187-value vector run_experiment has")
-    if model == "duration":
-        fit_predict = lambda s: duration_fold(ws.manifest, s, seed)  # noqa: E731
-    elif family == "baseline":
-        fit_predict = lambda s: vector_fold(ws.features, s, model, seed)  # noqa: E731
-    else:
-        if family == "keras":
-            from .training import keras_fold as fold_fn
-        else:
-            from .vision import vision_fold as fold_fn
-        model_dir = ws.artifacts_dir / "models" if save else None
+    mode = ws.mode if epochs is None else replace(ws.mode, epochs=int(epochs))
+    job = FoldJob(spec, seed=seed, mode=mode, options=options, model_dir=ws.models_dir if save else None,
+                  progress=progress)
+    splits = ws.splits(protocol, seed)
 
-        def fit_predict(split):
-            if trained is not None and split is splits[0]:
-                from .training import trained_fold
-
-                net, history, seconds = trained
-                return trained_fold(net, history, ws.features, split, model, seed=seed, epochs=epochs,
-                                    quick=ws.mode.quick, train_time=seconds, model_dir=model_dir)
-            return fold_fn(ws.features, split, model, seed=seed, epochs=epochs, quick=ws.mode.quick,
-                           options=options, model_dir=model_dir, progress=progress)
+    def fit_predict(split):
+        if trained is not None and split is splits[0]:
+            return score_trained(ws, split, job, trained)
+        return family.train_fold(ws, split, job)
 
     folds, wall = run_folds(splits, fit_predict, progress=progress)
     if trained is not None:
@@ -87,9 +72,9 @@ def run_experiment(
     n_params = next((f.extra.get("n_params") for f in folds if f.extra.get("n_params")), None)
     record = make_record(
         model, protocol, seed, folds,
-        dataset=dataset_info(ws.data, quick=ws.mode.quick, n_clips=ws.summary.n_ok if model == "duration" else len(ws.features)),
+        dataset=dataset_info(ws.data, quick=mode.quick, n_clips=family.n_clips(ws, spec)),
         wall_time=wall, n_params=n_params,
-        config={"features": ws.feature_config.key(), "epochs": epochs, **options},
+        config={"features": ws.feature_config.key(), "epochs": mode.epochs, **options},
     )
     if save:
         record["_path"] = str(save_record(record, ws.artifacts_dir))

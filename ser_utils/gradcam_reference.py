@@ -56,7 +56,7 @@ def ensure_model(ws: Workspace, model: str, protocol: str, seed: int, *,
     from .evaluation import result_path
     from .experiments import run_grid
     from .registry import ModelSpec
-    from .training import load_model_bundle, model_path, prepare_inputs
+    from .keras_io import load_model_bundle, model_path, prepare_inputs
 
     name = ModelSpec.parse(model).with_options(options).name
     split = ws.splits(protocol, seed)[fold]

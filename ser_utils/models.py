@@ -39,16 +39,13 @@ The three builders and :func:`conv_block` are written and explained in chapters 
 
 from __future__ import annotations
 
-from .quiet import quiet_libraries
+from .labels import EMOTIONS
+from .quiet import import_quietly
+from .registry import KERAS_MODELS, LAST_CONV
 
-quiet_libraries()
-
-import keras  # noqa: E402  (TF logging must be quietened before the import)
-from keras import layers  # noqa: E402
-
-from .labels import EMOTIONS  # noqa: E402
-from .registry import KERAS_MODELS as MODEL_NAMES  # noqa: E402
-from .registry import LAST_CONV  # noqa: E402
+with import_quietly():  # TF logging must be quietened before the import; its import-time FutureWarnings stay here
+    import keras
+    from keras import layers
 
 VECTOR_SHAPE = (187, 1)
 
@@ -132,15 +129,15 @@ def build_hybrid(input_shape: tuple[int, int] = VECTOR_SHAPE, n_classes: int = l
 BUILDERS = {"cnn": build_cnn, "lstm": build_lstm, "hybrid": build_hybrid}
 
 
-def build_model(name: str, input_shape: tuple[int, int] = VECTOR_SHAPE, n_classes: int = len(EMOTIONS),
+def build_keras_model(name: str, input_shape: tuple[int, int] = VECTOR_SHAPE, n_classes: int = len(EMOTIONS),
                 **kwargs) -> keras.Model:
     """Build ``"cnn"``, ``"lstm"`` or ``"hybrid"`` for ``input_shape`` (uncompiled).
 
-    >>> build_model("hybrid").output_shape
+    >>> build_keras_model("hybrid").output_shape
     (None, 7)
     """
     if name not in BUILDERS:
-        raise ValueError(f"unknown Keras model {name!r}; choose from {', '.join(MODEL_NAMES)}")
+        raise ValueError(f"unknown Keras model {name!r}; choose from {', '.join(KERAS_MODELS)}")
     return BUILDERS[name](tuple(input_shape), n_classes, **kwargs)
 
 

@@ -2,7 +2,7 @@
 
 A model saved by :func:`ser_utils.training.keras_fold` is a ``.keras`` file
 plus a JSON sidecar holding the feature configuration and the standardisation
-of its training data (:func:`ser_utils.training.load_model_bundle`). To
+of its training data (:func:`ser_utils.keras_io.load_model_bundle`). To
 classify any WAV (any sample rate, mono or stereo) we
 
 1. read it by content and resample it to the model's rate
@@ -11,7 +11,7 @@ classify any WAV (any sample rate, mono or stereo) we
 2. compute the same features the model was trained on
    (:func:`ser_utils.features.extract_from_audio` with the sidecar's config),
 3. standardise and shape them as in training
-   (:func:`ser_utils.training.prepare_inputs`) and return the seven class
+   (:func:`ser_utils.keras_io.prepare_inputs`) and return the seven class
    probabilities, sorted,
 4. optionally draw a Grad-CAM figure of the decision (:mod:`ser_utils.gradcam`).
 
@@ -122,7 +122,7 @@ def read_sidecar(model_path: str | os.PathLike) -> tuple[Path, dict]:
     import zipfile
 
     from .features import FeatureConfig
-    from .training import sidecar_path
+    from .keras_io import sidecar_path
 
     path = Path(model_path)
     if path.is_dir():
@@ -194,7 +194,7 @@ def predict_clip(clip: str | os.PathLike, model_path: str | os.PathLike | None =
     loaded can be passed instead to avoid loading it again.
     """
     from .features import extract_from_audio
-    from .training import feature_config_of, load_model_bundle, prepare_inputs
+    from .keras_io import feature_config_of, load_model_bundle, prepare_inputs
 
     check_clip(clip)  # before any model is loaded: a bad clip costs no TensorFlow start-up
     if bundle is None:

@@ -6,6 +6,7 @@ the chapter setup and the book runner, so it lives in neither.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
@@ -20,15 +21,26 @@ QUIET_ENVIRONMENT = {
 
 
 def quiet_libraries() -> None:
-    """Silence the start-up chatter of TensorFlow, transformers and friends (errors still show)."""
+    """Silence the start-up chatter of TensorFlow, transformers and friends (errors still show).
+
+    Sets environment variables (only where unset) and library loggers; it never
+    touches the process's warning filters: a warning is filtered where it is
+    raised (:func:`import_quietly`), or by a notebook page for itself.
+    """
     for key, value in QUIET_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
     for name in ("tensorflow", "absl", "transformers", "numba", "matplotlib", "h5py"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    # tqdm.auto falls back to text bars without ipywidgets; its notice about that is noise here.
-    warnings.filterwarnings("ignore", message="IProgress not found")
-    warnings.filterwarnings("ignore", message=".*is_categorical_dtype.*")
+
+
+@contextlib.contextmanager
+def import_quietly():
+    """A block in which third-party imports may raise FutureWarnings (TensorFlow/Keras' own deprecations)
+    without them reaching the user; the warning filters are restored afterwards."""
+    quiet_libraries()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
 
 
 def bar_hidden(enabled: bool = True) -> bool:

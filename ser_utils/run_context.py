@@ -82,6 +82,34 @@ class DataContext:
         return d
 
 
+@dataclass(frozen=True)
+class RunMode:
+    """How long a run trains: quick mode (tiny sizes, for CI) and the epoch cap.
+
+    ``epochs`` None means "the family's default" (early stopping within the
+    family's cap, or its quick-mode cap). The clip cap (training clips kept in
+    quick mode) is per family, asked through :meth:`clip_cap`.
+    """
+
+    quick: bool = False
+    epochs: int | None = None
+
+    @classmethod
+    def resolve(cls, quick: bool | None = None, epochs: int | None = None) -> RunMode:
+        """The mode of a run: ``quick`` if given, else ``SER_QUICK``; ``epochs`` checked to be positive."""
+        if epochs is not None and int(epochs) < 1:
+            raise ValueError(f"epochs must be at least 1, not {epochs}")
+        return cls(is_quick(quick), None if epochs is None else int(epochs))
+
+    def epoch_cap(self, full: int, quick: int) -> int:
+        """The epoch cap: the given ``epochs``, else the family's ``quick`` or ``full`` default."""
+        return self.epochs if self.epochs else (quick if self.quick else full)
+
+    def clip_cap(self, quick_cap: int) -> int | None:
+        """Training clips kept per fold: the family's ``quick_cap`` in quick mode, all otherwise (None)."""
+        return quick_cap if self.quick else None
+
+
 def resolve_data(
     dataset: str = "auto",
     data_dir: str | os.PathLike | None = None,

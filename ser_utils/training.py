@@ -7,9 +7,9 @@ it
 1. picks the input view (``"vector"``: the 187-d vector as a ``(187, 1)``
    sequence; ``"frames"``: the ``(T, 187)`` frame sequence),
 2. standardises it with statistics of the **training clips only**
-   (:func:`ser_utils.features.fit_standardizer`), or, with the ``spknorm``
+   (:func:`ser_utils.features.fit_standardiser`), or, with the ``spknorm``
    option, each speaker with its own statistics
-   (:func:`ser_utils.features.standardize_per_speaker`; this uses the *test*
+   (:func:`ser_utils.features.standardise_per_speaker`; this uses the *test*
    speaker's unlabelled audio, which must be said beside the score),
 3. optionally adds frequency-warped copies of the training clips
    (``augment``: :func:`warp_frequency`, a feature-space stand-in for
@@ -37,23 +37,21 @@ holds the same text, and :func:`keras_fold` is the plumbing around them
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
-import warnings
-from dataclasses import asdict
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from .evaluation import FoldResult
-from .features import (FEATURE_GROUPS, FeatureConfig, FeatureSet, feature_stats, fit_standardizer,
-                       standardize_per_speaker)
+from .features import FEATURE_GROUPS, FeatureConfig, FeatureSet
+from .keras_io import load_model_bundle, model_path, save_bundle
 from .labels import EMOTIONS
 from .quiet import bar_hidden
-from .registry import INPUTS, KERAS_MODELS, ModelSpec
+from .registry import INPUTS, KERAS_MODELS, FoldJob, ModelFamily, ModelSpec
 from .splits import Split
+from .standardise import apply_recipe, raw_inputs, standardise_fold
 
 #: Upper bound on epochs in full mode. On the random split of the TESS development subset early
 #: stopping ends training after 30-60 epochs; frame models trained on one speaker sometimes keep
@@ -85,46 +83,31 @@ LEARNING_RATE = 1e-3
 LR_FACTOR = 0.5  # ReduceLROnPlateau halves the learning rate...
 MIN_LR = 1e-5  # ...down to this floor
 #: Options a Keras run accepts (the first four are also spelled in the model name, see :mod:`ser_utils.registry`).
-_KNOWN_OPTIONS = {"input", "spknorm", "class_weights", "augment", "batch_size", "patience", "learning_rate"}
+KERAS_OPTIONS = frozenset({"input", "spknorm", "class_weights", "augment", "batch_size", "patience", "learning_rate"})
 #: Frequency-warped copies of each training clip added by the ``augment`` option (see :func:`warped_copies`).
 AUGMENT_COPIES = 4
 
 
-# --- naming variants --------------------------------------------------------------------
+# --- the options of a run ------------------------------------------------------------------
 
 
-def parse_variant(model: str, options: dict | None = None) -> tuple[str, dict]:
-    """The base and full Keras options of a model name such as ``"hybrid-frames-spknorm"``.
+def keras_options(spec: ModelSpec, options: Mapping | None = None) -> dict:
+    """The full options of a Keras run: the variant choices ``spec`` spells, explicit ``options`` on top.
 
-    The name is read by :class:`~ser_utils.registry.ModelSpec`; explicit
-    ``options`` are merged on top. Returns ``(base, options)`` with ``input``,
-    ``spknorm``, ``class_weights`` and ``augment`` always present.
+    Always holds ``input``, ``spknorm``, ``class_weights`` and ``augment``.
 
-    >>> parse_variant("hybrid-frames-spknorm")
-    ('hybrid', {'input': 'frames', 'spknorm': True, 'class_weights': False, 'augment': False})
+    >>> keras_options(ModelSpec.parse("hybrid-frames-spknorm"))
+    {'input': 'frames', 'spknorm': True, 'class_weights': False, 'augment': False}
     """
-    spec = ModelSpec.parse(model)
-    if spec.family != "keras":
-        raise ValueError(f"unknown Keras model {model!r}; choose from {', '.join(KERAS_MODELS)}")
     opts: dict = {"input": spec.input, "spknorm": spec.spknorm, "class_weights": spec.class_weights,
                   "augment": spec.augment}
     for key, value in (options or {}).items():
-        if key not in _KNOWN_OPTIONS:
-            raise ValueError(f"unknown option {key!r} for Keras models; known: {', '.join(sorted(_KNOWN_OPTIONS))}")
+        if key not in KERAS_OPTIONS:
+            raise ValueError(f"unknown option {key!r} for Keras models; known: {', '.join(sorted(KERAS_OPTIONS))}")
         opts[key] = value
     if opts["input"] not in INPUTS:
         raise ValueError(f"input must be one of {INPUTS}, not {opts['input']!r}")
-    return spec.base, opts
-
-
-def variant_name(model: str, options: dict | None = None) -> str:
-    """The canonical name of a variant, used for results files.
-
-    >>> variant_name("hybrid", {"input": "frames"})
-    'hybrid-frames'
-    """
-    base, opts = parse_variant(model, options)
-    return ModelSpec(base).with_options(opts).name
+    return opts
 
 
 # --- inputs -----------------------------------------------------------------------------
@@ -146,62 +129,12 @@ def fold_rows(fs: FeatureSet, split: Split, *, seed: int = 0,
     return train, val, test
 
 
-def raw_inputs(fs: FeatureSet, kind: str) -> np.ndarray:
-    """The un-standardised view of every clip: ``(N, 187)`` vectors or ``(N, T, 187)`` frames."""
-    if kind == "vector":
-        return fs.vectors
-    if kind == "frames":
-        return fs.frames
-    raise ValueError(f"input must be one of {INPUTS}, not {kind!r}")
 
 
-def _to_model_shape(x: np.ndarray, kind: str) -> np.ndarray:
-    """Vectors get a channel axis, ``(N, 187) -> (N, 187, 1)``; frames are already ``(N, T, F)``."""
-    return (x[..., None] if kind == "vector" else x).astype(np.float32)
 
 
-def standardise_fold(
-    fs: FeatureSet, train_idx: np.ndarray, *, kind: str = "vector", spknorm: bool = False
-) -> tuple[np.ndarray, dict]:
-    """Standardise every clip of ``fs`` for one fold; return the model-shaped array and its recipe.
-
-    Without ``spknorm`` the per-feature mean and sd come from the rows
-    ``train_idx`` only (validation and test clips are never looked at). With
-    ``spknorm`` each speaker is standardised with its own statistics, the test
-    speaker's included (unlabelled audio; see
-    :func:`~ser_utils.features.standardize_per_speaker`). The recipe is a JSON-able
-    dict stored in the model's sidecar so :func:`prepare_inputs` can repeat it.
-    """
-    x = raw_inputs(fs, kind)
-    if spknorm:
-        speakers = fs.meta["speaker"].to_numpy()
-        train_speakers = sorted(set(speakers[train_idx]))
-        stats = {}
-        for spk in train_speakers:
-            mean, scale = feature_stats(x[speakers == spk])
-            stats[str(spk)] = {"mean": mean.tolist(), "scale": scale.tolist()}
-        recipe = {"kind": "spknorm", "speaker_stats": stats,
-                  "note": "each speaker standardised with its own unlabelled statistics (test speaker included)"}
-        return _to_model_shape(standardize_per_speaker(x, speakers), kind), recipe
-    scaler = fit_standardizer(x, train_idx)
-    recipe = {"kind": "train", "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist()}
-    return apply_recipe(x, recipe, kind=kind), recipe
 
 
-def apply_recipe(x: np.ndarray, recipe: dict, speakers: np.ndarray | None = None, *,
-                 kind: str = "vector") -> np.ndarray:
-    """Standardise raw rows ``x`` with a recipe from :func:`standardise_fold` and shape them for the model.
-
-    For a ``spknorm`` recipe, ``speakers`` names each row's speaker, which must
-    be one of the recipe's (training) speakers.
-    """
-    if recipe["kind"] == "train":
-        z = (x - np.asarray(recipe["mean"], np.float32)) / np.asarray(recipe["scale"], np.float32)
-    else:
-        stats = {spk: (np.asarray(st["mean"], np.float32), np.asarray(st["scale"], np.float32))
-                 for spk, st in recipe["speaker_stats"].items()}
-        z = standardize_per_speaker(x, speakers, stats)
-    return _to_model_shape(z, kind)
 
 
 def balanced_class_weights(y: np.ndarray) -> dict[int, float]:
@@ -389,47 +322,44 @@ def fit_model(model, x_train, y_train, x_val=None, y_val=None, *, epochs: int = 
     return history
 
 
-def _slug(text: str) -> str:
-    return text.replace("->", "-to-").replace("+", "_").replace("/", "_").replace(" ", "_")
 
 
-def model_path(model_dir: str | os.PathLike, name: str, split: Split, seed: int) -> Path:
-    """``<model_dir>/<name>__<protocol>__<fold>__seed<k>.keras`` (fold ``OAF->YAF`` spelled ``OAF-to-YAF``)."""
-    return Path(model_dir) / f"{name}__{split.protocol}__{_slug(split.fold)}__seed{seed}.keras"
 
 
-def keras_fold(
-    fs: FeatureSet,
-    split: Split,
-    model: str,
-    *,
-    seed: int = 0,
-    epochs: int | None = None,
-    quick: bool = False,
-    options: dict | None = None,
-    model_dir: str | os.PathLike | None = None,
-    progress: bool = True,
-) -> FoldResult:
-    """Train ``model`` (``cnn``/``lstm``/``hybrid``, with variant suffixes) on one fold; score its test clips.
+@dataclass
+class FoldRun:
+    """A fold as trained: the standardised inputs and their recipe, the rows, the settings, the time it took."""
 
-    ``options``: ``input`` (``"vector"`` or ``"frames"``), ``spknorm`` (bool),
+    x: np.ndarray
+    recipe: dict
+    rows: tuple[np.ndarray, np.ndarray, np.ndarray]  # fold_rows' training, validation and test rows
+    hyper: dict
+    n_train_inputs: int
+    train_time: float | None = None
+
+
+def keras_fold(fs: FeatureSet, split: Split, job: FoldJob) -> FoldResult:
+    """Train ``job.spec`` (``cnn``/``lstm``/``hybrid`` and their variants) on one fold; score its test clips.
+
+    ``job.options``: ``input`` (``"vector"`` or ``"frames"``), ``spknorm`` (bool),
     ``class_weights`` (bool), ``augment`` (False, True for
     :data:`AUGMENT_COPIES` warped copies per training clip, or a number of
     copies), and optionally ``batch_size``, ``patience``, ``learning_rate``.
-    ``epochs`` defaults to 2 in quick mode (which also caps training at
-    :data:`QUICK_MAX_TRAIN` clips) and to
-    :data:`DEFAULT_EPOCHS` otherwise, with early stopping. The model and its
-    sidecar are saved under ``model_dir`` when given. ``extra`` of the result
-    holds ``n_params``, ``best_epoch``, ``train_time_s`` and ``model_path``.
+    The epoch cap is ``job.mode``'s (:data:`QUICK_EPOCHS` in quick mode, which
+    also caps training at :data:`QUICK_MAX_TRAIN` clips, else
+    :data:`DEFAULT_EPOCHS`, with early stopping). The model and its sidecar are
+    saved under ``job.model_dir`` when given. ``extra`` of the result holds
+    ``n_params``, ``best_epoch``, ``train_time_s`` and ``model_path``.
     """
-    from .models import build_model
+    from .models import build_keras_model
 
-    base, opts = parse_variant(model, options)
-    name = variant_name(base, opts)
+    opts = keras_options(job.spec, job.options)
+    name = job.spec.with_options(opts).name
+    seed, quick = job.seed, job.mode.quick
     set_seed(seed)
     y = fs.labels
     train, val, test = fold_rows(fs, split, seed=seed, quick=quick)
-    n_epochs = int(epochs) if epochs else (QUICK_EPOCHS if quick else DEFAULT_EPOCHS)
+    n_epochs = job.mode.epoch_cap(DEFAULT_EPOCHS, QUICK_EPOCHS)
     x, recipe = standardise_fold(fs, train, kind=opts["input"], spknorm=opts["spknorm"])
     x_train, y_train = x[train], y[train]
     n_copies = 0 if not opts["augment"] else AUGMENT_COPIES if opts["augment"] is True else int(opts["augment"])
@@ -442,18 +372,17 @@ def keras_fold(
         y_train = np.concatenate([y_train, y_train[rows]])
 
     hyper = fold_hyperparameters(opts, n_epochs, n_copies, quick)
-    net = build_model(base, x.shape[1:])
+    net = build_keras_model(job.spec.base, x.shape[1:])
     compile_model(net, hyper["learning_rate"])
     start = time.perf_counter()
     history = fit_model(
         net, x_train, y_train, x[val], y[val],
         epochs=n_epochs, patience=hyper["patience"], batch_size=hyper["batch_size"],
         class_weight=balanced_class_weights(y_train) if opts["class_weights"] else None,
-        progress=progress, desc=f"{name} {split.fold}",
+        progress=job.progress, desc=f"{name} {split.fold}",
     )
-    return score_fold(net, history, fs, split, model, seed=seed, x=x, recipe=recipe, rows=(train, val, test),
-                      hyper=hyper, n_train_inputs=len(x_train), train_time=time.perf_counter() - start,
-                      model_dir=model_dir, options=options)
+    run = FoldRun(x, recipe, (train, val, test), hyper, len(x_train), time.perf_counter() - start)
+    return score_fold(net, history, fs, split, job, run)
 
 
 def fold_hyperparameters(opts: dict, n_epochs: int, n_copies: int = 0, quick: bool = False) -> dict:
@@ -465,32 +394,29 @@ def fold_hyperparameters(opts: dict, n_epochs: int, n_copies: int = 0, quick: bo
             "max_train_clips": QUICK_MAX_TRAIN if quick else None}
 
 
-def score_fold(net, history: dict, fs: FeatureSet, split: Split, model: str, *, seed: int, x: np.ndarray,
-               recipe: dict, rows: tuple[np.ndarray, np.ndarray, np.ndarray], hyper: dict, n_train_inputs: int,
-               train_time: float | None, model_dir: str | os.PathLike | None = None,
-               options: dict | None = None) -> FoldResult:
-    """Score a trained model on the fold's test rows of ``x`` and package the fold (and its saved model).
+def score_fold(net, history: dict, fs: FeatureSet, split: Split, job: FoldJob, run: FoldRun) -> FoldResult:
+    """Score a trained model on the fold's test rows of ``run.x`` and package the fold (and its saved model).
 
-    ``history`` is :func:`fit_model`'s (with ``best_epoch``); ``rows`` are :func:`fold_rows`'s
-    training, validation and test rows; ``x`` and ``recipe`` are :func:`standardise_fold`'s.
+    ``history`` is :func:`fit_model`'s (with ``best_epoch``); ``run`` holds
+    :func:`fold_rows`' rows and :func:`~ser_utils.standardise.standardise_fold`'s inputs and recipe.
     """
     from .models import count_params
 
-    base, opts = parse_variant(model, options)
-    name = variant_name(base, opts)
-    train, val, test = rows
+    opts = keras_options(job.spec, job.options)
+    name = job.spec.with_options(opts).name
+    train, val, test = run.rows
     history = {k: v if k == "best_epoch" else [float(e) for e in v] for k, v in history.items()}
-    y_pred = net.predict(x[test], batch_size=256, verbose=0).argmax(axis=1) if len(test) else np.array([], int)
+    y_pred = net.predict(run.x[test], batch_size=256, verbose=0).argmax(axis=1) if len(test) else np.array([], int)
     extra = {"n_params": count_params(net), "best_epoch": int(history.pop("best_epoch")),
-             "train_time_s": None if train_time is None else round(train_time, 2), "input": opts["input"],
-             "spknorm": bool(opts["spknorm"]), "n_train_inputs": int(n_train_inputs), "hyperparameters": hyper}
-    if model_dir is not None:
-        path = model_path(model_dir, name, split, seed)
+             "train_time_s": None if run.train_time is None else round(run.train_time, 2), "input": opts["input"],
+             "spknorm": bool(opts["spknorm"]), "n_train_inputs": int(run.n_train_inputs), "hyperparameters": run.hyper}
+    if job.model_dir is not None:
+        path = model_path(job.model_dir, name, split, job.seed)
         sidecar = {
-            "model": name, "base_model": base, "input": opts["input"], "input_shape": list(x.shape[1:]),
+            "model": name, "base_model": job.spec.base, "input": opts["input"], "input_shape": list(run.x.shape[1:]),
             "options": {k: v for k, v in opts.items()}, "feature_config": asdict(fs.config),
-            "feature_key": fs.config.key(), "standardizer": recipe, "emotions": list(EMOTIONS),
-            "protocol": split.protocol, "fold": split.fold, "seed": int(seed),
+            "feature_key": fs.config.key(), "standardizer": run.recipe, "emotions": list(EMOTIONS),
+            "protocol": split.protocol, "fold": split.fold, "seed": int(job.seed),
             "train_speakers": sorted(map(str, set(fs.meta["speaker"].to_numpy()[train]))),
         }
         save_bundle(net, path, sidecar)
@@ -509,111 +435,60 @@ def score_fold(net, history: dict, fs: FeatureSet, split: Split, model: str, *, 
     )
 
 
-def trained_fold(net, history: dict, fs: FeatureSet, split: Split, model: str, *, seed: int = 0,
-                 epochs: int | None = None, quick: bool = False, train_time: float | None = None,
-                 model_dir: str | os.PathLike | None = None) -> FoldResult:
+def trained_fold(net, history: dict, fs: FeatureSet, split: Split, job: FoldJob,
+                 train_time: float | None = None) -> FoldResult:
     """The fold :func:`keras_fold` would return, for a model a chapter trained itself with its recipe.
 
     The chapter must have trained ``net`` exactly as :func:`keras_fold` does (same seed, rows,
     standardisation, callbacks and epoch cap, default options), so the weights are the same and
     nothing is trained twice. Only plain models qualify; variants train through :func:`keras_fold`.
     """
-    base, opts = parse_variant(model)
-    if variant_name(base, opts) != model or opts["input"] != "vector":
+    opts = keras_options(job.spec)
+    if job.spec != ModelSpec(job.spec.base) or job.options:
         raise ValueError(f"only the plain vector models can be recorded from a chapter's own training, "
-                         f"not {model!r}; train it with run_experiment")
-    n_epochs = int(epochs) if epochs else (QUICK_EPOCHS if quick else DEFAULT_EPOCHS)
+                         f"not {job.spec.name!r}; train it with run_experiment")
+    n_epochs = job.mode.epoch_cap(DEFAULT_EPOCHS, QUICK_EPOCHS)
     if len(history.get("loss", ())) > n_epochs or "best_epoch" not in history:
         raise ValueError("history must be fit_model's (with best_epoch), from a run within the epoch cap "
                          f"of {n_epochs}")
-    train, val, test = fold_rows(fs, split, seed=seed, quick=quick)
+    train, val, test = fold_rows(fs, split, seed=job.seed, quick=job.mode.quick)
     x, recipe = standardise_fold(fs, train, kind="vector")
-    return score_fold(net, history, fs, split, model, seed=seed, x=x, recipe=recipe, rows=(train, val, test),
-                      hyper=fold_hyperparameters(opts, n_epochs, 0, quick), n_train_inputs=len(train),
-                      train_time=train_time, model_dir=model_dir)
+    run = FoldRun(x, recipe, (train, val, test), fold_hyperparameters(opts, n_epochs, 0, job.mode.quick), len(train),
+                  train_time)
+    return score_fold(net, history, fs, split, job, run)
 
 
-# --- saving, loading, predicting --------------------------------------------------------
+class KerasFamily(ModelFamily):
+    """The Keras CNN, LSTM and hybrid (chapters 3-5): trained by :func:`keras_fold`, saved by :mod:`ser_utils.keras_io`."""
+
+    name = "keras"
+    bases = KERAS_MODELS
+    suffixes = {"vector": ("input", "vector"), "frames": ("input", "frames"), "spknorm": ("spknorm", True),
+                "cw": ("class_weights", True), "aug": ("augment", True)}
+    inputs = INPUTS
+    options = KERAS_OPTIONS
+    cli_flags = ("input", "spknorm", "augment")
+
+    def cli_options(self, flags: Mapping) -> dict:
+        return {"input": flags.get("input") or "vector", "spknorm": bool(flags.get("spknorm")),
+                "augment": bool(flags.get("augment"))}
+
+    def train_fold(self, ws, split: Split, job: FoldJob) -> FoldResult:
+        return keras_fold(ws.features, split, job)
+
+    def score_trained(self, ws, split: Split, job: FoldJob, trained: tuple) -> FoldResult:
+        """Score a model the chapter trained itself: ``trained`` is ``(net, history, seconds)``."""
+        net, history, seconds = trained
+        return trained_fold(net, history, ws.features, split, job, seconds)
+
+    def save(self, model, path, sidecar: dict):
+        return save_bundle(model, path, sidecar)
+
+    def load(self, path):
+        return load_model_bundle(path)
+
+    def predict(self, model, x):
+        return model.predict(x, batch_size=256, verbose=0)
 
 
-def sidecar_path(path: str | os.PathLike) -> Path:
-    """The JSON sidecar of a ``.keras`` file (same folder and stem)."""
-    return Path(path).with_suffix(".json")
-
-
-def save_bundle(model, path: str | os.PathLike, sidecar: dict) -> Path:
-    """Save ``model`` as ``.keras`` and ``sidecar`` beside it as JSON; returns the model path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(path)
-    sidecar_path(path).write_text(json.dumps(sidecar, indent=1))
-    return path
-
-
-def load_model_bundle(path: str | os.PathLike):
-    """Load a saved model and its sidecar: ``(keras_model, sidecar_dict)``.
-
-    ``path`` may name the ``.keras`` file or its ``.json`` sidecar. The
-    sidecar holds the model name, input view (``"vector"``/``"frames"``),
-    feature configuration, standardisation recipe, the :data:`EMOTIONS` order
-    and the protocol, fold and seed it was trained on.
-    """
-    from .quiet import quiet_libraries
-
-    quiet_libraries()
-    import keras
-
-    path = Path(path)
-    model_file = path.with_suffix(".keras")
-    if not model_file.exists():
-        raise FileNotFoundError(f"no saved model at {model_file}")
-    side = sidecar_path(model_file)
-    if not side.exists():
-        raise FileNotFoundError(f"model {model_file} has no sidecar {side.name}; it was not saved by ser_utils")
-    return keras.models.load_model(model_file), json.loads(side.read_text())
-
-
-def feature_config_of(sidecar: dict) -> FeatureConfig:
-    """The :class:`~ser_utils.features.FeatureConfig` a saved model was trained with."""
-    return FeatureConfig(**sidecar["feature_config"])
-
-
-def prepare_inputs(features: np.ndarray, sidecar: dict, *, reference: np.ndarray | None = None) -> np.ndarray:
-    """Standardise and shape new clips the way the saved model's training data was.
-
-    ``features`` is, for a ``"vector"`` model, one ``(187,)`` vector or a batch
-    ``(N, 187)``; for a ``"frames"`` model one ``(T, 187)`` sequence or
-    ``(N, T, 187)``, computed with :func:`feature_config_of` (``sidecar``).
-    Returns a batch ready for ``model.predict``.
-
-    For a model trained with per-speaker normalisation, pass ``reference``:
-    other clips of the same speaker (same view), whose mean and sd are used.
-    Without it, the average statistics of the training speakers are used and a
-    warning says so (a new voice then gets no speaker normalisation at all).
-    """
-    kind = sidecar["input"]
-    x = np.asarray(features, dtype=np.float32)
-    n_feat = sidecar["input_shape"][-1] if kind == "frames" else sidecar["input_shape"][0]
-    single_ndim = 1 if kind == "vector" else 2
-    if x.ndim == single_ndim:
-        x = x[None]
-    if x.ndim != single_ndim + 1 or x.shape[-1] != n_feat:
-        shape = "(N, 187)" if kind == "vector" else "(N, T, 187)"
-        raise ValueError(f"a {kind} model expects features of shape {shape}"
-                         f" with {n_feat} features, got {np.shape(features)}")
-    if kind == "frames" and x.shape[1] != sidecar["input_shape"][0]:
-        raise ValueError(f"the model expects {sidecar['input_shape'][0]} frames per clip, got {x.shape[1]}: "
-                         "extract the features with feature_config_of(sidecar)")
-    std = sidecar["standardizer"]
-    if std["kind"] == "train":
-        return apply_recipe(x, std, kind=kind)
-    if reference is not None:  # the new speaker's own statistics, by the recipe used in training
-        mean, scale = feature_stats(np.asarray(reference, np.float32))
-    else:
-        warnings.warn("this model was trained with per-speaker normalisation but no reference clips of the "
-                      "speaker were given; using the training speakers' average statistics", stacklevel=2)
-        stats = list(std["speaker_stats"].values())
-        mean = np.mean([s["mean"] for s in stats], axis=0).astype(np.float32)
-        scale = np.mean([s["scale"] for s in stats], axis=0).astype(np.float32)
-    return _to_model_shape((x - mean) / scale, kind)
-
+FAMILY = KerasFamily()

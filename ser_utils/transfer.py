@@ -230,6 +230,8 @@ def deep_runs(fs: FeatureSet, manifest: pd.DataFrame, models: Sequence[str] = ("
     """
     from .corpora import get_corpus
     from .splits import actor_folds
+    from .registry import FoldJob
+    from .run_context import RunMode
     from .training import keras_fold
 
     emotions = get_corpus(dataset.get("corpus", "crema-d")).emotions
@@ -244,7 +246,8 @@ def deep_runs(fs: FeatureSet, manifest: pd.DataFrame, models: Sequence[str] = ("
             start = time.perf_counter()
             folds = []
             for s in splits:
-                fold = keras_fold(fs, s, model, seed=seed, epochs=epochs, quick=quick, progress=progress)
+                job = FoldJob.of(model, seed=seed, mode=RunMode(quick=quick, epochs=epochs), progress=progress)
+                fold = keras_fold(fs, s, job)
                 fold.classes = classes
                 folds.append(fold)
             ds = {**dataset, "quick": quick, "folds_run": len(splits), "folds_in_protocol": n_all}

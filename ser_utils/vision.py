@@ -62,7 +62,7 @@ from .evaluation import FoldResult
 from .features import FeatureSet, as_rgb
 from .labels import EMOTIONS
 from .quiet import bar_hidden
-from .registry import VISION_MODELS, ModelSpec
+from .registry import VISION_MODELS, FoldJob, ModelFamily
 from .splits import Split
 
 #: The checkpoints the paper's family of models starts from (ImageNet-21k / -22k pre-training).
@@ -87,24 +87,7 @@ ID2LABEL = dict(enumerate(EMOTIONS))
 LABEL2ID = {v: k for k, v in ID2LABEL.items()}
 
 
-def variant_name(model: str, options: dict | None = None) -> str:
-    """Results name of a vision run: ``"vit"``, ``"vit-pretrained"``, ``"beit-specaug"``...
-
-    Runs with other weights or augmentation get their own results files
-    instead of overwriting the from-scratch, unaugmented ones.
-    """
-    return ModelSpec.parse(model).with_options(options).name
-
-
 # --- configuration and models ----------------------------------------------------------------
-
-
-def family_of(model: str) -> str:
-    """``"vit"`` or ``"beit"`` for a model name such as ``"vit"`` or ``"beit-specaug"``."""
-    spec = ModelSpec.parse_or_none(model.lower())
-    if spec is None or spec.family != "vision":
-        raise ValueError(f"unknown vision model {model!r}; the name must start with one of {VISION_MODELS}")
-    return spec.base
 
 
 def compact_config(family: str, image_size: int, *, quick: bool = False, **overrides):
@@ -458,33 +441,22 @@ def load_model(folder: str | os.PathLike):
     return model, Preprocess.for_model(model, str(folder))
 
 
-def vision_fold(
-    fs: FeatureSet,
-    split: Split,
-    model: str,
-    *,
-    seed: int,
-    epochs: int | None,
-    quick: bool,
-    options: dict | None,
-    model_dir: str | os.PathLike | None,
-    progress: bool = True,
-) -> FoldResult:
+def vision_fold(fs: FeatureSet, split: Split, job: FoldJob) -> FoldResult:
     """Train ViT or BEiT on ``split.train`` images, early-stop on ``split.val``, predict ``split.test``.
 
-    ``model`` is ``"vit"`` or ``"beit"`` (a ``-suffix`` names a variant, e.g.
-    ``"vit-specaug"``). ``options``: ``pretrained`` (hub id or folder; None =
+    ``job.spec`` is ``vit`` or ``beit`` (a suffix names a variant, e.g.
+    ``vit-specaug``). ``job.options``: ``pretrained`` (hub id or folder; None =
     compact from scratch), ``augment`` (SpecAugment masking of training
     images), ``threads`` (torch threads, see :func:`set_threads`), and optional
     overrides ``lr``, ``batch_size``, ``patience``, ``weight_decay``,
     ``warmup_epochs`` and ``config`` (a dict of compact
-    config sizes). ``epochs`` is the maximum (early stopping may stop
+    config sizes). ``job.mode.epochs`` is the maximum (early stopping may stop
     sooner); None takes :data:`TRAIN_DEFAULTS`, quick mode 1. The best model
     is saved with ``save_pretrained`` under ``model_dir/<model>__<protocol>__seed<k>__<fold>``
-    (not saved when ``model_dir`` is None).
+    (not saved when ``job.model_dir`` is None).
     """
-    options = dict(options or {})
-    family = family_of(model)
+    options = dict(job.options)
+    family, model, seed, quick, epochs = job.spec.base, job.spec.name, job.seed, job.mode.quick, job.mode.epochs
     pretrained = options.get("pretrained") or None
     set_threads(options.get("threads"))
     from transformers import set_seed
@@ -510,14 +482,14 @@ def vision_fold(
         train = np.sort(rng.choice(train, QUICK_MAX_TRAIN, replace=False))
     start = time.perf_counter()
     history, best_epoch = fit(net, prep, fs.images[train], y[train], fs.images[val], y[val], tc, rng,
-                              progress=progress, desc=f"{model} {split.fold}")
+                              progress=job.progress, desc=f"{model} {split.fold}")
     train_time = time.perf_counter() - start
     logits, _ = evaluate(net, fs.images[test], None, prep)
 
     folder = None
-    if model_dir is not None:
+    if job.model_dir is not None:
         folder = save_model(net, prep,
-                            Path(model_dir) / f"{_safe(model)}__{split.protocol}__seed{seed}__{_safe(split.fold)}")
+                            Path(job.model_dir) / f"{_safe(model)}__{split.protocol}__seed{seed}__{_safe(split.fold)}")
     n_epochs = len(history["loss"])
     return FoldResult(
         fold=split.fold,
@@ -543,6 +515,44 @@ def vision_fold(
             "train_images_per_s": round(n_epochs * len(train) / max(train_time, 1e-9), 1),
         },
     )
+
+
+class VisionFamily(ModelFamily):
+    """ViT and BEiT on spectrogram images (chapter 6), trained by :func:`vision_fold`, saved with ``save_pretrained``."""
+
+    name = "vision"
+    bases = VISION_MODELS
+    suffixes = {"pretrained": ("pretrained", True), "specaug": ("augment", True)}
+    options = frozenset({"pretrained", "augment", "threads", "lr", "batch_size", "patience", "weight_decay",
+                         "warmup_epochs", "epochs", "config"})
+    cli_flags = ("pretrained", "augment")
+    paper_compares_base = True  # vit-pretrained, beit-specaug: the paper's ViT/BEiT figure still applies
+
+    def cli_options(self, flags) -> dict:
+        out = {"augment": bool(flags.get("augment"))}
+        if flags.get("pretrained"):
+            out["pretrained"] = flags["pretrained"]
+        return out
+
+    def train_fold(self, ws, split: Split, job: FoldJob) -> FoldResult:
+        return vision_fold(ws.features, split, job)
+
+    def save(self, model, path, sidecar: dict | None = None):
+        net, prep = model
+        return save_model(net, prep, path)
+
+    def load(self, path):
+        return load_model(path)
+
+    def predict(self, model, x):
+        import torch
+
+        net, prep = model
+        logits, _ = evaluate(net, x, None, prep)
+        return torch.softmax(torch.as_tensor(logits), dim=-1).numpy()
+
+
+FAMILY = VisionFamily()
 
 
 # --- attention rollout -------------------------------------------------------------------------

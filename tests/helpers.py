@@ -22,3 +22,13 @@ def write_wav(path: Path, audio: np.ndarray, sr: int = 24414, fmt: str = "WAV") 
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), audio, sr, format=fmt, subtype="PCM_16")
     return path
+
+
+def fold_job(model: str, *, seed: int = 0, epochs: int | None = None, quick: bool = False, options=None,
+             model_dir=None, progress: bool = False):
+    """A :class:`~ser_utils.registry.FoldJob` from the keywords the tests spell (a name, an epoch cap, quick)."""
+    from ser_utils.registry import FoldJob
+    from ser_utils.run_context import RunMode
+
+    return FoldJob.of(model, seed=seed, mode=RunMode(quick=quick, epochs=epochs), options=dict(options or {}),
+                      model_dir=model_dir, progress=progress)

@@ -28,7 +28,7 @@ LIBRARY_CALLS: dict[str, list[tuple[str, ...]]] = {
     "05": [("layers.Conv1D", "layers.LSTM"), (".compile(",), (".fit(",)],
     "06": [("ViTConfig", "BeitConfig")],
     "08": [("GradientTape",)],
-    "09": [("actor_folds(",), ("cross_corpus_split(",), ("standardize_per_speaker(",), ("keras_fold(",)],
+    "09": [("actor_folds(",), ("cross_corpus_split(",), ("standardise_per_speaker(",), ("keras_fold(",)],
     "10": [("from_pretrained(",), ("output_hidden_states=True",), ("LogisticRegression(",), ("enc.extractor(",)],
 }
 SAVE_CHAPTERS = ("02", "03", "04", "05", "06", "07", "08", "09", "10")

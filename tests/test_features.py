@@ -16,10 +16,9 @@ from ser_utils.features import (
     ensure_features,
     extract_clip,
     extract_from_audio,
-    feature_stats,
-    fit_standardizer,
-    standardize_per_speaker,
 )
+
+from ser_utils.standardise import feature_stats, fit_standardiser, standardise_per_speaker
 
 from .helpers import tone, write_wav
 
@@ -107,7 +106,7 @@ def test_standardisation_uses_training_rows_only():
     x = rng.normal(0, 1, (100, 3, 187)).astype(np.float32)
     x[80:] += 50  # test rows far away: they must not move the statistics
     train = np.arange(80)
-    scaler = fit_standardizer(x, train)
+    scaler = fit_standardiser(x, train)
     assert np.allclose(scaler.mean_, x[train].reshape(-1, 187).mean(axis=0), atol=1e-5)
     z = scaler.transform(x.reshape(-1, 187)).reshape(x.shape)
     assert z.shape == x.shape and abs(z[train].mean()) < 0.05 and z[80:].mean() > 10
@@ -115,7 +114,7 @@ def test_standardisation_uses_training_rows_only():
 
 def test_per_speaker_standardisation():
     x = np.concatenate([np.full((4, 187), 1.0), np.full((4, 187), 5.0)]) + np.arange(8)[:, None]
-    z = standardize_per_speaker(x, np.array(["A"] * 4 + ["B"] * 4))
+    z = standardise_per_speaker(x, np.array(["A"] * 4 + ["B"] * 4))
     assert np.allclose(z[:4].mean(axis=0), 0, atol=1e-5) and np.allclose(z[4:].mean(axis=0), 0, atol=1e-5)
 
 
@@ -127,11 +126,11 @@ def test_per_speaker_standardisation_with_given_statistics():
     assert mean.shape == scale.shape == (187,) and np.all(scale > 0)
     np.testing.assert_allclose(mean, x[:5].reshape(-1, 187).mean(axis=0), rtol=1e-5)
     # statistics given for both speakers (here A's for everyone) replace B's own
-    z = standardize_per_speaker(x, speakers, {"A": (mean, scale), "B": (mean, scale)})
+    z = standardise_per_speaker(x, speakers, {"A": (mean, scale), "B": (mean, scale)})
     np.testing.assert_allclose(z, (x - mean) / scale, rtol=1e-5, atol=1e-5)
-    assert not np.allclose(z[5:], standardize_per_speaker(x, speakers)[5:])
+    assert not np.allclose(z[5:], standardise_per_speaker(x, speakers)[5:])
     # a constant feature does not divide by zero
-    assert np.isfinite(standardize_per_speaker(np.ones((4, 187)), np.array(["A"] * 4))).all()
+    assert np.isfinite(standardise_per_speaker(np.ones((4, 187)), np.array(["A"] * 4))).all()
 
 
 def test_vector_frame_has_named_columns(quick_chapter):

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from ser_utils.models import LAST_CONV, MODEL_NAMES, VECTOR_SHAPE, build_model, count_params
+from ser_utils.models import LAST_CONV, VECTOR_SHAPE, build_keras_model, count_params
+from ser_utils.registry import KERAS_MODELS
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", KERAS_MODELS)
 @pytest.mark.parametrize("shape", [VECTOR_SHAPE, (16, 187)], ids=["vector", "frames"])
 def test_builder_output_is_seven_class_probabilities(name, shape):
     import numpy as np
 
-    model = build_model(name, shape)
+    model = build_keras_model(name, shape)
     assert model.input_shape == (None, *shape)
     assert model.output_shape == (None, 7)
     probs = np.asarray(model(np.zeros((3, *shape), dtype="float32")))
@@ -25,7 +26,7 @@ def test_builder_output_is_seven_class_probabilities(name, shape):
 def test_last_conv_is_the_last_conv1d_layer(name):
     import keras
 
-    model = build_model(name)
+    model = build_keras_model(name)
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv1D)]
     assert len(convs) >= 2
     assert convs[-1].name == LAST_CONV
@@ -37,7 +38,7 @@ def test_last_conv_is_the_last_conv1d_layer(name):
 def test_lstm_has_recurrence_and_no_convolution():
     import keras
 
-    model = build_model("lstm")
+    model = build_keras_model("lstm")
     kinds = {type(layer) for layer in model.layers}
     assert keras.layers.LSTM in kinds
     assert keras.layers.Conv1D not in kinds
@@ -46,7 +47,7 @@ def test_lstm_has_recurrence_and_no_convolution():
 def test_hybrid_feeds_convolutions_into_an_lstm():
     import keras
 
-    model = build_model("hybrid")
+    model = build_keras_model("hybrid")
     names = [type(layer).__name__ for layer in model.layers]
     assert names.index("LSTM") > names.index("Conv1D")
     lstm = next(layer for layer in model.layers if isinstance(layer, keras.layers.LSTM))
@@ -56,4 +57,4 @@ def test_hybrid_feeds_convolutions_into_an_lstm():
 
 def test_unknown_model_name_is_rejected():
     with pytest.raises(ValueError, match="unknown Keras model"):
-        build_model("transformer")
+        build_keras_model("transformer")

@@ -17,11 +17,9 @@ from ser_utils.cli import main
 from ser_utils.errors import UserError
 from ser_utils.labels import EMOTIONS
 
-from .helpers import write_wav
+from .helpers import fold_job, write_wav
 
 training = pytest.importorskip("ser_utils.training", reason="ser_utils.training (Keras helper) not available")
-if not all(hasattr(training, n) for n in ("keras_fold", "load_model_bundle", "prepare_inputs")):
-    pytest.skip("ser_utils.training lacks keras_fold/load_model_bundle/prepare_inputs", allow_module_level=True)
 
 from ser_utils import predict  # noqa: E402
 
@@ -35,8 +33,8 @@ def bundles(quick_chapter, tmp_path_factory):
     split = quick_chapter.splits("random", 0)[0]
     out = {}
     for kind in ("vector", "frames"):
-        res = training.keras_fold(quick_chapter.features, split, "hybrid", seed=0, epochs=1, quick=True,
-                                  options={"input": kind}, model_dir=root / "demo" / "models", progress=False)
+        res = training.keras_fold(quick_chapter.features, split, fold_job("hybrid", seed=0, epochs=1, quick=True,
+                                  options={"input": kind}, model_dir=root / "demo" / "models", progress=False))
         out[kind] = res.extra["model_path"]
     out["root"] = root
     return out

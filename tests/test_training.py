@@ -16,7 +16,10 @@ import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score
 
 from ser_utils.evaluation import METRICS, FoldResult, compute_metrics
-from ser_utils.features import FeatureConfig, FeatureSet, standardize_per_speaker
+from ser_utils.features import FeatureConfig, FeatureSet
+from ser_utils.keras_io import load_model_bundle, prepare_inputs
+from ser_utils.registry import ModelSpec
+from ser_utils.standardise import standardise_fold, standardise_per_speaker
 from ser_utils.labels import EMOTIONS
 from ser_utils.splits import Split
 from ser_utils.training import (
@@ -24,12 +27,10 @@ from ser_utils.training import (
     compile_model,
     fit_model,
     keras_fold,
-    load_model_bundle,
-    parse_variant,
-    prepare_inputs,
-    standardise_fold,
-    variant_name,
+    keras_options,
 )
+
+from .helpers import fold_job
 
 N_FRAMES = 8
 
@@ -76,25 +77,26 @@ def toy():
 
 
 def test_variant_names_round_trip():
-    assert parse_variant("hybrid") == ("hybrid", {"input": "vector", "spknorm": False, "class_weights": False,
-                                                  "augment": False})
-    assert parse_variant("cnn-frames-cw")[1] == {"input": "frames", "spknorm": False, "class_weights": True,
-                                                 "augment": False}
-    assert variant_name("hybrid", {"input": "frames", "spknorm": True}) == "hybrid-frames-spknorm"
-    assert variant_name("lstm", {"input": "vector"}) == "lstm"
+    assert keras_options(ModelSpec.parse("hybrid")) == {"input": "vector", "spknorm": False, "class_weights": False,
+                                                        "augment": False}
+    assert keras_options(ModelSpec.parse("cnn-frames-cw")) == {"input": "frames", "spknorm": False,
+                                                               "class_weights": True, "augment": False}
+    assert ModelSpec("hybrid").with_options({"input": "frames", "spknorm": True}).name == "hybrid-frames-spknorm"
+    assert ModelSpec("lstm").with_options({"input": "vector"}).name == "lstm"
     for name in ("cnn", "lstm-frames", "hybrid-frames-spknorm", "hybrid-spknorm-cw", "hybrid-frames-spknorm-aug"):
-        assert variant_name(*parse_variant(name)) == name
+        spec = ModelSpec.parse(name)
+        assert ModelSpec(spec.base).with_options(keras_options(spec)).name == name
 
 
-@pytest.mark.parametrize("bad", ["vit", "hybrid-foo", "cnn-frames-xyz"])
+@pytest.mark.parametrize("bad", ["hybrid-foo", "cnn-frames-xyz", "cnn-pretrained"])
 def test_bad_variant_is_rejected(bad):
     with pytest.raises(ValueError):
-        parse_variant(bad)
+        ModelSpec.parse(bad)
 
 
 def test_unknown_option_is_rejected():
     with pytest.raises(ValueError, match="unknown option"):
-        parse_variant("cnn", {"pretrained": "x"})
+        keras_options(ModelSpec("cnn"), {"pretrained": "x"})
 
 
 # --- standardisation ----------------------------------------------------------------------
@@ -116,12 +118,12 @@ def test_standardiser_sees_training_rows_only(toy):
 def test_spknorm_standardises_each_speaker(toy):
     x, recipe = standardise_fold(toy, toy.index(toy_split(toy, "speaker").train), kind="frames", spknorm=True)
     assert recipe["kind"] == "spknorm" and list(recipe["speaker_stats"]) == ["SPKA"]
-    expected = standardize_per_speaker(toy.frames, toy.meta["speaker"].to_numpy())
+    expected = standardise_per_speaker(toy.frames, toy.meta["speaker"].to_numpy())
     np.testing.assert_allclose(x, expected, atol=1e-5)
 
 
 def test_spknorm_recipe_reproduces_the_training_speakers(toy):
-    from ser_utils.training import apply_recipe
+    from ser_utils.standardise import apply_recipe
 
     train = toy.index(toy_split(toy, "speaker").train)
     x, recipe = standardise_fold(toy, train, kind="frames", spknorm=True)
@@ -188,7 +190,7 @@ def test_warped_copies_are_seeded_and_indexed(toy):
 
 
 def test_augment_option_adds_training_inputs(toy):
-    res = keras_fold(toy, toy_split(toy, "speaker"), "cnn-spknorm-aug", seed=0, epochs=1, progress=False)
+    res = keras_fold(toy, toy_split(toy, "speaker"), fold_job("cnn-spknorm-aug", seed=0, epochs=1, progress=False))
     assert res.n_train == 35 and res.extra["n_train_inputs"] == 35 * 5
     assert res.extra["hyperparameters"]["augment_copies"] == 4
 
@@ -197,12 +199,12 @@ def test_augment_option_adds_training_inputs(toy):
 
 
 def test_tiny_training_run_lowers_the_loss(toy):
-    from ser_utils.models import build_model
+    from ser_utils.models import build_keras_model
     from ser_utils.training import set_seed
 
     set_seed(0)
     x, _ = standardise_fold(toy, np.arange(len(toy)))
-    model = build_model("cnn", x.shape[1:])
+    model = build_keras_model("cnn", x.shape[1:])
     compile_model(model)
     history = fit_model(model, x, toy.labels, epochs=6, patience=10)
     assert len(history["loss"]) == 6
@@ -211,13 +213,13 @@ def test_tiny_training_run_lowers_the_loss(toy):
 
 
 def test_early_stopping_waits_for_the_warmup(toy):
-    from ser_utils.models import build_model
+    from ser_utils.models import build_keras_model
     from ser_utils.training import WARMUP_EPOCHS, set_seed
 
     set_seed(0)
     split = toy_split(toy)
     x, _ = standardise_fold(toy, toy.index(split.train))
-    model = build_model("cnn", x.shape[1:])
+    model = build_keras_model("cnn", x.shape[1:])
     compile_model(model)
     tr, va = toy.index(split.train), toy.index(split.val)
     history = fit_model(model, x[tr], toy.labels[tr], x[va], toy.labels[va], epochs=30, patience=2)
@@ -227,7 +229,7 @@ def test_early_stopping_waits_for_the_warmup(toy):
 
 def test_two_seeded_runs_are_identical(toy, tmp_path):
     split = toy_split(toy)
-    runs = [keras_fold(toy, split, "hybrid", seed=3, epochs=3, progress=False) for _ in range(2)]
+    runs = [keras_fold(toy, split, fold_job("hybrid", seed=3, epochs=3, progress=False)) for _ in range(2)]
     assert runs[0].y_pred == runs[1].y_pred
     assert runs[0].history == runs[1].history
     assert compute_metrics(runs[0].y_true, runs[0].y_pred) == compute_metrics(runs[1].y_true, runs[1].y_pred)
@@ -235,8 +237,8 @@ def test_two_seeded_runs_are_identical(toy, tmp_path):
 
 def test_keras_fold_result_and_saved_bundle(toy, tmp_path):
     split = toy_split(toy)
-    res = keras_fold(toy, split, "cnn", seed=0, epochs=12, options={"patience": 12}, model_dir=tmp_path,
-                     progress=False)
+    res = keras_fold(toy, split, fold_job("cnn", seed=0, epochs=12, options={"patience": 12}, model_dir=tmp_path,
+                     progress=False))
     assert isinstance(res, FoldResult)
     assert res.n_train == 7 * 2 * 4 and res.n_val == 14 and len(res.test_ids) == 14
     assert res.epochs == len(res.history["loss"]) == 12
@@ -262,7 +264,7 @@ def test_keras_fold_result_and_saved_bundle(toy, tmp_path):
 
 def test_spknorm_frames_bundle_prepares_like_training(toy, tmp_path):
     split = toy_split(toy, "speaker")
-    res = keras_fold(toy, split, "hybrid-frames-spknorm", seed=0, epochs=2, model_dir=tmp_path, progress=False)
+    res = keras_fold(toy, split, fold_job("hybrid-frames-spknorm", seed=0, epochs=2, model_dir=tmp_path, progress=False))
     model, side = load_model_bundle(res.extra["model_path"])
     assert side["model"] == "hybrid-frames-spknorm" and side["input_shape"] == [N_FRAMES, 187]
     assert side["train_speakers"] == ["SPKA"]
@@ -342,14 +344,14 @@ def test_results_json_schema(quick_chapter):
 
 def test_best_epoch_names_the_weights_early_stopping_restored(toy):
     """With MIN_DELTA, the restored epoch is the last *significant* improvement, not the val-loss argmin."""
-    from ser_utils.models import build_model
+    from ser_utils.models import build_keras_model
     from ser_utils.training import MIN_DELTA, WARMUP_EPOCHS, set_seed
 
     set_seed(0)
     split = toy_split(toy)
     x, _ = standardise_fold(toy, toy.index(split.train))
     tr, va = toy.index(split.train), toy.index(split.val)
-    model = build_model("cnn", x.shape[1:])
+    model = build_keras_model("cnn", x.shape[1:])
     compile_model(model)
     history = fit_model(model, x[tr], toy.labels[tr], x[va], toy.labels[va], epochs=25, patience=3)
     losses = history["val_loss"]
@@ -366,15 +368,15 @@ def test_best_epoch_names_the_weights_early_stopping_restored(toy):
 def test_model_trained_in_the_chapter_is_recorded_not_trained_again(quick_chapter):
     """run_experiment(trained=...) gives the record a full run gives: the same weights, predictions, history."""
     from ser_utils.experiments import run_experiment
-    from ser_utils.models import build_model
-    from ser_utils.training import QUICK_EPOCHS, compile_model, fit_model, fold_rows, set_seed, standardise_fold
+    from ser_utils.models import build_keras_model
+    from ser_utils.training import QUICK_EPOCHS, compile_model, fit_model, fold_rows, set_seed
 
     ch, fs = quick_chapter, quick_chapter.features
     first = ch.splits("speaker", 0)[0]
     train, val, test = fold_rows(fs, first, seed=0, quick=True)
     x, _ = standardise_fold(fs, train, kind="vector")
     set_seed(0)
-    net = build_model("cnn", x.shape[1:])
+    net = build_keras_model("cnn", x.shape[1:])
     compile_model(net)
     history = fit_model(net, x[train], fs.labels[train], x[val], fs.labels[val], epochs=QUICK_EPOCHS)
 

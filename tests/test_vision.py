@@ -13,6 +13,7 @@ pytest.importorskip("transformers")
 from ser_utils import vision  # noqa: E402
 from ser_utils.evaluation import FoldResult  # noqa: E402
 from ser_utils.labels import EMOTIONS  # noqa: E402
+from .helpers import fold_job  # noqa: E402
 
 TINY = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, patch_size=8)
 
@@ -157,9 +158,9 @@ def test_rollout_of_one_layer_matches_the_hand_computation():
 def test_vision_fold_on_the_quick_chapter(quick_chapter, tmp_path, model):
     fs = quick_chapter.features
     split = quick_chapter.splits("random", 0)[0]
-    res = vision.vision_fold(fs, split, model, seed=0, epochs=2, quick=True,
+    res = vision.vision_fold(fs, split, fold_job(model, seed=0, epochs=2, quick=True,
                              options={"pretrained": None, "augment": model.endswith("specaug")},
-                             model_dir=tmp_path, progress=False)
+                             model_dir=tmp_path, progress=False))
     assert isinstance(res, FoldResult)
     assert len(res.y_pred) == len(res.y_true) == len(split.test)
     assert set(res.y_pred) <= set(range(len(EMOTIONS)))
@@ -176,8 +177,8 @@ def test_vision_fold_is_reproducible_by_seed(quick_chapter, tmp_path):
     fs = quick_chapter.features
     split = quick_chapter.splits("random", 0)[0]
     kw = dict(seed=3, epochs=1, quick=True, options={}, progress=False)
-    a = vision.vision_fold(fs, split, "vit", model_dir=tmp_path / "a", **kw)
-    b = vision.vision_fold(fs, split, "vit", model_dir=tmp_path / "b", **kw)
+    a = vision.vision_fold(fs, split, fold_job("vit", model_dir=tmp_path / "a", **kw))
+    b = vision.vision_fold(fs, split, fold_job("vit", model_dir=tmp_path / "b", **kw))
     assert a.y_pred == b.y_pred and a.history["loss"] == b.history["loss"]
 
 
@@ -204,9 +205,11 @@ def test_rollout_examples_from_a_saved_run(quick_chapter):
 
 
 def test_variant_names_keep_settings_apart():
-    assert vision.variant_name("vit", {"pretrained": None, "augment": False}) == "vit"
-    assert vision.variant_name("beit", {"pretrained": "some/folder"}) == "beit-pretrained"
-    assert vision.variant_name("vit", {"pretrained": "x", "augment": True}) == "vit-pretrained-specaug"
+    from ser_utils.registry import ModelSpec
+
+    assert ModelSpec("vit").with_options({"pretrained": None, "augment": False}).name == "vit"
+    assert ModelSpec("beit").with_options({"pretrained": "some/folder"}).name == "beit-pretrained"
+    assert ModelSpec("vit").with_options({"pretrained": "x", "augment": True}).name == "vit-pretrained-specaug"
 
 
 def test_cli_prints_the_pretrained_error_without_a_traceback(monkeypatch, quick_chapter, capsys):
@@ -231,9 +234,9 @@ def test_vision_fold_fine_tunes_a_local_checkpoint_at_its_size(quick_chapter, tm
     torch.manual_seed(0)
     BeitForImageClassification(BeitConfig(image_size=48, num_labels=3, **TINY)).save_pretrained(tmp_path / "ckpt")
     split = quick_chapter.splits("random", 0)[0]
-    res = vision.vision_fold(quick_chapter.features, split, "beit", seed=0, epochs=1, quick=True,
+    res = vision.vision_fold(quick_chapter.features, split, fold_job("beit", seed=0, epochs=1, quick=True,
                              options={"pretrained": str(tmp_path / "ckpt")}, model_dir=tmp_path / "models",
-                             progress=False)
+                             progress=False))
     assert res.extra["pretrained"] == str(tmp_path / "ckpt") and res.extra["image_size"] == 48
     assert res.extra["train"]["lr"] == vision.TRAIN_DEFAULTS["pretrained"]["lr"]
     model, prep = vision.load_model(res.extra["model_path"])

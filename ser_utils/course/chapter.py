@@ -80,10 +80,19 @@ class Chapter(Workspace):
 
 
 def page_theme() -> None:
-    """The plot theme and display options every page uses (global by nature: a notebook kernel is one page)."""
+    """The plot theme, display options and warning filters every page uses (global by nature: a notebook
+    kernel is one page, so this is the page's choice, never the library's)."""
+    import warnings
+
     import matplotlib
     import pandas as pd
     import seaborn as sns
+
+    # Deprecation notices of the libraries (TensorFlow, transformers, pandas) say nothing about the chapter.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    # tqdm.auto falls back to text bars without ipywidgets; its notice about that is noise here.
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    warnings.filterwarnings("ignore", message=".*is_categorical_dtype.*")
 
     sns.set_theme(context="notebook", style="whitegrid")
     matplotlib.rcParams["figure.dpi"] = 90

@@ -362,7 +362,7 @@ def paper_figure(model: str) -> float | None:
     if model in PAPER_ACCURACY:
         return PAPER_ACCURACY[model]
     spec = ModelSpec.parse_or_none(model)
-    return PAPER_ACCURACY.get(spec.base) if spec is not None and spec.family == "vision" else None
+    return PAPER_ACCURACY.get(spec.base) if spec is not None and spec.family.paper_compares_base else None
 
 
 def markdown_table(records: Sequence[dict], *, source: str | None = None,

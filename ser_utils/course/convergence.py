@@ -33,10 +33,13 @@ def test_uar_along_training(fs, split, model: str, *, seed: int, epochs: int, ev
     import keras
     from sklearn.metrics import balanced_accuracy_score
 
-    from ..models import build_model
-    from ..training import compile_model, fit_model, fold_rows, parse_variant, set_seed, standardise_fold
+    from ..models import build_keras_model
+    from ..registry import ModelSpec
+    from ..standardise import standardise_fold
+    from ..training import compile_model, fit_model, fold_rows, keras_options, set_seed
 
-    base, opts = parse_variant(model)
+    spec = ModelSpec.parse(model)
+    base, opts = spec.base, keras_options(spec)
     if opts["augment"]:
         raise ValueError("augmented variants are not supported here; use the plain or -spknorm ones")
     set_seed(seed)
@@ -51,7 +54,7 @@ def test_uar_along_training(fs, split, model: str, *, seed: int, epochs: int, ev
                 pred = self.model.predict(x[test], batch_size=256, verbose=0).argmax(axis=1)
                 trajectory.append([epoch + 1, round(100 * balanced_accuracy_score(y[test], pred), 2)])
 
-    net = build_model(base, x.shape[1:])
+    net = build_keras_model(base, x.shape[1:])
     compile_model(net)
     history = fit_model(net, x[train], y[train], x[val], y[val], epochs=epochs, extra_callbacks=[Probe()])
     pred = net.predict(x[test], batch_size=256, verbose=0).argmax(axis=1)  # restored best weights
