@@ -69,6 +69,14 @@ class Corpus:
     expected_size: int  # usable clips in the complete release
     help: str  # where to get it and how to point ser-book at it
     read_speakers: Callable[[Path], pd.DataFrame] = field(repr=False, default=None)
+    #: For corpora whose labels are not in the file name (IEMOCAP: text files beside the audio): reads the
+    #: labels of one audio file from its path. None: the file name says it all (``parse``).
+    read_label: Callable[[Path], ClipName] | None = field(repr=False, default=None)
+
+    def label(self, path: Path) -> ClipName:
+        """Speaker, text, emotion and clip id of one audio file: from a file beside it (``read_label``) when the
+        corpus keeps its labels there, else from the name. Raises ``UnknownLabelError`` when it has none."""
+        return self.read_label(Path(path)) if self.read_label is not None else self.parse(Path(path).name)
 
     def recognises(self, filename: str) -> bool:
         """True when ``filename`` follows this corpus's naming scheme (kept or excluded by design)."""

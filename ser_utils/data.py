@@ -290,7 +290,7 @@ def build_manifest(
             rows.append(row)
             continue
         try:
-            name = corpus.parse(path.name)
+            name = corpus.label(path)
         except UnknownLabelError as exc:
             reason = str(exc)
             if not path.name.isascii():  # a likelier cause than a wrong label: say it

@@ -305,3 +305,41 @@ def test_reference_runs_write_records_naming_corpus_protocol_and_subset(tmp_path
     assert cross["folds"][0]["classes"] == list(shared_emotions("tess", "crema-d"))
     assert cross["folds"][0]["n_test"] == 36 and cross["folds"][0]["n_train"] == 2 * 10 * 6  # ps left out
     assert 0.0 <= cross["metrics"]["uar"] <= 1.0 and "git_commit" in cross
+
+
+# --- a corpus whose labels sit in a file beside the audio (as IEMOCAP's do) -------------------
+
+
+def _read_label_beside(path: Path):
+    """``<clip>.txt`` next to ``<clip>.wav``: ``speaker<TAB>emotion<TAB>text``."""
+    from ser_utils.corpora import ClipName
+
+    label = path.with_suffix(".txt")
+    if not label.is_file():
+        raise UnknownLabelError(f"no label file {label.name} beside {path.name}")
+    speaker, emotion, text = label.read_text(encoding="utf-8").strip().split("\t")
+    if emotion not in EMOTIONS:
+        raise UnknownLabelError(f"{label.name}: unknown emotion {emotion!r}")
+    return ClipName(speaker, text, emotion, f"{speaker}_{path.stem}".lower())
+
+
+def test_a_corpus_can_read_its_labels_from_a_file_beside_the_audio(tmp_path):
+    from dataclasses import replace
+
+    from ser_utils.corpora import get_corpus
+
+    toy = replace(get_corpus("crema-d"), name="toy-beside", title="toy corpus", read_label=_read_label_beside)
+    for stem, line in (("utt1", "S1\tangry\tkids are talking"), ("utt2", "S2\tsad\tdogs are sitting"),
+                       ("utt3", None), ("utt4", "S1\tbored\tnot a class")):
+        write_wav(tmp_path / f"{stem}.wav", tone())  # the names say nothing about the labels
+        if line is not None:
+            (tmp_path / f"{stem}.txt").write_text(line + "\n", encoding="utf-8")
+    m = build_manifest(tmp_path, corpus=toy, progress=False).set_index("path")
+    row = {Path(p).stem: r for p, r in m.iterrows()}
+    assert (row["utt1"]["speaker"], row["utt1"]["emotion"], row["utt1"]["word"]) == ("S1", "angry", "kids are talking")
+    assert (row["utt2"]["status"], row["utt2"]["emotion"]) == ("ok", "sad")
+    assert row["utt3"]["status"] == "unlabelled" and "no label file utt3.txt" in row["utt3"]["reason"]
+    assert row["utt4"]["status"] == "unlabelled" and "bored" in row["utt4"]["reason"]
+    # a corpus without the hook still reads the file name: these names are no CREMA-D names
+    plain = build_manifest(tmp_path, corpus=get_corpus("crema-d"), progress=False)
+    assert set(plain["status"]) == {"unlabelled"}
