@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ser_utils import evaluation
-from ser_utils.course import comparison as report
+from ser_utils.course import comparison
 from ser_utils.evaluation import FoldResult, make_record
 
 RNG = np.random.default_rng(0)
@@ -39,7 +39,7 @@ def test_paired_predictions_match_clips_and_refuse_other_seeds():
 
 
 def test_report_mcnemar_is_the_saved_one():
-    assert report.mcnemar is evaluation.mcnemar
+    assert comparison.mcnemar is evaluation.mcnemar
     res = evaluation.mcnemar(_record("a", TRUTH), _record("b", TRUTH))
     assert res.only_a == res.only_b == 0 and res.p_value == 1.0
 

@@ -15,7 +15,7 @@ import nbformat
 import pytest
 from myst_nb.core.utils import coalesce_streams
 
-from ser_utils.course import runner as pipeline
+from ser_utils.course import runner
 from ser_utils.__main__ import main
 from ser_utils.course.runner import (
     BookBuildFailed,
@@ -192,7 +192,7 @@ def test_a_change_to_the_package_code_makes_every_stamp_stale(tmp_path, monkeypa
     quiet = {"html": False, "progress": False, "echo": lambda s: None}
     assert statuses(run_book(tmp_path, parameters=params(), **quiet)) == {"01_a": "executed"}
     assert statuses(run_book(tmp_path, parameters=params(), **quiet)) == {"01_a": "cached"}
-    monkeypatch.setattr(pipeline, "package_hash", lambda: "edited ser_utils")
+    monkeypatch.setattr(runner, "package_hash", lambda: "edited ser_utils")
     assert statuses(run_book(tmp_path, parameters=params(), **quiet)) == {"01_a": "executed"}
 
 
@@ -237,8 +237,8 @@ def test_cli_reports_a_failing_chapter_without_traceback(tmp_path, capsys):
 
 def test_two_runs_never_share_a_build_folder(tmp_path):
     write_book(tmp_path, {"01_a": (STANDARD, "print('a')")})
-    with pipeline.build_lock(tmp_path / "_build"):
-        with pytest.raises(pipeline.BuildFolderBusy, match=str(os.getpid())):
+    with runner.build_lock(tmp_path / "_build"):
+        with pytest.raises(runner.BuildFolderBusy, match=str(os.getpid())):
             run_book(tmp_path, parameters=params(), html=False, progress=False, echo=lambda s: None)
     assert not (tmp_path / "_build/src/book/01_a.ipynb").exists()
 
@@ -322,7 +322,7 @@ def test_the_book_config_hands_stream_tidying_to_myst_nb():
 def test_sphinx_warnings_parses_the_log(tmp_path):
     log = (f"reading sources...\n\x1b[91m{tmp_path}/book/a.md:3: WARNING: undefined label: 'x'\x1b[39;49;00m\n"
            "build succeeded, 1 warning.\nWARNING: unknown config value\n")
-    assert pipeline.sphinx_warnings(log, tmp_path) == [
+    assert runner.sphinx_warnings(log, tmp_path) == [
         "book/a.md:3: WARNING: undefined label: 'x'", "WARNING: unknown config value"]
 
 
@@ -341,7 +341,7 @@ def test_full_reaches_only_chapters_declaring_it_and_per_model_times_are_reporte
     assert "full=True" in outputs_text(tmp_path / "_build/src/book/02_b.ipynb")
     by_chapter = {c.chapter: c.models for c in report.chapters}
     assert by_chapter == {"01_a": {}, "02_b": {"cnn__random__seed0": 12.5}}
-    assert "cnn__random__seed0" in pipeline.format_report(report)
+    assert "cnn__random__seed0" in runner.format_report(report)
 
 
 def test_publish_refuses_demo_data_and_quick_runs(tmp_path):
@@ -357,7 +357,7 @@ def test_published_chapters_lose_audio_and_build_without_execution(tmp_path):
     write_book(tmp_path, {"01_a": (STANDARD, audio)})
     report = run_book(tmp_path, parameters=params(), html=False, progress=False, echo=lambda s: None)
     root, entries = read_toc(tmp_path)
-    folder = pipeline.publish_chapters(entries, tmp_path / "_build", tmp_path / "published", report,
+    folder = runner.publish_chapters(entries, tmp_path / "_build", tmp_path / "published", report,
                                        data_dir="/data/TESS")
     published = nbformat.read(str(folder / "01_a.ipynb"), as_version=4)
     text = json.dumps(published.cells[-1].outputs)
@@ -368,7 +368,7 @@ def test_published_chapters_lose_audio_and_build_without_execution(tmp_path):
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where the folder should be")
     with pytest.raises(UserError, match="a file is in the way"):
-        pipeline.publish_chapters(entries, tmp_path / "_build", blocked, report)
+        runner.publish_chapters(entries, tmp_path / "_build", blocked, report)
     # Building from the published folder executes nothing: a chapter source that would fail is never run.
     write_notebook(tmp_path / "book" / "01_a.ipynb", STANDARD, "raise RuntimeError('must not run')")
     staged = run_book(tmp_path, parameters=params(), from_published=folder, html=False, echo=lambda s: None)
@@ -381,7 +381,7 @@ def test_progress_bars_obey_the_kernels_tqdm_disable(monkeypatch, capsys):
     from ser_utils.evaluation import run_folds
     from ser_utils.quiet import bar_hidden
 
-    env = pipeline.kernel_environment({})
+    env = runner.kernel_environment({})
     assert env["TQDM_DISABLE"] == "1"
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
     assert not bar_hidden(True) and bar_hidden(False)

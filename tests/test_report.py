@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from ser_utils.course import comparison as report
+from ser_utils.course import comparison
 from ser_utils.__main__ import main
 from ser_utils.evaluation import FoldResult, make_record, save_record
 
@@ -45,7 +45,7 @@ def records():
 
 
 def test_comparison_table_means_and_sds_over_seeds(records):
-    t = report.comparison_table(records)
+    t = comparison.comparison_table(records)
     row = t[(t.model == "logreg") & (t.protocol == "random")].iloc[0]
     assert row["seeds"] == "0,1" and row["n_seeds"] == 2
     assert row["accuracy_mean"] == pytest.approx(100 * (63 / 70 + 56 / 70) / 2)
@@ -57,7 +57,7 @@ def test_comparison_table_means_and_sds_over_seeds(records):
     # Reading order: baselines first, then deep models; random before speaker.
     assert t["model"].tolist()[:2] == ["duration", "logreg"]
     assert t[t.model == "hybrid"]["protocol"].tolist() == ["random", "speaker"]
-    shown = report.formatted_table(t)
+    shown = comparison.formatted_table(t)
     assert "±" in shown.loc[(shown.model == "logreg") & (shown.protocol == "random"), "accuracy (%)"].iloc[0]
 
 
@@ -66,21 +66,21 @@ def test_datasets_are_never_mixed(records):
                                                "partial": False, "quick": True})
     part = _record("hybrid", seed=5, dataset={"name": "tess", "synthetic": False, "n_clips": 1400,
                                               "partial": True, "quick": False})
-    t = report.comparison_table([*records, demo])
+    t = comparison.comparison_table([*records, demo])
     labels = set(t["dataset"])
     assert "demo corpus (synthetic, not TESS), 140 clips, quick mode" in labels
-    assert report.dataset_label([part]) == "TESS, 1400 of 2800 clips (partial)"
+    assert comparison.dataset_label([part]) == "TESS, 1400 of 2800 clips (partial)"
     assert len(t[(t.model == "hybrid") & (t.protocol == "random")]) == 2
 
 
 def test_paper_comparison_differences_and_missing_models(records):
-    p = report.paper_comparison(records)
+    p = comparison.paper_comparison(records)
     hyb = p[p.model == "hybrid"].iloc[0]
     assert hyb["paper"] == pytest.approx(99.01)
     assert hyb["difference"] == pytest.approx(hyb["ours_mean"] - 99.01)
     assert p[p.model == "vit"].iloc[0]["status"] == "no results yet"
     assert "logreg" in set(p.model)  # our baselines are shown too, without a paper figure
-    missing = report.missing_models(records)
+    missing = comparison.missing_models(records)
     assert set(missing["model"]) == {"cnn", "lstm", "hybrid", "vit", "beit"}
     assert missing.set_index("model").loc["hybrid", "missing protocols"] == "word"
     assert "chapter 4" in missing.set_index("model").loc["lstm", "how to produce"]
@@ -89,58 +89,58 @@ def test_paper_comparison_differences_and_missing_models(records):
 def test_mcnemar_exact_counts_and_p_value():
     a = _record("hybrid", wrong=2)
     b = _record("logreg", wrong=12)
-    res = report.mcnemar(a, b)
+    res = comparison.mcnemar(a, b)
     assert (res.n, res.only_a, res.only_b, res.both_wrong) == (70, 10, 0, 2)
     assert res.p_value == pytest.approx(2 * 0.5**10)  # exact two-sided binomial
-    same = report.mcnemar(a, _record("cnn", wrong=2))
+    same = comparison.mcnemar(a, _record("cnn", wrong=2))
     assert same.only_a == same.only_b == 0 and same.p_value == 1.0
     with pytest.raises(ValueError, match="same protocol and seed"):
-        report.mcnemar(a, _record("cnn", seed=3))
+        comparison.mcnemar(a, _record("cnn", seed=3))
 
 
 def test_compare_best_two_pairs_per_seed(records):
-    assert report.best_models(records, "random") == ["hybrid", "cnn"]
-    out = report.compare_best_two(records, "random")
+    assert comparison.best_models(records, "random") == ["hybrid", "cnn"]
+    out = comparison.compare_best_two(records, "random")
     assert len(out) == 1 and out.iloc[0]["model_a"] == "hybrid" and out.iloc[0]["model_b"] == "cnn"
-    out = report.compare_best_two(records, "speaker")
+    out = comparison.compare_best_two(records, "speaker")
     assert out.iloc[0]["n"] == 70  # both speaker folds pooled: every clip once
 
 
 def test_cost_gap_and_confusions(records):
-    cost = report.cost_table(records)
+    cost = comparison.cost_table(records)
     assert cost.set_index(["model", "protocol"]).loc[("hybrid", "random"), "n_params"] == 12345
-    gap = report.protocol_gap(records, "accuracy")
+    gap = comparison.protocol_gap(records, "accuracy")
     row = gap[gap.model == "hybrid"].iloc[0]
     assert row["random - speaker"] == pytest.approx(row["random"] - row["speaker"])
-    cms = report.confusions(records, "random")
+    cms = comparison.confusions(records, "random")
     assert cms["logreg"].sum() == 140  # two seeds x 70 clips
     assert list(cms)[0] == "duration"
 
 
 def test_markdown_table_names_dataset_protocol_and_seeds(records):
-    md = report.markdown_table(records, source="artifacts/tess/results")
+    md = comparison.markdown_table(records, source="artifacts/tess/results")
     assert "**Dataset: TESS, 2800 clips**" in md
     assert "| `hybrid` | random | 0,1 |" in md
     assert "| `hybrid` | speaker | 0 |" in md
     assert "99.01" in md  # the paper's figure beside ours, random split only
     assert md.count("99.01") == 1
     assert "artifacts/tess/results" in md
-    assert "No results" in report.markdown_table([])
+    assert "No results" in comparison.markdown_table([])
 
 
 def test_update_readme_replaces_only_the_marked_block(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("# T\n\nbefore\n<!-- results:start -->\nold table\n<!-- results:end -->\nafter\n")
-    assert report.update_readme(readme, "NEW")
+    assert comparison.update_readme(readme, "NEW")
     text = readme.read_text()
     assert text == "# T\n\nbefore\n<!-- results:start -->\nNEW\n<!-- results:end -->\nafter\n"
-    assert report.update_readme(readme, "NEW")  # idempotent
+    assert comparison.update_readme(readme, "NEW")  # idempotent
     assert readme.read_text() == text
     bare = tmp_path / "BARE.md"
     bare.write_text("no markers\n")
-    assert not report.update_readme(bare, "NEW")
+    assert not comparison.update_readme(bare, "NEW")
     assert bare.read_text() == "no markers\n"
-    assert not report.update_readme(tmp_path / "missing.md", "NEW")
+    assert not comparison.update_readme(tmp_path / "missing.md", "NEW")
 
 
 def test_report_command_regenerates_readme_from_results_files(tmp_path, records, capsys):
@@ -156,7 +156,7 @@ def test_report_command_regenerates_readme_from_results_files(tmp_path, records,
     assert (tmp_path / "fig" / "uar.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = readme.read_text()
     assert "stale" not in text and text.startswith("intro\n") and text.endswith("end\n")
-    expected = report.comparison_table(records)
+    expected = comparison.comparison_table(records)
     hyb = expected[(expected.model == "hybrid") & (expected.protocol == "random")].iloc[0]
     assert f"{hyb['accuracy_mean']:.1f} ± {hyb['accuracy_sd']:.1f}" in text
     out = capsys.readouterr().out
@@ -184,53 +184,53 @@ def test_report_command_errors(tmp_path, capsys):
 
 
 def test_default_results_dir_prefers_tess(tmp_path, records):
-    assert report.default_results_dir(tmp_path) is None
+    assert comparison.default_results_dir(tmp_path) is None
     save_record(records[0], tmp_path / "demo")
-    assert report.default_results_dir(tmp_path) == tmp_path / "demo" / "results"
+    assert comparison.default_results_dir(tmp_path) == tmp_path / "demo" / "results"
     save_record(records[0], tmp_path / "tess")
-    assert report.default_results_dir(tmp_path) == tmp_path / "tess" / "results"
+    assert comparison.default_results_dir(tmp_path) == tmp_path / "tess" / "results"
 
 
 def test_ensure_cheap_results_runs_only_missing_baselines(quick_chapter):
-    first = report.ensure_cheap_results(quick_chapter, ["random"], [0], models=("duration", "logreg"))
+    first = comparison.ensure_cheap_results(quick_chapter, ["random"], [0], models=("duration", "logreg"))
     assert set(first) == {"duration/random/seed0", "logreg/random/seed0"}
-    assert report.ensure_cheap_results(quick_chapter, ["random"], [0], models=("duration", "logreg")) == []
+    assert comparison.ensure_cheap_results(quick_chapter, ["random"], [0], models=("duration", "logreg")) == []
     path = quick_chapter.artifacts_dir / "results" / "logreg__random__seed0.json"
     assert json.loads(path.read_text())["dataset"]["name"] == "demo"
 
 
 def test_key_findings_read_their_numbers_from_the_records(records):
-    lines = report.key_findings(records)
+    lines = comparison.key_findings(records)
     text = "\n".join(lines)
-    t = report.comparison_table(records).set_index(["model", "protocol"])
+    t = comparison.comparison_table(records).set_index(["model", "protocol"])
     assert lines[0] == "Dataset: TESS, 2800 clips."
     assert f"`hybrid` with {t.loc[('hybrid', 'random'), 'accuracy_mean']:.1f} %" in text
     assert f"duration-only baseline scores {t.loc[('duration', 'random'), 'accuracy_mean']:.1f} %" in text
     assert f"best UAR is {t.loc[('hybrid', 'speaker'), 'uar_mean']:.1f} % (`hybrid`)" in text
     assert "Best simple baseline `logreg`" in text
-    assert report.key_findings([]) == ["No results yet."]
+    assert comparison.key_findings([]) == ["No results yet."]
 
 
 def test_models_using_the_test_speaker_are_reported_apart_from_strict_ones(records):
     # A -spknorm variant that beats every strict model must not become "the best unseen-speaker model".
     both = [*records, _record("hybrid-spknorm", "speaker", wrong=20, folds=2)]
-    text = "\n".join(report.key_findings(both))
-    t = report.comparison_table(both).set_index(["model", "protocol"])
+    text = "\n".join(comparison.key_findings(both))
+    t = comparison.comparison_table(both).set_index(["model", "protocol"])
     assert f"best UAR is {t.loc[('hybrid', 'speaker'), 'uar_mean']:.1f} % (`hybrid`)" in text
     assert "test speaker's unlabelled statistics" in text and "(`hybrid-spknorm`)" in text
-    assert report.best_models(both, "speaker", 1, metric="uar") == ["hybrid-spknorm"]
-    assert report.best_models(both, "speaker", 2, metric="uar", strict=True) == ["hybrid", "logreg"]
-    assert set(report.compare_best_two(both, "speaker", strict=True)[["model_a", "model_b"]].iloc[0]) == {"hybrid", "logreg"}
+    assert comparison.best_models(both, "speaker", 1, metric="uar") == ["hybrid-spknorm"]
+    assert comparison.best_models(both, "speaker", 2, metric="uar", strict=True) == ["hybrid", "logreg"]
+    assert set(comparison.compare_best_two(both, "speaker", strict=True)[["model_a", "model_b"]].iloc[0]) == {"hybrid", "logreg"}
 
 
 def test_compact_drops_a_single_dataset_column(records):
-    t = report.formatted_table(report.comparison_table(records))
-    assert "dataset" not in report.compact(t).columns
-    assert "dataset" not in report.compact(report.paper_comparison(records)).columns  # blank rows ignored
+    t = comparison.formatted_table(comparison.comparison_table(records))
+    assert "dataset" not in comparison.compact(t).columns
+    assert "dataset" not in comparison.compact(comparison.paper_comparison(records)).columns  # blank rows ignored
     demo = _record("hybrid", dataset={"name": "demo", "synthetic": True, "n_clips": 140, "quick": True})
-    both = report.comparison_table([*records, demo])
-    assert "dataset" in report.compact(both).columns
-    assert report.datasets_in([*records, demo]) == ["TESS, 2800 clips",
+    both = comparison.comparison_table([*records, demo])
+    assert "dataset" in comparison.compact(both).columns
+    assert comparison.datasets_in([*records, demo]) == ["TESS, 2800 clips",
                                                     "demo corpus (synthetic, not TESS), 140 clips, quick mode"]
 
 
@@ -238,10 +238,10 @@ def test_select_records_keeps_one_dataset_and_mode(records):
     demo = _record("hybrid", dataset={"name": "demo", "synthetic": True, "n_clips": 140, "quick": True})
     quick_tess = _record("cnn", dataset={"name": "tess", "synthetic": False, "n_clips": 2800, "quick": True})
     mixed = [*records, demo, quick_tess]
-    assert report.select_records(mixed, "tess", False) == records
-    assert report.select_records(mixed, "demo", True) == [demo]
-    assert report.select_records(mixed, "tess") == [*records, quick_tess]
-    assert report.select_records(mixed) == mixed
+    assert comparison.select_records(mixed, "tess", False) == records
+    assert comparison.select_records(mixed, "demo", True) == [demo]
+    assert comparison.select_records(mixed, "tess") == [*records, quick_tess]
+    assert comparison.select_records(mixed) == mixed
 
 
 def test_other_features_lists_results_from_another_extraction(records):
@@ -250,8 +250,8 @@ def test_other_features_lists_results_from_another_extraction(records):
     for r in records:
         r["config"] = {"features": "newkey"}
     records[5]["config"] = {"features": "oldkey"}  # the duration baseline uses no features
-    assert report.other_features([*records, old], "newkey") == ["lstm/random/seed0"]
-    cost = report.cost_table([*records, old])
+    assert comparison.other_features([*records, old], "newkey") == ["lstm/random/seed0"]
+    cost = comparison.cost_table([*records, old])
     assert str(cost["n_params"].dtype) == "Int64"
 
 
@@ -260,7 +260,7 @@ def test_scores_figure_has_seed_error_bars_and_hatches_test_speaker_models(recor
 
     from ser_utils import plots
 
-    table = report.comparison_table(records + [_record("hybrid-spknorm", "speaker", wrong=20, folds=2)])
+    table = comparison.comparison_table(records + [_record("hybrid-spknorm", "speaker", wrong=20, folds=2)])
     fig = plots.scores_bar(table, metric="uar_mean")
     ax = fig.axes[0]
     bars = {(p.get_x(), p.get_height()): p for p in ax.patches}
@@ -271,7 +271,7 @@ def test_scores_figure_has_seed_error_bars_and_hatches_test_speaker_models(recor
 
 
 def test_recall_by_direction_pools_seeds_per_fold(records):
-    table = report.recall_by_direction(records + [_record("hybrid", "speaker", seed=1, wrong=0, folds=2)])
+    table = comparison.recall_by_direction(records + [_record("hybrid", "speaker", seed=1, wrong=0, folds=2)])
     hybrid = table[table["model"] == "hybrid"].set_index("train -> test")
     assert list(hybrid.index) == ["f0", "f1"] and (hybrid["seeds"] == 2).all()
     # seed 0 got the first 35 clips (all of fold f0) wrong, seed 1 none: half of f0's clips, all of f1's

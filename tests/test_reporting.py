@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import precision_recall_fscore_support
 
-from ser_utils.course import display as reporting
+from ser_utils.course import display, plan
+from ser_utils.experiments import run_grid
 from ser_utils.evaluation import FoldResult, make_record
 from ser_utils.labels import EMOTIONS
 
@@ -24,7 +25,7 @@ def record(model="cnn", protocol="random", seed=0, y_pred=Y_PRED) -> dict:
 
 
 def test_per_class_table_matches_scikit_learn():
-    table = reporting.per_class_table(record())
+    table = display.per_class_table(record())
     p, r, f, s = precision_recall_fscore_support(Y_TRUE, Y_PRED, labels=list(range(7)), zero_division=0)
     np.testing.assert_allclose(table["precision"], np.round(100 * p, 1))
     np.testing.assert_allclose(table["recall"], np.round(100 * r, 1))
@@ -33,10 +34,10 @@ def test_per_class_table_matches_scikit_learn():
 
 
 def test_top_confusions_and_misclassified():
-    top = reporting.top_confusions(record(), k=2)
+    top = display.top_confusions(record(), k=2)
     assert top.iloc[0][["true", "predicted", "clips"]].tolist() == ["happy", "pleasant_surprise", 2]
     assert len(top) == 2
-    errors = reporting.misclassified(record())
+    errors = display.misclassified(record())
     assert len(errors) == sum(t != p for t, p in zip(Y_TRUE, Y_PRED, strict=True))
     assert set(errors["true"]) == {"angry", "fear", "happy"}
 
@@ -46,39 +47,39 @@ def test_pick_error_takes_the_most_frequent_confusion():
     manifest = pd.DataFrame({"clip_id": rec["folds"][0]["predictions"]["ids"], "speaker": "SPK",
                              "word": [f"w{i}" for i in range(15)], "duration": 1.0, "path": "x.wav",
                              "emotion": [EMOTIONS[t] for t in Y_TRUE], "status": "ok"})
-    err = reporting.pick_error(rec, manifest)
+    err = display.pick_error(rec, manifest)
     assert (err["true"], err["predicted"]) == ("happy", "pleasant_surprise")
-    assert reporting.pick_error(record(y_pred=Y_TRUE), manifest) is None
+    assert display.pick_error(record(y_pred=Y_TRUE), manifest) is None
 
 
 def test_protocol_table_puts_the_paper_only_beside_random_rows():
     recs = [record("cnn", "random", 0), record("cnn", "random", 1, Y_TRUE), record("cnn", "speaker", 0)]
-    table = reporting.protocol_table(recs).set_index("protocol")
+    table = display.protocol_table(recs).set_index("protocol")
     assert table.loc["random", "paper_accuracy"] == pytest.approx(95.37)
     assert pd.isna(table.loc["speaker", "paper_accuracy"])
     assert table.loc["random", "seeds"] == 2
     acc0 = 100 * np.mean(np.array(Y_TRUE) == np.array(Y_PRED))
     assert table.loc["random", "accuracy_mean"] == pytest.approx((acc0 + 100) / 2, abs=0.01)
-    folds = reporting.fold_table(recs)
+    folds = display.fold_table(recs)
     assert len(folds) == 3 and set(folds.columns) >= {"fold", "epochs", "best_epoch", "accuracy", "uar"}
 
 
 def test_run_protocols_reuses_done_records(quick_chapter):
     done = record("cnn", "random", 0)
-    out = reporting.run_protocols(quick_chapter, ["cnn"], ["random"], [0], done=[done])
+    out = run_grid(quick_chapter, ["cnn"], ["random"], [0], done=[done], progress=False)
     assert out == [done]
-    assert reporting.default_protocols(quick_chapter) == ["random", "speaker"]
-    assert reporting.default_protocols(quick_chapter, ["word"]) == ["word"]
-    assert reporting.default_protocols(quick_chapter, deep=True) == ["random", "speaker"]  # quick: cheap
+    assert plan.default_protocols(quick_chapter) == ["random", "speaker"]
+    assert plan.default_protocols(quick_chapter, ["word"]) == ["word"]
+    assert plan.default_protocols(quick_chapter, deep=True) == ["random", "speaker"]  # quick: cheap
 
 
 def test_default_protocols_of_a_real_run_quote_the_expensive_ones():
     from types import SimpleNamespace
 
     real = SimpleNamespace(mode=SimpleNamespace(quick=False), protocol="random")
-    assert reporting.default_protocols(real) == ["random", "speaker"]
-    assert reporting.default_protocols(real, deep=True) == ["random"]
-    assert reporting.default_protocols(real, full=True) == reporting.default_protocols(real, full=True, deep=True) \
+    assert plan.default_protocols(real) == ["random", "speaker"]
+    assert plan.default_protocols(real, deep=True) == ["random"]
+    assert plan.default_protocols(real, full=True) == plan.default_protocols(real, full=True, deep=True) \
         == ["random", "speaker", "word"]
 
 

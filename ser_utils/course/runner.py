@@ -16,6 +16,14 @@ of the pages and names each such cell in the build log (reported as a note).
 Chapters left out with ``--only`` keep their last good executed copy, or are staged
 unexecuted with a note, so every cross-reference still resolves (warnings located
 in such a page are reported but do not fail a partial build).
+
+What is kept here, by hand, and why: papermill and Jupyter Book run each
+chapter and build the pages, but nothing in them stamps a chapter with the
+parameters, data and code it ran with (resume after an interruption, skip
+what is up to date), stages the sources so a failed run never leaves a half
+book, or turns a kernel failure into "chapter, cell, error" (:class:`ChapterFailed`).
+The table of contents and ``--only`` are in :mod:`.toc`, the timing report in
+:mod:`.timings`, the published run in :mod:`.publish`.
 """
 
 from __future__ import annotations
@@ -33,13 +41,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from unittest import mock
 
 from ..errors import BookSetupError
 from ..quiet import QUIET_ENVIRONMENT
+from .publish import publish_chapters, stage_published, strip_audio  # noqa: F401  (strip_audio: runner.strip_audio)
+from .timings import BookReport, ChapterTiming, format_report, load_report, models_trained_since, report_path  # noqa: F401
+from .timings import _write_report
+from .toc import ChapterSelectionError, TocEntry, read_toc, select_chapters, write_placeholder  # noqa: F401
 
 #: Parameters every chapter has (the ``parameters`` cell, see ARCHITECTURE.md) that the runner may set.
 STANDARD_PARAMETERS = ("dataset", "data_dir", "artifacts_dir", "quick", "epochs")
@@ -50,7 +61,6 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 #: Never copied from the book's folders into the staging copy.
 _SKIP_STAGING = {".ipynb_checkpoints", "__pycache__", "_build", ".DS_Store"}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_GLUE_ROLE = re.compile(r"\{glue(?::[a-z]+)?\}`[^`]*`")
 #: myst-nb's tag on the warning it logs for a cell with stderr output (``nb_output_stderr: remove-warn``).
 _STDERR_WARNING = "[mystnb.stderr]"
 
@@ -62,10 +72,6 @@ Echo = Callable[[str], None]
 
 class PipelineError(RuntimeError):
     """A chapter or the book build failed; the message says where and why."""
-
-
-class ChapterSelectionError(BookSetupError):
-    """``--only`` named a chapter that is not in ``_toc.yml``."""
 
 
 class ChapterFailed(PipelineError):
@@ -93,96 +99,6 @@ class BuildFolderBusy(BookSetupError):
     """Another ``book`` run is using the same ``_build`` folder."""
 
 
-# --- the table of contents -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TocEntry:
-    """One document of ``_toc.yml``: its toc name (``book/01_data``) and source file."""
-
-    docname: str
-    path: Path
-
-    @property
-    def stem(self) -> str:
-        """File name without suffix, e.g. ``01_data``."""
-        return self.path.stem
-
-    @property
-    def key(self) -> str:
-        """The chapter number as written in the file name (``"01"``), else the stem."""
-        m = re.match(r"(\d+)", self.stem)
-        return m.group(1) if m else self.stem
-
-    @property
-    def is_notebook(self) -> bool:
-        return self.path.suffix == ".ipynb"
-
-    def relpath(self) -> Path:
-        """The source file relative to the book root (``book/01_data.ipynb``)."""
-        return Path(self.docname).with_suffix(self.path.suffix)
-
-
-def _entry(book_root: Path, docname: str) -> TocEntry:
-    """The toc document ``docname`` (suffix optional) and its source file, ``.ipynb`` before ``.md``."""
-    stem = docname.removesuffix(".ipynb").removesuffix(".md")
-    if docname != stem:
-        return TocEntry(stem, book_root / docname)
-    for suffix in (".ipynb", ".md"):
-        if (book_root / f"{stem}{suffix}").exists():
-            return TocEntry(stem, book_root / f"{stem}{suffix}")
-    return TocEntry(stem, book_root / f"{stem}.md")  # only the root page may be missing (a placeholder is staged)
-
-
-def read_toc(book_root: str | os.PathLike) -> tuple[TocEntry, list[TocEntry]]:
-    """The root page and the chapters (in reading order, parts and sections included) of ``_toc.yml``.
-
-    Parsed by ``sphinx_external_toc``, the reader Jupyter Book itself uses;
-    ``url``/``glob`` entries are ignored. A chapter file listed but absent
-    raises :class:`BookSetupError` naming it.
-    """
-    from sphinx_external_toc.parsing import parse_toc_yaml
-
-    book_root = Path(book_root)
-    site = parse_toc_yaml(book_root / "_toc.yml")
-
-    def walk(docname: str):
-        for tree in site[docname].subtrees:
-            for child in tree.files():
-                yield child
-                yield from walk(child)
-
-    entries = [_entry(book_root, doc) for doc in walk(site.root.docname)]
-    for entry in entries:
-        if not entry.path.exists():
-            raise BookSetupError(f"_toc.yml lists {entry.docname!r} but neither {entry.docname}.ipynb "
-                                 f"nor {entry.docname}.md exists")
-    return _entry(book_root, site.root.docname), entries
-
-
-def _matches(entry: TocEntry, token: str) -> bool:
-    if token in {entry.stem, entry.key, entry.docname}:
-        return True
-    return token.isdigit() and entry.key.isdigit() and int(token) == int(entry.key)
-
-
-def select_chapters(entries: Sequence[TocEntry], only: str | Sequence[str] | None) -> list[TocEntry]:
-    """The notebook chapters to execute: all of them, or those named by ``only``.
-
-    Tokens match the chapter number (``3`` or ``03``), the file stem
-    (``03_cnn``) or the toc name; a token matching nothing raises
-    :class:`ChapterSelectionError` listing the chapters that exist.
-    """
-    notebooks = [e for e in entries if e.is_notebook]
-    items = [] if only is None else [only] if isinstance(only, str) else list(only)  # "03,05" or ["03", "5,6"]
-    tokens = [t.strip() for item in items for t in str(item).split(",") if t.strip()]
-    if not tokens:
-        return notebooks
-    unknown = [t for t in tokens if not any(_matches(e, t) for e in notebooks)]
-    if unknown:
-        have = ", ".join(e.stem for e in notebooks) or "none"
-        raise ChapterSelectionError(f"--only {','.join(unknown)}: no such chapter in _toc.yml (chapters: {have})")
-    return [e for e in notebooks if any(_matches(e, t) for t in tokens)]
 
 
 # --- parameters and stamps -----------------------------------------------------------
@@ -335,28 +251,6 @@ def execute_chapter(entry: TocEntry, output: Path, parameters: dict, *, progress
     return len(nbformat.read(str(output), as_version=4).cells)
 
 
-def write_placeholder(entry: TocEntry, output: Path, note: str) -> None:
-    """Stage a chapter that was not executed: its source notebook with ``note`` after the title.
-
-    Keeping the prose (and its labels) means the table of contents and every
-    cross-reference into the chapter still resolve; ``{glue}`` roles, which
-    need executed outputs, are replaced by a short text.
-    """
-    import nbformat
-
-    nb = nbformat.read(str(entry.path), as_version=4)
-    for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            cell.source = _GLUE_ROLE.sub("*(not computed)*", cell.source)
-    admonition = nbformat.v4.new_markdown_cell(f"```{{note}}\n{note}\n```")
-    admonition["id"] = "ser-book-not-executed"
-    first_is_title = bool(nb.cells) and nb.cells[0].cell_type == "markdown" and \
-        nb.cells[0].source.lstrip().startswith("# ")
-    nb.cells.insert(1 if first_is_title else 0, admonition)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, str(output))
-
-
 # --- staging and building ------------------------------------------------------------
 
 
@@ -452,71 +346,6 @@ def build_html(stage: Path, output_root: Path, *, tolerate: Sequence[str] = ()) 
 # --- the whole run -------------------------------------------------------------------
 
 
-@dataclass
-class ChapterTiming:
-    """One row of the timing report."""
-
-    chapter: str
-    docname: str
-    status: str  # executed | cached | kept | not-run | failed | published
-    wall_s: float | None
-    cells: int | None = None
-    parameters: dict = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    #: Training wall time (s) of each results file the chapter wrote, by file stem (model__protocol__seedK).
-    models: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class BookReport:
-    """What a run did: a row per chapter, the build time, where the HTML is."""
-
-    chapters: list[ChapterTiming]
-    dataset: str
-    quick: bool
-    started: str
-    execute_s: float = 0.0
-    build_s: float | None = None
-    total_s: float = 0.0
-    html: str | None = None
-    failed: str | None = None
-    machine: dict = field(default_factory=dict)
-    published: str | None = None  # folder the executed chapters were published to (``--publish``)
-
-
-def report_path(output_root: str | os.PathLike) -> Path:
-    """Where :func:`run_book` writes the timing report."""
-    return Path(output_root) / "_build" / "book-timings.json"
-
-
-def load_report(path: str | os.PathLike) -> BookReport:
-    """Read a timing report written by :func:`run_book`."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    data["chapters"] = [ChapterTiming(**c) for c in data["chapters"]]
-    data.setdefault("published", None)
-    return BookReport(**data)
-
-
-def format_report(report: BookReport) -> str:
-    """The timing report as a plain-text table (one line per chapter, then totals)."""
-    rows = [("chapter", "status", "wall (s)", "cells")]
-    for c in report.chapters:
-        wall = "-" if c.wall_s is None else f"{c.wall_s:.1f}" + (" (earlier run)" if c.status == "cached" else "")
-        rows.append((c.chapter, c.status, wall, "-" if c.cells is None else str(c.cells)))
-        rows += [(f"  {name}", "trained", f"{seconds:.1f}", "") for name, seconds in c.models.items()]
-    if report.build_s is not None:
-        rows.append(("jupyter-book build", "ok", f"{report.build_s:.1f}", ""))
-    rows.append(("total (this run)", "failed" if report.failed else "ok", f"{report.total_s:.1f}", ""))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    head = f"Book timings ({report.dataset}{', quick' if report.quick else ''}):"
-    return "\n".join([head, *lines])
-
-
-def _write_report(report: BookReport, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
 
 
 def resolve_parameters(
@@ -722,88 +551,6 @@ def run_chapter(entry: TocEntry, build: Path, parameters: dict, *, label: str, s
     return ChapterTiming(entry.stem, entry.docname, "executed", wall, cells, params, models=models)
 
 
-def models_trained_since(results_dir: str | os.PathLike | None, since: float) -> dict[str, float]:
-    """``{results file stem: wall_time_s}`` of the results files written after ``since`` (a ``time.time()``).
-
-    The per-model lines of the timing report: which runs a chapter trained, and how long each took.
-    """
-    if not results_dir or not Path(results_dir).is_dir():
-        return {}
-    out = {}
-    for path in sorted(Path(results_dir).glob("*__*__seed*.json")):
-        if path.stat().st_mtime >= since:
-            try:
-                out[path.stem] = round(float(json.loads(path.read_text()).get("wall_time_s") or 0.0), 1)
-            except (OSError, ValueError):
-                continue
-    return out
-
-
-# --- the published run ------------------------------------------------------------------------
-
-#: Output of a published cell that played a clip: TESS audio is not redistributed (CC BY-NC-ND).
-AUDIO_REMOVED = "[audio player removed from the published copy: TESS audio is not redistributed; run the chapter to listen]\n"
-
-
-def strip_audio(nb) -> int:
-    """Replace every output of ``nb`` that embeds an audio player by a one-line note; returns how many."""
-    import nbformat
-
-    n = 0
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        kept = []
-        for out in cell.get("outputs", []):
-            text = "".join(out.get("data", {}).get("text/html", "")) if "data" in out else ""
-            if "<audio" in text or any(k.startswith("audio/") for k in out.get("data", {})):
-                kept.append(nbformat.v4.new_output("stream", name="stdout", text=AUDIO_REMOVED))
-                n += 1
-            else:
-                kept.append(out)
-        cell["outputs"] = kept
-    return n
-
-
-def publish_chapters(notebooks: Sequence[TocEntry], build: Path, folder: Path, report: BookReport, *,
-                     data_dir: str | None = None) -> Path:
-    """Copy the executed chapters of ``build`` into ``folder`` (audio players removed) with a ``run.json``.
-
-    ``run.json`` names the commit, the date, the data and the timing rows, so a
-    reader can tell which code made the published numbers and whether it is stale.
-    """
-    import nbformat
-
-    from ..evaluation import git_commit
-    from ..outputs import atomic_write, make_output_dir
-
-    make_output_dir(folder, what="published run folder")
-    for entry in notebooks:  # each file replaced whole or not at all (an interrupted copy keeps the old one)
-        nb = nbformat.read(build / "src" / entry.relpath(), as_version=4)
-        strip_audio(nb)
-        with atomic_write(folder / f"{entry.stem}.ipynb", what="published chapter") as tmp:
-            nbformat.write(nb, tmp)
-    run = {"commit": git_commit(), "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-           "dataset": report.dataset, "data_dir_name": Path(data_dir).name if data_dir else None,
-           "execute_s": report.execute_s, "machine": report.machine,
-           "chapters": [asdict(c) for c in report.chapters]}
-    with atomic_write(folder / "run.json", what="published run record") as tmp:
-        tmp.write_text(json.dumps(run, indent=2), encoding="utf-8")
-    return folder
-
-
-def stage_published(entry: TocEntry, folder: Path, build: Path, *, echo: Echo = print) -> ChapterTiming:
-    """Stage the published executed copy of ``entry`` for the HTML build (nothing is executed)."""
-    source = folder / f"{entry.stem}.ipynb"
-    out = build / "src" / entry.relpath()
-    if not source.exists():
-        write_placeholder(entry, out, "This chapter is not in the published run; run `make publish` to add it.")
-        echo(f"{entry.stem}: not in {folder}; staged unexecuted")
-        return ChapterTiming(entry.stem, entry.docname, "not-run", None)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, out)
-    echo(f"{entry.stem}: staged from the published run")
-    return ChapterTiming(entry.stem, entry.docname, "published", None)
 
 
 def _build_book(report: BookReport, output_root: Path, t_start: float, echo: Echo) -> None:

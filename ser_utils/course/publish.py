@@ -1,0 +1,79 @@
+"""The published run: executed chapters copied to ``published/`` (audio players removed), and built from there."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .timings import BookReport, ChapterTiming
+from .toc import TocEntry, write_placeholder
+
+#: Output of a published cell that played a clip: TESS audio is not redistributed (CC BY-NC-ND).
+AUDIO_REMOVED = "[audio player removed from the published copy: TESS audio is not redistributed; run the chapter to listen]\n"
+
+
+def strip_audio(nb) -> int:
+    """Replace every output of ``nb`` that embeds an audio player by a one-line note; returns how many."""
+    import nbformat
+
+    n = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for out in cell.get("outputs", []):
+            text = "".join(out.get("data", {}).get("text/html", "")) if "data" in out else ""
+            if "<audio" in text or any(k.startswith("audio/") for k in out.get("data", {})):
+                kept.append(nbformat.v4.new_output("stream", name="stdout", text=AUDIO_REMOVED))
+                n += 1
+            else:
+                kept.append(out)
+        cell["outputs"] = kept
+    return n
+
+
+def publish_chapters(notebooks: Sequence[TocEntry], build: Path, folder: Path, report: BookReport, *,
+                     data_dir: str | None = None) -> Path:
+    """Copy the executed chapters of ``build`` into ``folder`` (audio players removed) with a ``run.json``.
+
+    ``run.json`` names the commit, the date, the data and the timing rows, so a
+    reader can tell which code made the published numbers and whether it is stale.
+    """
+    import nbformat
+
+    from ..evaluation import git_commit
+    from ..outputs import atomic_write, make_output_dir
+
+    make_output_dir(folder, what="published run folder")
+    for entry in notebooks:  # each file replaced whole or not at all (an interrupted copy keeps the old one)
+        nb = nbformat.read(build / "src" / entry.relpath(), as_version=4)
+        strip_audio(nb)
+        with atomic_write(folder / f"{entry.stem}.ipynb", what="published chapter") as tmp:
+            nbformat.write(nb, tmp)
+    run = {"commit": git_commit(), "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           "dataset": report.dataset, "data_dir_name": Path(data_dir).name if data_dir else None,
+           "execute_s": report.execute_s, "machine": report.machine,
+           "chapters": [asdict(c) for c in report.chapters]}
+    with atomic_write(folder / "run.json", what="published run record") as tmp:
+        tmp.write_text(json.dumps(run, indent=2), encoding="utf-8")
+    return folder
+
+
+def stage_published(entry: TocEntry, folder: Path, build: Path, *, echo: Echo = print) -> ChapterTiming:
+    """Stage the published executed copy of ``entry`` for the HTML build (nothing is executed)."""
+    source = folder / f"{entry.stem}.ipynb"
+    out = build / "src" / entry.relpath()
+    if not source.exists():
+        write_placeholder(entry, out, "This chapter is not in the published run; run `make publish` to add it.")
+        echo(f"{entry.stem}: not in {folder}; staged unexecuted")
+        return ChapterTiming(entry.stem, entry.docname, "not-run", None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, out)
+    echo(f"{entry.stem}: staged from the published run")
+    return ChapterTiming(entry.stem, entry.docname, "published", None)
