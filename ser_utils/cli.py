@@ -330,7 +330,7 @@ def _transfer(args: argparse.Namespace) -> int:
         return 0
     for m in args.models:
         spec = ModelSpec.parse_or_none(m)
-        if spec is None or spec.family != "keras":
+        if spec is None or spec.family.name != "keras":
             raise UserError(f"--models takes Keras models (cnn, lstm, hybrid and their variants), not {m!r}")
     if args.feature_sets and "egemaps" in args.feature_sets:
         from .egemaps import smile
