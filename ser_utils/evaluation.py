@@ -197,12 +197,12 @@ def load_records(results_dir: str | os.PathLike) -> list[dict]:
 
 
 #: The metrics a score table shows unless told otherwise.
-TABLE_METRICS = ("accuracy", "f1_macro", "uar")
+SUMMARY_METRICS = ("accuracy", "f1_macro", "uar")
 
 
-def score_table(
+def score_summary(
     records: Sequence[dict],
-    metrics: Sequence[str] = TABLE_METRICS,
+    metrics: Sequence[str] = SUMMARY_METRICS,
     *,
     dataset: Callable[[dict], str] | None = None,
 ) -> pd.DataFrame:

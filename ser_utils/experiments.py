@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .evaluation import dataset_info, load_record, make_record, result_path, run_folds, save_record, score_table
+from .evaluation import dataset_info, load_record, make_record, result_path, run_folds, save_record, score_summary
 from .registry import FoldJob, ModelSpec
 from .workspace import Workspace
 
@@ -121,7 +121,7 @@ def scores_table(records: list[dict], paper: dict[str, float] | None = None) -> 
     paper's accuracy for the same model, on the random split only (the only
     protocol the paper reports).
     """
-    table = score_table(records)
+    table = score_summary(records)
     if table.empty:
         return table
 

@@ -34,14 +34,8 @@ from .errors import AudioFileError, UserError
 from .data import SILENCE_PEAK
 from .run_context import default_artifacts_root
 from .labels import EMOTIONS
-from .registry import ModelSpec
 
 DEFAULT_MODEL = "hybrid"
-
-
-def _base_of(name: str) -> str | None:
-    spec = ModelSpec.parse_or_none(str(name))
-    return spec.base if spec else None
 
 
 def find_models(root: str | os.PathLike | None = None, base: str | None = DEFAULT_MODEL) -> list[Path]:
@@ -60,7 +54,8 @@ def find_models(root: str | os.PathLike | None = None, base: str | None = DEFAUL
             meta = json.loads(side.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if base is None or meta.get("base_model", _base_of(meta.get("model", ""))) == base:
+        # Every sidecar names its base architecture: no model name is parsed (nor a model family loaded) here.
+        if base is None or meta.get("base_model") == base:
             spknorm = meta.get("standardizer", {}).get("kind") == "spknorm"
             found.append((spknorm, -path.stat().st_mtime, str(path), path))
     return [p for *_, p in sorted(found)]

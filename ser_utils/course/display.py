@@ -40,12 +40,12 @@ def protocol_table(records: Sequence[dict], paper: dict[str, float] = PAPER_ACCU
     score, so nothing is set beside those rows. Also reports the mean training
     wall time per seed (all folds).
     """
-    from ..evaluation import TABLE_METRICS, score_table
+    from ..evaluation import SUMMARY_METRICS, score_summary
 
-    table = score_table(list(records))
+    table = score_summary(list(records))
     if table.empty:
         return table
-    out = table[["model", "protocol", *(f"{m}_{s}" for m in TABLE_METRICS for s in ("mean", "sd"))]].round(2)
+    out = table[["model", "protocol", *(f"{m}_{s}" for m in SUMMARY_METRICS for s in ("mean", "sd"))]].round(2)
     out["seeds"] = table["n_seeds"]
     out["wall_time_s"] = table["wall_time_s"].round(1)
     # NaN (not None) where the paper has no figure, so every table shows a missing value the same way.
