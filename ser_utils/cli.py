@@ -288,10 +288,10 @@ def _gradcam_reference(args: argparse.Namespace) -> int:
                         what="artifacts folder")
     ws = _workspace(args)
     make_output_dir(out, what="--out folder")
-    from .gradcam_reference import gradcam_reference
+    from .gradcam_reference import ReferenceSettings, gradcam_reference
 
-    paths = gradcam_reference(ws, out, args.seeds, args.models, protocol=args.protocol, n_clips=args.clips,
-                              steps=args.steps, n_random=args.n_random)
+    settings = ReferenceSettings(args.protocol, n_clips=args.clips, steps=args.steps, n_random=args.n_random)
+    paths = gradcam_reference(ws, out, args.seeds, args.models, settings)
     print(f"\n{(out / 'summary.md').read_text(encoding='utf-8')}\nWrote {len(paths)} files to {out}")
     return 0
 

@@ -45,7 +45,7 @@ class ExplainedModel:
 
 
 def ensure_model(ws: Workspace, model: str, protocol: str, seed: int, *,
-                 options: dict | None = None, fold: int = 0, epochs: int | None = None) -> ExplainedModel:
+                 options: dict | None = None, fold: int = 0) -> ExplainedModel:
     """Load the saved ``model`` of ``fold`` for (protocol, seed) from ``<artifacts>/models``, training it if needed.
 
     Trains through :func:`ser_utils.experiments.run_experiment` (which also
@@ -65,7 +65,7 @@ def ensure_model(ws: Workspace, model: str, protocol: str, seed: int, *,
     fresh = path.exists() and _same_features(path, ws.feature_config.key())
     trained_now = not (fresh and rec_path.exists())
     # The canonical variant name carries the options, so the results file and the model file agree.
-    record = run_grid(ws, [name], [protocol], [seed], skip_existing=fresh, epochs=epochs, progress=False)[0]
+    record = run_grid(ws, [name], [protocol], [seed], skip_existing=fresh, progress=False)[0]
     net, sidecar = load_model_bundle(path)
     fs = ws.features
     idx = fs.index(split.test)
@@ -123,23 +123,34 @@ def _per_emotion(cams: np.ndarray, labels: np.ndarray, input_kind: str) -> dict:
     return out
 
 
-def explain_reference(ws: Workspace, name: str, seed: int, *, protocol: str = "random", n_clips: int = 300, steps: int = 20,
-                      n_random: int = 5, epochs: int | None = None) -> dict:
+@dataclass(frozen=True)
+class ReferenceSettings:
+    """How a reference run explains each model: the protocol it was trained on and the deletion test's sizes."""
+
+    protocol: str = "random"
+    n_clips: int = 300  # test clips in the deletion test (a stratified sample)
+    steps: int = 20  # deletion steps
+    n_random: int = 5  # random orders
+
+
+def explain_reference(ws: Workspace, name: str, seed: int, settings: ReferenceSettings = ReferenceSettings()) -> dict:
     """Grad-CAM of one saved model (trained when missing) with the deletion test and the randomised-weights control.
 
     Maps of the true class for every test clip, of the trained model and of :func:`randomised_copy` (seeded
-    with ``seed``); the deletion test on the trained model over a stratified sample of ``n_clips`` test clips,
+    with ``seed``); the deletion test on the trained model over a stratified sample of ``settings.n_clips`` test clips,
     ordering inputs by the trained map, by random orders and by the randomised model's map; the Spearman
     similarity of the two maps per clip; group shares (vector models) and per-emotion summaries.
-    Returns the record written by :func:`write_reference`.
+    Models missing from the workspace are trained with its run mode (epoch cap). Returns the record written
+    by :func:`write_reference`.
     """
     import time
 
     from .evaluation import dataset_info, git_commit, library_versions
 
     t0 = time.time()
+    protocol, n_clips, steps, n_random = settings.protocol, settings.n_clips, settings.steps, settings.n_random
     family, options = REFERENCE_MODELS[name]
-    em = ensure_model(ws, family, protocol, seed, options=options, epochs=epochs)
+    em = ensure_model(ws, family, protocol, seed, options=options)
     cams, probs = grad_cam(em.model, em.x_test, class_idx=em.y_test)
     shuffled = randomised_copy(em.model, seed)
     rcams, rprobs = grad_cam(shuffled, em.x_test, class_idx=em.y_test)
@@ -246,17 +257,15 @@ def summary_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def gradcam_reference(ws: Workspace, out_dir: str | Path, seeds, models=tuple(REFERENCE_MODELS), *, protocol: str = "random",
-                      n_clips: int = 300, steps: int = 20, n_random: int = 5, epochs: int | None = None,
-                      progress: bool = True) -> list[Path]:
+def gradcam_reference(ws: Workspace, out_dir: str | Path, seeds, models=tuple(REFERENCE_MODELS),
+                      settings: ReferenceSettings = ReferenceSettings(), *, progress: bool = True) -> list[Path]:
     """Run :func:`explain_reference` for every model and seed, write one JSON each plus ``summary.json``/``.md``."""
     from .outputs import atomic_write
 
     paths, records = [], []
     for seed in seeds:
         for name in models:
-            rec = explain_reference(ws, name, seed, protocol=protocol, n_clips=n_clips, steps=steps,
-                                    n_random=n_random, epochs=epochs)
+            rec = explain_reference(ws, name, seed, settings)
             paths.append(write_reference(rec, out_dir))
             records.append(rec)
             if progress:

@@ -288,8 +288,8 @@ def test_reference_run_writes_valid_json_and_a_summary(quick_chapter, tmp_path):
 
     from ser_utils.course import display
 
-    paths = gradcam_reference.gradcam_reference(quick_chapter, tmp_path, [0], ["cnn"], n_clips=14, steps=4, n_random=2,
-                                      progress=False)
+    settings = gradcam_reference.ReferenceSettings(n_clips=14, steps=4, n_random=2)
+    paths = gradcam_reference.gradcam_reference(quick_chapter, tmp_path, [0], ["cnn"], settings, progress=False)
     rec = json.loads((tmp_path / "cnn__random__seed0.json").read_text())
     assert rec["kind"] == "gradcam-reference" and rec["dataset"]["synthetic"] and rec["input"] == "vector"
     assert {"created", "git_commit", "versions"} <= set(rec)
