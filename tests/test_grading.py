@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ser_utils.cli import main
+from ser_utils.__main__ import main
 from ser_utils.course import grading
 from ser_utils.course.grading import ASSIGNMENTS, Clips, Report, data_reads, speaker_protocol_checks
 

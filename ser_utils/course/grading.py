@@ -138,8 +138,8 @@ def whisper_tiny_embeddings(ch) -> np.ndarray:
     from ..encoders import ensure_embeddings, load_encoder
     from ..whisper_offline import CHECKPOINT_NAME, convert
 
-    conversion = convert(ch.ctx.artifacts_dir / CHECKPOINT_NAME)
-    emb = ensure_embeddings(ch.manifest, ch.ctx.artifacts_dir, load_encoder(conversion.folder), progress=False)
+    conversion = convert(ch.data.artifacts_dir / CHECKPOINT_NAME)
+    emb = ensure_embeddings(ch.manifest, ch.data.artifacts_dir, load_encoder(conversion.folder), progress=False)
     ids = list(map(str, ch.features.ids))
     missing = sorted(set(ids) - set(map(str, emb.ids)))
     if missing:
@@ -413,7 +413,7 @@ def _grade_speakers(fn, ch, report: Report, params: Mapping) -> None:
     clips = speaker_clips(ch)
     preds = speaker_protocol_checks(fn, clips, report, seed=seed)
     if preds is not None:
-        margin = 5.0 if ch.ctx.is_demo else 2.0
+        margin = 5.0 if ch.data.is_demo else 2.0
         base = logreg_speaker_uar(clips, seed=seed)
         _score_speakers(report, clips, preds, base + margin,
                         f"the logistic regression on the 187 values scored {base:.1f} % on the same folds, "
@@ -425,7 +425,7 @@ def _grade_probe(fn, ch, report: Report, params: Mapping) -> None:
     clips = probe_clips(ch, encoder)
     preds = speaker_protocol_checks(fn, clips, report, seed=seed)
     if preds is not None:
-        if ch.ctx.is_demo:  # synthetic voices: only the protocol is graded (the stand-in is not even pretrained)
+        if ch.data.is_demo:  # synthetic voices: only the protocol is graded (the stand-in is not even pretrained)
             _score_speakers(report, clips, preds, 100.0 / len(EMOTIONS) + 5.0, "chance (14.3 %) + 5 on the demo corpus")
         else:
             base = logreg_speaker_uar(speaker_clips(ch, frames=False), seed=seed)
@@ -443,7 +443,7 @@ def corpus_clips(ch, seed: int = 0):
     from ..data import build_manifest, load_clip
     from ..run_context import resolve_crema
 
-    crema = resolve_crema(None, ch.ctx.artifacts_dir, quick=ch.ctx.quick)
+    crema = resolve_crema(None, ch.data.artifacts_dir, quick=ch.mode.quick)
     shared = shared_emotions("tess", "crema-d")
     sr = ch.feature_config.sample_rate
     out = []
@@ -506,10 +506,10 @@ def _grade_corpus(fn, ch, report: Report, params: Mapping) -> None:
 
 def _grade_faithful(fn, ch, report: Report, params: Mapping) -> None:
     seed = int(params.get("seed", 0))
-    from .. import gradcam
+    from .. import deletion, gradcam_reference
 
-    em = gradcam.ensure_model(ch, "hybrid", "random", seed)
-    pick = gradcam.stratified_sample(em.y_test, min(60, len(em.y_test)), seed)
+    em = gradcam_reference.ensure_model(ch, "hybrid", "random", seed)
+    pick = deletion.stratified_sample(em.y_test, min(60, len(em.y_test)), seed)
     x, y = em.x_test[pick], em.y_test[pick]
     name = getattr(fn, "__name__", "the function")
     try:
@@ -528,8 +528,8 @@ def _grade_faithful(fn, ch, report: Report, params: Mapping) -> None:
                "two calls gave different maps: fix the seeds, or the deletion order is not the map's")
     if not same:
         return
-    steps = 10 if ch.ctx.quick else 20
-    result = gradcam.deletion_test(em.model, x, y, maps, steps=steps, seed=seed)
+    steps = 10 if ch.mode.quick else 20
+    result = deletion.deletion_test(em.model, x, y, maps, steps=steps, seed=seed)
     low, high = result.area_between_ci()
     ok = result.verdict == "better than random"
     report.score, report.metric = 100 * result.area_between, "x 100 area between the curves"
@@ -595,7 +595,7 @@ def hidden_tests(name: str, namespace: Mapping[str, object], report_path: str, p
             return report
         ch = start_chapter(params.get("dataset", "demo"), params.get("data_dir"), params.get("artifacts_dir"),
                            seed=int(params.get("seed", 0)), quick=params.get("quick", True), show_banner=False)
-        report.dataset = f"{ch.ctx.dataset}{' quick' if ch.ctx.quick else ''}, {len(ch.manifest)} clips"
+        report.dataset = f"{ch.data.dataset}{' quick' if ch.mode.quick else ''}, {len(ch.manifest)} clips"
         assignment.grade(fn, ch, report, params)
         return report
     finally:
