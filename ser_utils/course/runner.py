@@ -338,17 +338,47 @@ def kernel_environment(base: dict | None = None) -> dict:
     return env
 
 
-def _kernel_config(socket_dir: str):
+def _logged_kernel_manager():
+    """An ``AsyncKernelManager`` whose kernel process writes its own stderr to ``stderr_log``.
+
+    That stream holds only IPKernelApp's log (cell output travels over the kernel's
+    sockets): on Ctrl-C the runner closes the sockets while the kernel is still replying,
+    and ipykernel then logs a ZMQError traceback that used to land on the user's terminal.
+    """
+    if "kernel_manager" not in _MEMO:
+        from jupyter_client.manager import AsyncKernelManager
+        from traitlets import Unicode
+
+        class LoggedKernelManager(AsyncKernelManager):
+            stderr_log = Unicode("", help="file that receives the kernel process's stderr").tag(config=True)
+
+            async def _async_launch_kernel(self, kernel_cmd, **kw):
+                if not self.stderr_log:
+                    return await super()._async_launch_kernel(kernel_cmd, **kw)
+                with open(self.stderr_log, "ab") as log:  # the kernel keeps its own copy of the descriptor
+                    kw["stderr"] = log
+                    return await super()._async_launch_kernel(kernel_cmd, **kw)
+
+        _MEMO["kernel_manager"] = LoggedKernelManager
+    return _MEMO["kernel_manager"]
+
+
+def _kernel_config(socket_dir: str, log: str | os.PathLike | None = None):
     """Kernel-manager settings: a local IPC socket in ``socket_dir`` (TCP warns "running without encryption").
 
     Socket paths are limited to ~100 characters, so a very long temporary
-    folder (or Windows) keeps jupyter_client's TCP default.
+    folder (or Windows) keeps jupyter_client's TCP default. With ``log``, the
+    kernel process's own stderr goes to that file (see :func:`_logged_kernel_manager`).
     """
     from traitlets.config import Config
 
+    config = Config()
     if os.name == "posix" and len(socket_dir) <= 60:
-        return Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(socket_dir, "k")}})
-    return Config()
+        config = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(socket_dir, "k")}})
+    if log is not None:
+        config["NotebookClient"] = Config({"kernel_manager_class": _logged_kernel_manager()})
+        config["LoggedKernelManager"] = Config({"stderr_log": str(log)})
+    return config
 
 
 def _source_cell_number(nb, index: int) -> int:
@@ -381,7 +411,7 @@ def execute_chapter(entry: TocEntry, output: Path, parameters: dict, *, progress
             papermill.execute_notebook(
                 str(entry.path), str(output), parameters=parameters, cwd=str(entry.path.parent),
                 progress_bar=bar, log_output=False, execution_timeout=timeout,
-                config=_kernel_config(sockets),
+                config=_kernel_config(sockets, output.with_name(f".{output.stem}.kernel.log")),
             )
     except PapermillExecutionError as exc:
         cell = None
