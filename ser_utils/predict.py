@@ -136,7 +136,7 @@ def read_sidecar(model_path: str | os.PathLike) -> tuple[Path, dict]:
         raise UserError(f"--model {path} is not a saved model: give the .keras file written by `train`")
     model_file = path.with_suffix(".keras")
     if path.suffix.lower() == ".json" and not model_file.is_file():
-        raise UserError(f"--model {path} is a JSON file with no saved model ({model_file.name}) beside it; "
+        raise UserError(f"--model {path} is a JSON file with no saved model of the same name beside it; "
                         "give the .keras file written by `train`")
     if not model_file.is_file():
         raise UserError(f"no saved model at {model_file}; train one with `python -m ser_utils train hybrid`")

@@ -149,13 +149,13 @@ def resolve_run(
     from .outputs import check_output_path, make_output_dir
 
     check_output_path(artifacts_dir, kind="dir", what="artifacts folder")
+    make_output_dir(artifacts_dir, what="artifacts folder")
     if root is None:
         root = artifacts_dir / "demo_corpus"
         if make_demo:
             from .synth import ensure_demo_corpus
 
             ensure_demo_corpus(root, n_words=DEMO_WORDS_QUICK if quick else DEMO_WORDS, seed=0)
-    make_output_dir(artifacts_dir, what="artifacts folder")
     return RunContext(
         dataset=name,
         data_dir=Path(root).resolve(),
