@@ -145,10 +145,11 @@ def normalise_chapter_parameters(namespace: dict) -> None:
     if "full" in namespace:
         namespace["full"] = bool(parse_bool(namespace["full"], "full"))
     protocols = namespace.get("protocols")
-    if protocols is not None:
-        items = [protocols] if isinstance(protocols, str) else protocols
-        items = list(items) if isinstance(items, Iterable) else [items]
+    # Only a parameter value (a name or a list of names) is checked: chapters 9 and 10 later bind
+    # ``protocols`` to protocol objects, and re-running the setup cell must leave those alone.
+    items = [protocols] if isinstance(protocols, str) else protocols
+    if isinstance(items, list | tuple) and all(isinstance(p, str) for p in items):
         bad = [p for p in items if p not in PROTOCOLS]
         if bad or not items:
             raise ParameterError(f"protocols must be a list drawn from {', '.join(PROTOCOLS)}, not {protocols!r}")
-        namespace["protocols"] = items
+        namespace["protocols"] = list(items)
