@@ -105,7 +105,13 @@ def _features(args: argparse.Namespace) -> int:
         raise UserError(f"--jobs must be at least 1, not {args.jobs}")
     out = Path(args.output) if args.output else _default_artifacts(args.data_dir, args.quick)
     out = check_output_path(out, kind="dir", data_dir=args.data_dir, what="-o")
-    manifest = _load_manifest(args.data_dir)
+    from .data import build_manifest, detect_corpus, usable
+
+    corpus = detect_corpus(args.data_dir)  # a CREMA-D or RAVDESS folder is read with its own naming scheme
+    manifest = build_manifest(args.data_dir, corpus=corpus)
+    if usable(manifest).empty:
+        raise UserError(f"no usable clip in {args.data_dir} (read as {corpus.title}): {len(manifest)} files, none "
+                        "usable; run `python -m ser_utils manifest DIR` to see why")
     make_output_dir(out, what="artifacts folder")
     cfg = quick_config() if args.quick else FeatureConfig()
     fs = ensure_features(manifest, out, cfg, jobs=args.jobs)
@@ -152,6 +158,15 @@ def _train(args: argparse.Namespace) -> int:
             records.append(run_experiment(ch, name, args.protocol, seed, epochs=args.epochs, options=options))
         except ImportError as exc:  # e.g. a model family whose module or library is not installed
             raise UserError(f"cannot train {name!r}: {exc}") from exc
+        except KeyboardInterrupt:
+            done = [r["seed"] for r in records]
+            left = [s for s in args.seeds if s not in done]
+            print(f"interrupted while training seed {seed}: "
+                  + (f"seed(s) {done} finished (results in {records[0].get('_path', '')}{' ...' if len(done) > 1 else ''}); "
+                     if done else "no seed finished; ")
+                  + f"train the rest with --seeds {' '.join(map(str, left))} (train always retrains the seeds "
+                  "it is given; features and splits are reused)", file=sys.stderr)
+            return 130
     table = scores_table(records, PAPER_ACCURACY if args.protocol == "random" else None)
     print(f"\n{name} under the {args.protocol!r} protocol, seeds {args.seeds} (scores in %, mean and sd over seeds):")
     print(table.to_string(index=False))
@@ -279,16 +294,20 @@ def _predict(args: argparse.Namespace) -> int:
 
     quiet_libraries()
     from .outputs import check_output_path
-    from .predict import check_clip, is_demo_model, newest_model, predict_clip, read_sidecar, write_cam
+    from .predict import cam_problem, check_clip, is_demo_model, newest_model, predict_clip, read_sidecar, write_cam
 
-    check_clip(args.clip)  # cheap checks first: no TensorFlow start-up for a bad clip or output path
+    clip = check_clip(args.clip)  # cheap checks first: no TensorFlow start-up for a bad clip or output path
+    if clip.note:  # e.g. a very quiet clip: the answer may differ from the same words at a normal level
+        print(f"warning: {args.clip}: {clip.note} (e.g. `sox --norm in.wav out.wav`)", file=sys.stderr)
     from .encoder_model import is_probe_folder
 
     if args.model and is_probe_folder(args.model):
         return _predict_with_probe(args)
     cam = check_output_path(args.cam, kind="image", what="--cam") if args.cam else None
     model_path = args.model or newest_model()
-    read_sidecar(model_path)
+    model_file, _ = read_sidecar(model_path)
+    if cam is not None and (problem := cam_problem(model_file)):
+        raise UserError(problem)
     if not args.model:
         print(f"note: no --model given; using the newest saved hybrid model {model_path}", file=sys.stderr)
     if is_demo_model(model_path):
@@ -537,7 +556,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: finished work is cached and will be reused by the next run", file=sys.stderr)
+        # Honest about what survives: cached features, splits and finished chapters are reused;
+        # ``train`` trains every seed it is given again (it says which finished, see _train).
+        print("interrupted: features, splits and finished chapters are cached and reused by the next run; "
+              "the step that was running starts over", file=sys.stderr)
         return 130
 
 

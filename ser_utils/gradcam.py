@@ -491,7 +491,7 @@ def ensure_model(ch, model: str = "hybrid", protocol: str | None = None, seed: i
     """
     from .evaluation import result_path
     from .experiments import run_grid
-    from .training import load_model_bundle, model_path, prepare_inputs, variant_name
+    from .training import bundle_problem, load_model_bundle, model_path, prepare_inputs, variant_name
 
     protocol = protocol or ch.ctx.protocol
     seed = ch.ctx.seed if seed is None else seed
@@ -499,7 +499,9 @@ def ensure_model(ch, model: str = "hybrid", protocol: str | None = None, seed: i
     split = ch.splits(protocol, seed)[fold]
     path = model_path(ch.ctx.artifacts_dir / "models", name, split, seed)
     rec_path = result_path(ch.ctx.artifacts_dir, name, protocol, seed)
-    fresh = path.exists() and _same_features(path, ch.feature_config.key())
+    # Reused only when whole (not cut short by a kill) and trained on these features of this data.
+    problem = bundle_problem(path, feature_key=ch.feature_config.key(), data_key=ch.features.data_key)
+    fresh = problem is None
     trained_now = not (fresh and rec_path.exists())
     # The canonical variant name carries the options, so the results file and the model file agree.
     record = run_grid(ch, [name], [protocol], [seed], skip_existing=fresh, epochs=epochs, progress=False)[0]
@@ -510,15 +512,6 @@ def ensure_model(ch, model: str = "hybrid", protocol: str | None = None, seed: i
     return ExplainedModel(name=name, model=net, sidecar=sidecar, path=path, split=split, record=record,
                           trained_now=trained_now, x_test=prepare_inputs(raw, sidecar), y_test=fs.labels[idx],
                           test_ids=fs.ids[idx], raw_test=raw)
-
-
-def _same_features(model_file: Path, key: str) -> bool:
-    """True when the sidecar of ``model_file`` names the feature configuration ``key``."""
-    side = Path(model_file).with_suffix(".json")
-    try:
-        return json.loads(side.read_text()).get("feature_key") == key
-    except (OSError, ValueError):
-        return False
 
 
 def group_table(cams_by_model: dict[str, np.ndarray]) -> "pd.DataFrame":  # noqa: F821

@@ -126,6 +126,7 @@ def start_chapter(
     # Our tables carry sentences (how to produce a missing result, why a clip failed): show them whole.
     pd.set_option("display.max_colwidth", None)
     ctx = resolve_run(dataset, data_dir, artifacts_dir, protocol, seed, epochs, quick)
+    _normalise_notebook_parameters()
     manifest = build_manifest(ctx.data_dir, progress=False)
     manifest.to_csv(ctx.artifacts_dir / "manifest.csv", index=False)
     expected = len(manifest) if ctx.is_demo else FULL_TESS_SIZE
@@ -135,6 +136,22 @@ def start_chapter(
     if show_banner:
         chapter.banner()
     return chapter
+
+
+def _normalise_notebook_parameters() -> None:
+    """Check and normalise the chapter's optional parameters (``seeds``, ``protocols``, ``full``) in the notebook.
+
+    papermill's ``-p`` sets them as plain strings or numbers; see :func:`ser_utils.settings.normalise_chapter_parameters`.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return
+    shell = get_ipython()
+    if shell is not None:
+        from ..settings import normalise_chapter_parameters
+
+        normalise_chapter_parameters(shell.user_ns)
 
 
 def crema_banner(source, n_clips: int | None = None, n_actors: int | None = None) -> dict:
