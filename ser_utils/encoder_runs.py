@@ -92,7 +92,8 @@ def tess_crema_protocols(m_tess: pd.DataFrame, m_crema: pd.DataFrame, *, seed: i
     tess_block = {"name": "tess", "corpus": "tess", "n_clips": n_t, "n_speakers": 2, **data.get("tess", {})}
     crema_block = {"name": "crema-d", "corpus": "crema-d", "n_clips": n_c,
                    "n_actors": int(usable(m_crema)["speaker"].nunique()), **data.get("crema-d", {})}
-    both = {"name": "tess+crema-d", "tess": tess_block, "crema-d": crema_block, "emotions": list(shared)}
+    both = {"name": "tess+crema-d", "n_clips": n_t + n_c, "tess": tess_block, "crema-d": crema_block,
+            "emotions": list(shared)}
     return [
         Protocol("speaker", speaker, tuple(EMOTIONS), tess_block),
         Protocol("actor-loo", actors, get_corpus("crema-d").emotions, crema_block),
@@ -288,7 +289,9 @@ def comparison_lines(reference: Sequence[dict], reference_root: Path) -> list[st
     lines = []
     scratch = load_records(reference_root) if reference_root.is_dir() else []
     for protocol, label, yard in (("speaker", "TESS, train one actress, test the other", "logreg"),
-                                  ("actor-loo", "CREMA-D, leave one actor out", None)):
+                                  ("actor-loo", "CREMA-D, leave one actor out", None),
+                                  ("cross-tess-to-crema", "TESS -> CREMA-D, six emotions", "logreg"),
+                                  ("cross-crema-to-tess", "CREMA-D -> TESS, six emotions", "logreg")):
         lines.append(f"- **{label}** (UAR, strict):")
         for model, what in ((f"{PREFIX}-probe-crema", "probe, layer chosen on CREMA-D's actors"),
                             (f"{PREFIX}-probe-select", "probe, layer chosen on the training speakers"),
@@ -300,15 +303,16 @@ def comparison_lines(reference: Sequence[dict], reference_root: Path) -> list[st
                     if "-layer" in m), key=lambda t: t[1][0] if t[1] else -1, default=(None, None))
         if best[1] is not None:
             lines.append(f"  - (upper bound, layer chosen on the test speakers: {best[0]}, {_fmt(best[1])})")
-        if yard:
+        if yard and _mean_sd(reference, yard, protocol):
             lines.append(f"  - logistic regression on the 187 values, same folds: "
                          f"{_fmt(_mean_sd(reference, yard, protocol))}{data_of(reference, yard, protocol)}")
-    crema_ref = load_records(reference_root / "crema-d-dev") if (reference_root / "crema-d-dev").is_dir() else []
-    for model, what in (("logreg", "the 187 values"), ("logreg-egemaps", "eGeMAPS")):
-        v = _mean_sd(crema_ref, model, "actor-loo")
-        if v is not None:
-            lines.append(f"  - logistic regression on {what}, same folds (chapter 9): {_fmt(v)}"
-                         f"{data_of(crema_ref, model, 'actor-loo')}")
+        if protocol == "actor-loo":
+            crema_ref = load_records(reference_root / "crema-d-dev") if (reference_root / "crema-d-dev").is_dir() else []
+            for model, what in (("logreg", "the 187 values"), ("logreg-egemaps", "eGeMAPS")):
+                v = _mean_sd(crema_ref, model, "actor-loo")
+                if v is not None:
+                    lines.append(f"  - logistic regression on {what}, same folds (chapter 9): {_fmt(v)}"
+                                 f"{data_of(crema_ref, model, 'actor-loo')}")
     for model in ("hybrid-frames", "hybrid"):
         v = _mean_sd(scratch, model, "speaker")
         if v is not None:
