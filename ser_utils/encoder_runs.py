@@ -271,7 +271,7 @@ def _fmt(v: tuple[float, float, int] | None) -> str:
     if v is None:
         return "not run"
     m, s, n = v
-    return f"{m:.1f} %" + (f" ± {s:.1f} ({n} seeds)" if n > 1 else " (one run; the probe is deterministic)")
+    return f"{m:.1f} %" + (f" ± {s:.1f} ({n} seeds)" if n > 1 else " (one run: deterministic)")
 
 
 def comparison_lines(reference: Sequence[dict], reference_root: Path) -> list[str]:
