@@ -216,6 +216,59 @@ def _seed(text: str) -> int:
     return seed
 
 
+# --- grid: many runs, on one machine or a Dask cluster (ser_utils.grid) -------------------------
+
+
+def _add_grid_parser(sub) -> None:
+    p = sub.add_parser("grid", help="train and score every model x protocol x seed, serially or on Dask workers")
+    p.add_argument("--models", nargs="+", required=True, metavar="M", help="model names, e.g. logreg duration cnn")
+    p.add_argument("--protocols", nargs="+", required=True, metavar="P", help="random, speaker and/or word")
+    p.add_argument("--seeds", nargs="+", required=True, metavar="K", help="split seeds, e.g. 0 1 2 or 0,1,2")
+    p.add_argument("--data-dir", help="folder holding TESS (default: SER_TESS_DIR or data/TESS); on a cluster, "
+                   "a path every worker sees")
+    p.add_argument("--dataset", choices=("auto", "tess", "demo"), default="auto",
+                   help="auto: TESS when found, else the demo corpus (default auto)")
+    p.add_argument("-o", "--artifacts", required=True, metavar="OUT",
+                   help="artifacts folder: features, splits, models and results/ (shared storage on a cluster)")
+    p.add_argument("--epochs", type=int, help="maximum epochs (default: 100 with early stopping; 2 in quick mode)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes and 1-2 epochs (for testing)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="N", help="run on a local Dask cluster of N worker processes")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="run on a running Dask cluster (tcp://host:8786)")
+    p.add_argument("--force", action="store_true", help="run again the runs whose results file exists")
+
+
+@command("grid")
+def _grid(args: argparse.Namespace) -> int:
+    from .experiments import scores_table
+    from .grid import GridData, failure_log, make_jobs, open_executor, run_jobs
+    from .outputs import atomic_write, check_output_path, make_output_dir
+
+    if args.epochs is not None and args.epochs < 1:
+        raise UserError(f"--epochs must be at least 1, not {args.epochs}")
+    split = lambda values: [v for item in values for v in item.split(",") if v]  # noqa: E731
+    out = make_output_dir(check_output_path(args.artifacts, kind="dir", data_dir=args.data_dir, what="-o"),
+                          what="artifacts folder")
+    data = GridData(str(out.resolve()), args.dataset, args.data_dir, args.epochs, bool(args.quick))
+    jobs = make_jobs(data, split(args.models), split(args.protocols), [_seed(s) for s in split(args.seeds)])
+    with open_executor(args.workers, args.scheduler) as executor:
+        report = run_jobs(jobs, executor, skip_existing=not args.force)
+    skipped = sum(o.skipped for o in report.outcomes)
+    print(f"{len(jobs)} runs: {len(jobs) - skipped - len(report.failed)} trained, {skipped} already done, "
+          f"{len(report.failed)} failed; results in {out / 'results'}")
+    if report.records:
+        print(scores_table(report.records).to_string(index=False))
+    if not report.failed:
+        return 0
+    log = out / "grid-failures.txt"
+    with atomic_write(log, what="failure log") as tmp:
+        tmp.write_text(failure_log(report))
+    for o in report.failed:
+        print(f"failed: {o.job.label}: {o.error}", file=sys.stderr)
+    print(f"tracebacks in {log}; rerun the same command to retry only these", file=sys.stderr)
+    return 1
+
+
 @command("book")
 def _book(args: argparse.Namespace) -> int:
     from .run_context import project_root
@@ -446,6 +499,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment", action="store_true",
                    help="data augmentation (Keras models: frequency-warped copies of the training clips)")
     p.add_argument("--quick", action="store_true", help="tiny sizes and 1-2 epochs (for testing)")
+
+    _add_grid_parser(sub)
 
     p = sub.add_parser("book", help="execute every chapter with papermill and build the Jupyter Book")
     p.add_argument("--dataset", choices=("auto", "tess", "demo"), default="auto",
