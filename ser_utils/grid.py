@@ -364,7 +364,7 @@ def open_executor(workers: int | None = None, scheduler: str | None = None) -> I
             from None
     if scheduler is not None:
         try:
-            client = Client(scheduler, timeout="20s")
+            client = Client(scheduler, timeout="10s")
         except (OSError, TimeoutError, ValueError) as exc:
             raise UserError(f"cannot reach a Dask scheduler at {scheduler!r} ({type(exc).__name__}: {exc}); start one "
                             "(`dask scheduler`, then `dask worker ADDRESS` on each machine) or check the address") \
