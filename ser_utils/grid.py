@@ -30,8 +30,17 @@ from concurrent.futures import Executor, Future, as_completed
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .data import ManifestSummary
+    from .features import FeatureConfig, FeatureSet
+    from .run_context import RunContext
+    from .splits import Split
 
 #: Environment variable that fixes the threads of every job (e.g. when a cluster's workers share hosts oddly).
 THREADS_ENV = "SER_GRID_THREADS"
@@ -242,31 +251,31 @@ class _JobWorkspace:
     replaces it.
     """
 
-    ctx: object  # RunContext
-    manifest: object  # pandas.DataFrame
-    summary: object  # ManifestSummary
-    feature_config: object  # FeatureConfig
-    feature_jobs: int = 1
+    ctx: RunContext
+    manifest: pd.DataFrame
+    summary: ManifestSummary
+    feature_config: FeatureConfig
+    feature_jobs: int | None = None  # processes for features the cache lacks (None: all cores)
 
     @cached_property
-    def features(self):
+    def features(self) -> FeatureSet:
         from .features import ensure_features
 
         return ensure_features(self.manifest, self.ctx.artifacts_dir, self.feature_config, jobs=self.feature_jobs,
                                progress=False)
 
-    def splits(self, protocol: str | None = None, seed: int | None = None):
+    def splits(self, protocol: str | None = None, seed: int | None = None) -> list[Split]:
         from .splits import ensure_splits
 
         return ensure_splits(self.manifest, self.ctx.artifacts_dir, protocol or self.ctx.protocol,
                              self.ctx.seed if seed is None else seed)
 
 
-def job_workspace(data: GridData, *, threads: int = 1) -> _JobWorkspace:
+def job_workspace(data: GridData, *, threads: int | None = None) -> _JobWorkspace:
     """Resolve a grid's data on a worker: the run context, the manifest, the feature settings.
 
     The one place that knows what ``run_experiment`` needs; ``threads``
-    processes extract features the cache lacks.
+    processes extract features the cache lacks (None: all cores).
     """
     from .data import FULL_TESS_SIZE, build_manifest, summarise_manifest
     from .features import FeatureConfig, quick_config
@@ -283,7 +292,7 @@ def run_job(job: GridJob, *, threads: int | None = None) -> dict:
     """Build the job's context and run it (:func:`~ser_utils.experiments.run_experiment`); return its record."""
     from .experiments import run_experiment
 
-    ws = job_workspace(job.data, threads=threads or 1)
+    ws = job_workspace(job.data, threads=threads)
     return run_experiment(ws, job.model, job.protocol, job.seed, epochs=job.data.epochs, progress=False)
 
 
@@ -297,7 +306,7 @@ def prepare_data(data: GridData, runs: Sequence[tuple[str, int]], *, threads: in
     from .evaluation import dataset_info
     from .outputs import atomic_write
 
-    ws = job_workspace(data, threads=threads or 1)
+    ws = job_workspace(data, threads=threads)
     with atomic_write(Path(ws.ctx.artifacts_dir) / "manifest.csv", what="manifest") as tmp:
         ws.manifest.to_csv(tmp, index=False)
     n = len(ws.features)
