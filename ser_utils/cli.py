@@ -249,7 +249,8 @@ def _grid(args: argparse.Namespace) -> int:
     split = lambda values: [v for item in values for v in item.split(",") if v]  # noqa: E731
     out = make_output_dir(check_output_path(args.artifacts, kind="dir", data_dir=args.data_dir, what="-o"),
                           what="artifacts folder")
-    data = GridData(str(out.resolve()), args.dataset, args.data_dir, args.epochs, bool(args.quick))
+    data_dir = str(Path(args.data_dir).expanduser().resolve()) if args.data_dir else None  # workers' cwd differs
+    data = GridData(str(out.resolve()), args.dataset, data_dir, args.epochs, bool(args.quick))
     jobs = make_jobs(data, split(args.models), split(args.protocols), [_seed(s) for s in split(args.seeds)])
     with open_executor(args.workers, args.scheduler) as executor:
         report = run_jobs(jobs, executor, skip_existing=not args.force)

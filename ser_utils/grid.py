@@ -379,6 +379,9 @@ def open_executor(workers: int | None = None, scheduler: str | None = None) -> I
                             "(`dask scheduler`, then `dask worker ADDRESS` on each machine) or check the address") \
                 from None
         with client:
+            if not client.scheduler_info()["workers"]:
+                print(f"note: the scheduler at {scheduler} has no workers yet; the runs start when they join "
+                      "(`dask worker ADDRESS`)", file=sys.stderr)
             yield client.get_executor(pure=False)  # pure=False: each job writes files, never dedupe two submissions
         return
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
@@ -407,16 +410,27 @@ class GridReport:
 
 
 def _existing(job: GridJob) -> dict | None:
-    """The record already saved for ``job``, or None when there is none or it is unreadable (then it is rerun)."""
+    """The record already saved for ``job``, or None: no file, an unreadable one, or one made otherwise.
+
+    A record counts as done only when it was made in the same mode (quick or
+    not), with the same epoch cap and the same feature settings; any other is
+    rerun (and replaced).
+    """
     from .evaluation import load_record
+    from .features import FeatureConfig, quick_config
 
     path = job.result_path
     if not path.is_file():
         return None
     try:
-        return load_record(path)
+        rec = load_record(path)
     except (OSError, UnicodeDecodeError, ValueError):
         return None
+    config = rec.get("config") if isinstance(rec.get("config"), dict) else {}
+    features = (quick_config() if job.data.quick else FeatureConfig()).key()
+    same = (rec["dataset"].get("quick") == job.data.quick and config.get("epochs") == job.data.epochs
+            and config.get("features") == features)
+    return rec if same else None
 
 
 def _frameworks(job: GridJob) -> tuple[str, ...]:

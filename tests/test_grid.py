@@ -93,6 +93,10 @@ def test_a_failed_run_is_reported_and_the_others_finish_then_only_it_is_rerun(
     assert "4 runs: 2 trained, 2 already done, 0 failed" in capsys.readouterr().out
     assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())  # finished runs were not redone
     assert len(list((out / "results").glob("*.json"))) == 4
+    # A results file made with other settings (here the epoch cap) is not a finished run of this grid.
+    assert main([*argv, "--epochs", "3"]) == 0
+    assert "4 runs: 4 trained, 0 already done, 0 failed" in capsys.readouterr().out
+    assert json.loads((out / "results" / "logreg__random__seed0.json").read_text())["config"]["epochs"] == 3
 
 
 @pytest.mark.parametrize("argv, message", [
