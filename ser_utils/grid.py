@@ -160,6 +160,37 @@ def _dask_worker():
         return None
 
 
+#: Modules of a Dask worker that draw from Python's global ``random`` in other threads during a task.
+_WORKER_RANDOM_USERS = ("tornado.ioloop", "dask.sizeof", "distributed.utils_comm", "distributed.worker")
+
+
+def isolate_worker_randomness() -> None:
+    """In a Dask worker, give the worker's own modules a random generator apart from Python's global one.
+
+    Keras draws the seeds of initialisers and dropout layers from Python's
+    global ``random`` generator, which ``set_seed`` resets before a model is
+    built. In a Dask worker other threads draw from that generator while the
+    job builds its model: ``dask.sizeof`` samples the items of large results
+    (``random.sample``) and Tornado jitters its periodic callbacks. The job
+    would then get other initial weights than the same job run serially
+    (measured: another first-epoch loss and other predictions for ``cnn``).
+    Each of those modules gets a private ``random.Random`` instead (once per
+    process); nothing else changes.
+    """
+    if _dask_worker() is None:
+        return
+    import importlib
+    import random
+
+    for name in _WORKER_RANDOM_USERS:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if getattr(module, "random", None) is random:  # the module itself: swap in a private generator
+            module.random = random.Random()
+
+
 def job_threads() -> int:
     """The threads one job may use: ``SER_GRID_THREADS``, else its worker's share of the host's cores.
 
@@ -322,6 +353,7 @@ def _attempt(fn: Callable, task, pin: bool, frameworks: Sequence[str], *args) ->
     job = task if isinstance(task, GridJob) else None
     threads = None
     try:
+        isolate_worker_randomness()
         threads = job_threads() if pin else None
         with pinned_threads(threads, frameworks) if pin else contextlib.nullcontext():
             result = fn(task, *args, threads=threads)

@@ -172,3 +172,40 @@ def test_pinned_threads_sets_tensorflow_torch_and_blas_then_restores_what_it_can
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["inside"] == {"tf": [1, 1], "torch": 1, "env": "1", "pools": [1]}
     assert got["restored"] and got["env_after"] is None
+
+
+def _seeded_draw(isolate: bool, wait: float) -> tuple[float, list[str]]:
+    """In a worker: seed Python's random, let the worker's threads run, draw (as Keras's initialisers do)."""
+    import random
+    import time
+
+    from ser_utils.grid import _WORKER_RANDOM_USERS, isolate_worker_randomness
+
+    if isolate:
+        isolate_worker_randomness()
+    random.seed(0)
+    time.sleep(wait)
+    shared = [m for m in _WORKER_RANDOM_USERS if getattr(sys.modules.get(m), "random", None) is random]
+    return random.random(), shared
+
+
+def _big_result(i: int) -> dict:
+    return {f"k{j}": [j] * 20 for j in range(2000)}  # dask.sizeof samples the items of a result this large
+
+
+def test_a_dask_worker_keeps_pythons_random_to_the_job_after_isolation():
+    """Keras seeds its initialisers from Python's random: no other worker thread may draw from it meanwhile."""
+    pytest.importorskip("distributed")
+    import random
+
+    from distributed import Client, LocalCluster
+
+    random.seed(0)
+    expected = random.random()
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        probe = client.submit(_seeded_draw, True, 1.5, pure=False)
+        results = [client.submit(_big_result, i, pure=False) for i in range(6)]
+        client.gather(results)
+        value, shared = probe.result()
+    assert shared == [] and value == expected
