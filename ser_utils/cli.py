@@ -53,13 +53,6 @@ def _demo_corpus(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_manifest(data_dir: str):
-    """The manifest of ``data_dir`` (a missing folder raises :class:`TessNotFoundError`, a user error)."""
-    from .data import build_manifest
-
-    return build_manifest(data_dir)
-
-
 @command("manifest")
 def _manifest(args: argparse.Namespace) -> int:
     from .corpora import get_corpus
@@ -114,7 +107,13 @@ def _features(args: argparse.Namespace) -> int:
         raise UserError(f"--jobs must be at least 1, not {args.jobs}")
     out = Path(args.artifacts) if args.artifacts else _default_artifacts(args.data_dir, args.quick)
     out = check_output_path(out, kind="dir", data_dir=args.data_dir, what="--artifacts")
-    manifest = _load_manifest(args.data_dir)
+    from .data import build_manifest, detect_corpus, usable
+
+    corpus = detect_corpus(args.data_dir)  # a CREMA-D or RAVDESS folder is read with its own naming scheme
+    manifest = build_manifest(args.data_dir, corpus=corpus)
+    if usable(manifest).empty:
+        raise UserError(f"no usable clip in {args.data_dir} (read as {corpus.title}): {len(manifest)} files, none "
+                        "usable; run `python -m ser_utils manifest DIR` to see why")
     make_output_dir(out, what="artifacts folder")
     cfg = quick_config() if args.quick else FeatureConfig()
     fs = ensure_features(manifest, out, cfg, jobs=args.jobs)
@@ -162,6 +161,15 @@ def _train(args: argparse.Namespace) -> int:
             records.append(run_experiment(ws, name, args.protocol, seed, options=options))
         except ImportError as exc:  # e.g. a model family whose module or library is not installed
             raise UserError(f"cannot train {name!r}: {exc}") from exc
+        except KeyboardInterrupt:
+            done = [r["seed"] for r in records]
+            left = [s for s in args.seeds if s not in done]
+            print(f"interrupted while training seed {seed}: "
+                  + (f"seed(s) {done} finished (results in {records[0].get('_path', '')}{' ...' if len(done) > 1 else ''}); "
+                     if done else "no seed finished; ")
+                  + f"train the rest with --seeds {' '.join(map(str, left))} (train always retrains the seeds "
+                  "it is given; features and splits are reused)", file=sys.stderr)
+            return 130
     table = scores_table(records, PAPER_ACCURACY if args.protocol == "random" else None)
     print(f"\n{name} under the {args.protocol!r} protocol, seeds {args.seeds} (scores in %, mean and sd over seeds):")
     print(table.to_string(index=False))
@@ -219,22 +227,80 @@ def _seed(text: str) -> int:
     return seed
 
 
+# --- grid: many runs, on one machine or a Dask cluster (ser_utils.grid) -------------------------
+
+
+def _add_grid_parser(sub) -> None:
+    p = sub.add_parser("grid", help="train and score every model x protocol x seed, serially or on Dask workers")
+    p.add_argument("--models", nargs="+", required=True, metavar="M", help="model names, e.g. logreg duration cnn")
+    p.add_argument("--protocols", nargs="+", required=True, metavar="P", help="random, speaker and/or word")
+    p.add_argument("--seeds", nargs="+", required=True, metavar="K", help="split seeds, e.g. 0 1 2 or 0,1,2")
+    p.add_argument("--data-dir", help="folder holding TESS (default: SER_TESS_DIR or data/TESS); on a cluster, "
+                   "a path every worker sees")
+    p.add_argument("--dataset", choices=("auto", "tess", "demo"), default="auto",
+                   help="auto: TESS when found, else the demo corpus (default auto)")
+    p.add_argument("-o", "--artifacts", required=True, metavar="OUT",
+                   help="artifacts folder: features, splits, models and results/ (shared storage on a cluster)")
+    p.add_argument("--epochs", type=int, help="maximum epochs (default: 100 with early stopping; 2 in quick mode)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes and 1-2 epochs (for testing)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="N", help="run on a local Dask cluster of N worker processes")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="run on a running Dask cluster (tcp://host:8786)")
+    p.add_argument("--force", action="store_true", help="run again the runs whose results file exists")
+
+
+@command("grid")
+def _grid(args: argparse.Namespace) -> int:
+    from .experiments import scores_table
+    from .grid import GridData, failure_log, make_jobs, open_executor, run_jobs
+    from .outputs import atomic_write, check_output_path, make_output_dir
+
+    if args.epochs is not None and args.epochs < 1:
+        raise UserError(f"--epochs must be at least 1, not {args.epochs}")
+    split = lambda values: [v for item in values for v in item.split(",") if v]  # noqa: E731
+    out = make_output_dir(check_output_path(args.artifacts, kind="dir", data_dir=args.data_dir, what="--artifacts"),
+                          what="artifacts folder")
+    data_dir = str(Path(args.data_dir).expanduser().resolve()) if args.data_dir else None  # workers' cwd differs
+    data = GridData(str(out.resolve()), args.dataset, data_dir, args.epochs, bool(args.quick))
+    jobs = make_jobs(data, split(args.models), split(args.protocols), [_seed(s) for s in split(args.seeds)])
+    with open_executor(args.workers, args.scheduler) as executor:
+        report = run_jobs(jobs, executor, skip_existing=not args.force)
+    skipped = sum(o.skipped for o in report.outcomes)
+    print(f"{len(jobs)} runs: {len(jobs) - skipped - len(report.failed)} trained, {skipped} already done, "
+          f"{len(report.failed)} failed; results in {out / 'results'}")
+    if report.records:
+        print(scores_table(report.records).to_string(index=False))
+    if not report.failed:
+        return 0
+    log = out / "grid-failures.txt"
+    with atomic_write(log, what="failure log") as tmp:
+        tmp.write_text(failure_log(report))
+    for o in report.failed:
+        print(f"failed: {o.job.label}: {o.error}", file=sys.stderr)
+    print(f"tracebacks in {log}; rerun the same command to retry only these", file=sys.stderr)
+    return 1
+
+
 @command("predict")
 def _predict(args: argparse.Namespace) -> int:
     from .quiet import quiet_libraries
 
     quiet_libraries()
     from .outputs import check_output_path
-    from .predict import check_clip, is_demo_model, newest_model, predict_clip, read_sidecar, write_cam
+    from .predict import cam_problem, check_clip, is_demo_model, newest_model, predict_clip, read_sidecar, write_cam
 
-    check_clip(args.clip)  # cheap checks first: no TensorFlow start-up for a bad clip or output path
+    clip = check_clip(args.clip)  # cheap checks first: no TensorFlow start-up for a bad clip or output path
+    if clip.note:  # e.g. a very quiet clip: the answer may differ from the same words at a normal level
+        print(f"warning: {args.clip}: {clip.note} (e.g. `sox --norm in.wav out.wav`)", file=sys.stderr)
     from .encoder_model import is_probe_folder
 
     if args.model and is_probe_folder(args.model):
         return _predict_with_probe(args)
     cam = check_output_path(args.cam, kind="image", what="--cam") if args.cam else None
     model_path = args.model or newest_model()
-    read_sidecar(model_path)
+    model_file, _ = read_sidecar(model_path)
+    if cam is not None and (problem := cam_problem(model_file)):
+        raise UserError(problem)
     if not args.model:
         print(f"note: no --model given; using the newest saved hybrid model {model_path}", file=sys.stderr)
     if is_demo_model(model_path):
@@ -393,6 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data augmentation (Keras models: frequency-warped copies of the training clips)")
     p.add_argument("--quick", action="store_true", help="tiny sizes and 1-2 epochs (for testing)")
 
+    _add_grid_parser(sub)
+
     p = sub.add_parser("gradcam-reference", help="Grad-CAM deletion test with a randomised-weights control, "
                        "per model and seed; one JSON each plus a summary")
     p.add_argument("--artifacts", help="artifacts folder holding models/ (default artifacts/<dataset>); "
@@ -464,7 +532,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: finished work is cached and will be reused by the next run", file=sys.stderr)
+        # Honest about what survives: cached features, splits and finished chapters are reused;
+        # ``train`` trains every seed it is given again (it says which finished, see _train).
+        print("interrupted: features, splits and finished chapters are cached and reused by the next run; "
+              "the step that was running starts over", file=sys.stderr)
         return 130
 
 

@@ -65,6 +65,13 @@ MIN_SAMPLE_RATE = 4000
 MAX_SAMPLE_RATE = 384_000
 #: Longest clip we accept (seconds). TESS clips last 1-3 s; a longer file is not a clip of one word.
 MAX_DURATION_S = 60.0
+#: Most samples x channels we decode (128 MiB as float32): 59 s at 384 kHz mono, or 6 channels at 48 kHz,
+#: pass; a 1 MB header claiming 16 channels x 384 kHz x 59 s (1.4 G samples) is refused before reading.
+MAX_SAMPLES = 1 << 25
+#: A clip whose peak is below this (-50 dBFS) is accepted with a note: its features are unreliable
+#: (quantisation noise and numerical floors dominate), so the same words at a normal level can be
+#: classified differently. Normalise the level of such a clip (e.g. ``sox --norm in.wav out.wav``).
+QUIET_PEAK = 10 ** (-50 / 20)
 
 
 @dataclass
@@ -76,6 +83,19 @@ class AcceptedAudio:
     channels: int
     format: str
     duration: float
+
+    @property
+    def peak_dbfs(self) -> float:
+        """The clip's peak level in dB below full scale (0 dBFS = 1.0)."""
+        return float(20 * np.log10(max(float(np.max(np.abs(self.audio))), 1e-12)))
+
+    @property
+    def note(self) -> str:
+        """A caveat about an accepted clip ('' for none): today only a very quiet level."""
+        if self.peak_dbfs < 20 * np.log10(QUIET_PEAK):
+            return (f"very quiet (peak {self.peak_dbfs:.0f} dBFS, below {20 * np.log10(QUIET_PEAK):.0f} dBFS): "
+                    "its features are unreliable; normalise its level")
+        return ""
 
 
 def file_problem(path: str | os.PathLike) -> str | None:
@@ -135,6 +155,9 @@ def accept_audio(path: str | os.PathLike) -> AcceptedAudio:
             raise AudioFileError("no audio samples (empty or header-only file)")
         if info.duration > MAX_DURATION_S:
             raise AudioFileError(f"too long ({info.duration:.0f} s > {MAX_DURATION_S:.0f} s): not a clip of one word")
+        if info.frames * info.channels > MAX_SAMPLES:
+            raise AudioFileError(f"too large to decode: {info.channels} channels x {info.frames} samples "
+                                 f"(more than {MAX_SAMPLES} in all): not a clip of one spoken word")
         fh.seek(0)
         try:
             audio, _ = sf.read(fh, dtype="float32", always_2d=True)
@@ -150,12 +173,17 @@ def accept_audio(path: str | os.PathLike) -> AcceptedAudio:
     if not np.all(np.isfinite(audio)):
         raise AudioFileError("audio holds NaN or infinite samples")
     if info.duration < MIN_DURATION_S:
-        raise AudioFileError(f"too short ({info.duration:.3f} s < {MIN_DURATION_S} s)")
+        # Rounded down, so the figure shown is always below the limit (0.19996 s is not "0.200 s < 0.2 s").
+        shown = np.floor(info.duration * 1000) / 1000
+        raise AudioFileError(f"too short ({shown:.3f} s, {info.frames} samples at {info.samplerate} Hz; "
+                             f"at least {MIN_DURATION_S} s is needed)")
     mono = audio.mean(axis=1)
     if float(np.max(np.abs(mono))) < SILENCE_PEAK:
         why = " after mixing its channels to mono (they cancel out)" if info.channels > 1 and \
             float(np.max(np.abs(audio))) >= SILENCE_PEAK else ""
         raise AudioFileError(f"silent (peak amplitude below 1e-4){why}")
+    if float(np.max(np.abs(mono - mono.mean()))) < SILENCE_PEAK:
+        raise AudioFileError(f"silent: a constant signal (DC offset {float(mono.mean()):+.3g}) with no sound in it")
     return AcceptedAudio(mono.astype(np.float32, copy=False), int(info.samplerate), int(info.channels),
                          str(info.format), float(info.duration))
 
@@ -180,12 +208,13 @@ def probe_audio(path: str | os.PathLike) -> AudioProbe:
     base = (AudioProbe(info.samplerate, info.duration, info.channels, info.format, True) if info is not None
             else AudioProbe(None, None, None, None, True))
     try:
-        accept_audio(path)
+        clip = accept_audio(path)
     except AudioFileError as exc:
         return _bad(base, str(exc))
     except OSError as exc:  # vanished or unreadable between the checks
         return _bad(base, f"cannot be read ({exc.strerror or type(exc).__name__})")
-    return base
+    # An accepted clip's caveat (very quiet) travels in ``reason`` and is listed among the quirks.
+    return AudioProbe(base.sample_rate, base.duration, base.channels, base.format, True, clip.note)
 
 
 def _declared_wav_bytes(path: str | os.PathLike) -> tuple[int, int] | None:
@@ -206,7 +235,8 @@ def _declared_wav_bytes(path: str | os.PathLike) -> tuple[int, int] | None:
                 return None
             cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
             if cid == b"data":
-                return fh.tell(), size
+                # 0xFFFFFFFF (or 0) is how a streaming writer says "size unknown": nothing to compare with.
+                return None if size in (0, 0xFFFFFFFF) else (fh.tell(), size)
             fh.seek(size + (size & 1), 1)
 
 
@@ -429,6 +459,8 @@ def _quirks(ok: pd.DataFrame) -> pd.DataFrame:
             why.append(f"{r['format']} data under a .wav name: read by content")
         if r["channels"] and r["channels"] > 1:
             why.append(f"{r['channels']} channels: downmixed to mono on load")
+        if r.get("reason"):  # a caveat of an accepted clip (very quiet)
+            why.append(str(r["reason"]))
         if why:
             rows.append({"path": r["path"], "quirk": "; ".join(why)})
     return pd.DataFrame(rows, columns=["path", "quirk"])

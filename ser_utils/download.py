@@ -98,16 +98,50 @@ def _download_archive(dest: str | os.PathLike, url: str, archive_name: str, out_
         _verify(archive, hashes, fresh=False)
     try:
         with zipfile.ZipFile(archive) as zf:
-            zf.extractall(out)
+            safe_extract(zf, out, name=archive)
         # The Dataverse zip may itself hold zips (one per uploaded archive): unpack those too.
         for inner in sorted(out.rglob("*.zip")) if nested_zips else ():
             with zipfile.ZipFile(inner) as zf:
-                zf.extractall(inner.with_suffix(""))
+                safe_extract(zf, inner.with_suffix(""), name=inner)
             inner.unlink()
     except (OSError, zipfile.BadZipFile) as exc:
         raise DownloadError(f"could not extract {archive} into {out}: {exc}. Free some disk space or fix the "
                             "folder's permissions, then run again (the verified archive is kept)") from exc
     return out
+
+
+#: Bounds on what an archive may expand to, checked on the zip's own directory before extracting
+#: anything (zipfile stops reading a member at its declared size, so the declaration is binding).
+#: Audio barely compresses (TESS: 1.0-1.1x); a "zip bomb" expands thousands of times.
+MAX_EXTRACTED_BYTES = 8 << 30
+MAX_RATIO = 50.0
+MAX_MEMBERS = 100_000
+
+
+def safe_extract(zf: zipfile.ZipFile, out: Path, *, name: str | os.PathLike = "archive") -> None:
+    """Extract ``zf`` into ``out`` after checking that it cannot fill the disk.
+
+    Refuses (:class:`DownloadError`, nothing extracted) an archive with more than
+    :data:`MAX_MEMBERS` entries, more than :data:`MAX_EXTRACTED_BYTES` in all, or
+    an entry that expands more than :data:`MAX_RATIO` times its compressed size.
+    Entry names with ``..`` or an absolute path stay inside ``out`` (zipfile's rule).
+    """
+    infos = zf.infolist()
+    total = sum(i.file_size for i in infos)
+    problem = None
+    if len(infos) > MAX_MEMBERS:
+        problem = f"{len(infos)} entries (at most {MAX_MEMBERS})"
+    elif total > MAX_EXTRACTED_BYTES:
+        problem = f"{total / 2**30:.1f} GiB once extracted (at most {MAX_EXTRACTED_BYTES / 2**30:.0f} GiB)"
+    else:
+        worst = max(infos, key=lambda i: i.file_size / max(i.compress_size, 1), default=None)
+        if worst is not None and worst.file_size > 1 << 20 and worst.file_size / max(worst.compress_size, 1) > MAX_RATIO:
+            problem = (f"entry {worst.filename!r} expands {worst.file_size / max(worst.compress_size, 1):.0f} times "
+                       f"({worst.compress_size} bytes to {worst.file_size / 2**20:.0f} MiB), which audio never does")
+    if problem:
+        raise DownloadError(f"refusing to extract {name}: {problem}; it is not a speech corpus archive (a zip bomb?). "
+                            "Delete it and download again, or download by hand")
+    zf.extractall(out)
 
 
 def check_sha256(sha256: str | None) -> str | None:

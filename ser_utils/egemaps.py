@@ -16,14 +16,17 @@ module works without it, and :func:`smile` raises
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .cache import cache_key, check, read_valid
+from .outputs import atomic_write
+from .prosody import read_table
 from .quiet import bar_hidden
+from .workers import stop_if_orphaned
 
 #: Number of eGeMAPSv02 functionals.
 N_EGEMAPS = 88
@@ -72,10 +75,11 @@ def extract_egemaps(path: str | os.PathLike, extractor=None) -> np.ndarray:
     return egemaps_vector(load_clip(path, EGEMAPS_SAMPLE_RATE), EGEMAPS_SAMPLE_RATE, extractor)
 
 
-def _chunk(paths: list[str]) -> list[np.ndarray | str]:
+def _chunk(paths: list[str], parent: int | None = None) -> list[np.ndarray | str]:
     extractor = smile()
     out: list[np.ndarray | str] = []
     for p in paths:
+        stop_if_orphaned(parent)
         try:
             out.append(extract_egemaps(p, extractor))
         except Exception as exc:  # one bad clip must not stop the run: it is reported instead
@@ -87,7 +91,8 @@ def ensure_egemaps(manifest: pd.DataFrame, artifacts_dir: str | os.PathLike, *, 
                    progress: bool = True) -> pd.DataFrame:
     """eGeMAPS of every usable clip (index ``clip_id``, 88 columns), cached like ``ensure_prosody``.
 
-    Saved as ``<artifacts_dir>/egemaps/<hash of the clips>.csv``. A clip that
+    Saved atomically as ``<artifacts_dir>/egemaps/<key>.csv``, keyed on every clip's id and whole
+    content; a cached table that does not match the clips is recomputed with a warning. A clip that
     cannot be read or processed gets a row of NaN, and its reason is listed in
     ``table.attrs["failed"]`` (clip id -> reason) and in a ``.failed.csv`` beside
     the cache, so a bad clip is reported rather than crashing the run.
@@ -98,15 +103,21 @@ def ensure_egemaps(manifest: pd.DataFrame, artifacts_dir: str | os.PathLike, *, 
     from .data import usable
 
     ok = usable(manifest)
-    h = hashlib.sha1(b"eGeMAPSv02")
-    for cid, path in zip(ok["clip_id"], ok["path"], strict=True):
-        h.update(f"{cid}:{Path(path).stat().st_size if Path(path).exists() else -1};".encode())
-    cache = Path(artifacts_dir) / "egemaps" / f"{h.hexdigest()[:16]}.csv"
+    cache = (Path(artifacts_dir) / "egemaps"
+             / f"{cache_key({'egemaps': 'eGeMAPSv02', 'v': 2}, zip(ok['clip_id'], ok['path'], strict=True))}.csv")
     failed_csv = cache.with_suffix(".failed.csv")
-    if cache.exists():
-        table = pd.read_csv(cache, index_col="clip_id")
-        table.attrs["failed"] = (pd.read_csv(failed_csv, index_col="clip_id")["reason"].to_dict()
-                                 if failed_csv.exists() else {})
+    ids = list(ok["clip_id"])
+
+    def read(path: Path) -> pd.DataFrame:
+        table = read_table(path, ids, list(pd.read_csv(path, nrows=0, index_col="clip_id").columns))
+        check(table.shape[1] == N_EGEMAPS, f"{table.shape[1]} columns, expected {N_EGEMAPS}")
+        failed = pd.read_csv(failed_csv, index_col="clip_id")["reason"].to_dict() if failed_csv.exists() else {}
+        check(set(failed) <= set(map(str, ids)), "its list of failed clips names other clips")
+        table.attrs["failed"] = failed
+        return table
+
+    table = read_valid(cache, read, what="eGeMAPS cache")
+    if table is not None:
         return table
     names = egemaps_names()
     paths = list(ok["path"])
@@ -116,7 +127,7 @@ def ensure_egemaps(manifest: pd.DataFrame, artifacts_dir: str | os.PathLike, *, 
     # process that already holds TensorFlow and torch it crashed it (a segmentation fault in the
     # test suite), and a worker that dies is reported as failed clips instead of ending the run.
     executor = get_reusable_executor(max_workers=n_jobs)
-    futures = [executor.submit(_chunk, c) for c in chunks]
+    futures = [executor.submit(_chunk, c, os.getpid()) for c in chunks]
     parts = []
     for chunk, future in tqdm(zip(chunks, futures, strict=True), total=n_jobs, desc="eGeMAPS",
                               disable=bar_hidden(progress)):
@@ -131,8 +142,10 @@ def ensure_egemaps(manifest: pd.DataFrame, artifacts_dir: str | os.PathLike, *, 
     values = np.array([np.full(len(names), np.nan, np.float32) if isinstance(r, str) else r for r in rows],
                       dtype=np.float32).reshape(-1, len(names))
     table = pd.DataFrame(values, columns=names, index=pd.Index(ok["clip_id"], name="clip_id"))
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(cache)
-    pd.DataFrame({"clip_id": list(failed), "reason": list(failed.values())}).to_csv(failed_csv, index=False)
+    # The failure list first: the table is what a later run looks for, so it is written last.
+    with atomic_write(failed_csv, what="eGeMAPS failure list") as tmp:
+        pd.DataFrame({"clip_id": list(failed), "reason": list(failed.values())}).to_csv(tmp, index=False)
+    with atomic_write(cache, what="eGeMAPS cache") as tmp:
+        table.to_csv(tmp)
     table.attrs["failed"] = failed
     return table

@@ -209,12 +209,11 @@ class EmbeddingSet:
 
 
 def _cache_key(ok: pd.DataFrame, enc: Encoder, padding: str) -> str:
-    from .features import _content_key
+    """The shared content key (:func:`ser_utils.cache.cache_key`): read-out version, weights, padding, every clip's full digest."""
+    from .cache import cache_key
 
-    h = hashlib.sha1(f"v{EMBED_VERSION}:{enc.weights_key}:{padding}".encode())
-    for cid, path in zip(ok["clip_id"], ok["path"], strict=True):
-        h.update(f"{cid}:{_content_key(path)};".encode())
-    return h.hexdigest()[:16]
+    return cache_key({"embeddings": EMBED_VERSION, "weights": enc.weights_key, "padding": padding},
+                     zip(ok["clip_id"], ok["path"], strict=True))
 
 
 def _read_cache(path: Path, n: int, n_layers: int, dim: int) -> dict | None:

@@ -36,3 +36,7 @@ class PretrainedUnavailableError(UserError, OSError):
 
 class AudioFileError(UserError, ValueError):
     """An audio file cannot be used (unreadable, empty, silent, truncated, implausible rate or length)."""
+
+
+class ParameterError(UserError, ValueError):
+    """A run parameter or ``SER_*`` environment variable has a value that means nothing; the message says which."""

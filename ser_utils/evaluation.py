@@ -115,8 +115,26 @@ def make_record(
     n_params: int | None = None,
     config: dict | None = None,
 ) -> dict:
-    """Assemble the results JSON (as a dict) for one model, protocol and seed."""
+    """Assemble the results JSON (as a dict) for one model, protocol and seed.
+
+    When the data hold fewer emotions than the label set (a TESS folder with only
+    3 of the 7), macro scores are averaged over the emotions present in the test
+    clips, not over absent classes that would count as 0 (21 % UAR for 50 %
+    accuracy), with a warning; the record lists them under ``scored_classes``.
+    """
     fold_dicts = [f.as_dict() for f in folds]
+    present = sorted({int(y) for f in folds for y in f.y_true})
+    scored = None
+    if folds and all(f.classes is None for f in folds) and 0 < len(present) < len(EMOTIONS):
+        import warnings
+
+        scored = [EMOTIONS[i] for i in present]
+        warnings.warn(f"{model} {protocol}: only {len(present)} of the {len(EMOTIONS)} emotions occur in the data "
+                      f"({', '.join(scored)}); macro scores are averaged over these {len(present)}", UserWarning,
+                      stacklevel=2)
+        for f, d in zip(folds, fold_dicts, strict=True):
+            d["metrics"] = compute_metrics(f.y_true, f.y_pred, classes=present)
+            d["scored_classes"] = scored
     mean = {m: float(np.mean([f["metrics"][m] for f in fold_dicts])) for m in METRICS}
     confusion = np.sum([f["confusion"] for f in fold_dicts], axis=0).tolist()
     return {
@@ -128,6 +146,7 @@ def make_record(
         "metrics": mean,
         "confusion": confusion,
         "folds": fold_dicts,
+        **({"scored_classes": scored} if scored else {}),
         "n_params": n_params,
         "config": config or {},
         "wall_time_s": round(float(wall_time), 2),
@@ -167,7 +186,8 @@ def save_record(record: dict, artifacts_dir: str | os.PathLike) -> Path:
 def load_record(path: str | os.PathLike) -> dict:
     """One results JSON, with its file path under ``"_path"``.
 
-    Raises ``ValueError`` when the file is not a results record. A record
+    Raises ``ValueError`` when the file is not a results record (keys missing,
+    a metric that is not a finite number in [0, 1], a seed that is not an integer). A record
     without a dataset block (an old or hand-made file) is kept but labelled
     ``"unknown"``, so that it is never reported as TESS.
     """
@@ -175,6 +195,15 @@ def load_record(path: str | os.PathLike) -> dict:
     missing = [k for k in ("model", "protocol", "seed", "metrics") if not isinstance(rec, dict) or k not in rec]
     if missing:
         raise ValueError(f"not a results record (missing {', '.join(missing)})")
+    if not isinstance(rec["model"], str) or not isinstance(rec["protocol"], str):
+        raise ValueError("not a results record (model and protocol must be names)")
+    if isinstance(rec["seed"], bool) or not isinstance(rec["seed"], int):
+        raise ValueError(f"not a results record (seed {rec['seed']!r} is not an integer)")
+    metrics = rec["metrics"]
+    bad = ([k for k, v in metrics.items() if isinstance(v, bool) or not isinstance(v, int | float)
+            or not np.isfinite(v) or not 0 <= v <= 1] if isinstance(metrics, dict) else ["metrics"])
+    if bad or not metrics:
+        raise ValueError(f"not a results record (metrics {', '.join(bad) or 'empty'} not numbers between 0 and 1)")
     dataset = rec.get("dataset") if isinstance(rec.get("dataset"), dict) else {}
     if not dataset.get("name"):
         dataset = {**dataset, "name": "unknown", "synthetic": None}

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .cache import read_valid
 from .evaluation import dataset_info, load_record, make_record, result_path, run_folds, save_record, score_summary
 from .registry import FoldJob, ModelSpec
 from .workspace import Workspace
@@ -107,8 +108,8 @@ def run_grid(
                 path = result_path(ws.artifacts_dir, m, p, s)
                 if (m, p, s) in have:
                     records.append(have[(m, p, s)])
-                elif skip_existing and path.exists():
-                    records.append(load_record(path))
+                elif skip_existing and (rec := read_valid(path, load_record, what="results file")) is not None:
+                    records.append(rec)  # a truncated or malformed file is warned about and retrained instead
                 else:
                     records.append(run_experiment(ws, m, p, s, **kwargs))
     return records

@@ -47,8 +47,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from .cache import cache_key, check, read_valid, write_json
 from .labels import EMOTIONS
+from .outputs import atomic_write
 from .quiet import bar_hidden
+from .workers import stop_if_orphaned
 
 N_CHROMA, N_MELS, N_CONTRAST, N_MFCC = 12, 128, 7, 40
 #: Column slices of the 187-d vector (and of each frame), by feature group.
@@ -189,6 +192,7 @@ class FeatureSet:
     failed: pd.DataFrame
     config: FeatureConfig
     cache_dir: Path | None = None
+    data_key: str = ""  # changes with any clip's content or the extraction: what a saved model was trained on
     wall_time: float = 0.0
     chunks_computed: int = 0
     _pos: dict = field(default_factory=dict, repr=False)
@@ -227,10 +231,10 @@ def ensure_features(
     """Return the features of every usable clip, computing only what the cache lacks.
 
     Chunks of 50 clips are cached under ``<artifacts_dir>/features/<cfg.key()>/``
-    by a hash of their clip ids and file contents (size, modification time and
-    a hash of the first and last 64 KiB), so a clip replaced by other audio is
-    recomputed. A cached chunk that cannot be read is recomputed with a
-    warning. ``jobs`` processes run in parallel (default: all cores). Failed
+    by :func:`ser_utils.cache.cache_key` of their clip ids and whole file
+    contents, so a clip replaced or edited in place is recomputed. A cached
+    chunk that cannot be read or fails its checks (shapes, finite values,
+    exactly its clips) is recomputed with a warning. ``jobs`` processes run in parallel (default: all cores). Failed
     clips are listed in ``failed``.
     """
     from joblib import Parallel, delayed
@@ -240,79 +244,85 @@ def ensure_features(
 
     start = time.perf_counter()
     ok = usable(manifest)
+    if ok["clip_id"].duplicated().any():  # two rows with one id would be scored twice, silently
+        dup = ok.loc[ok["clip_id"].duplicated(), "clip_id"].iloc[0]
+        raise ValueError(f"the manifest lists clip id {dup!r} more than once; build it with build_manifest")
     cache = Path(artifacts_dir) / "features" / cfg.key()
     cache.mkdir(parents=True, exist_ok=True)
-    (cache / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    if not (cache / "config.json").exists():
+        write_json(cache / "config.json", asdict(cfg), what="feature cache description")
     chunks = [ok.iloc[i : i + _CHUNK] for i in range(0, len(ok), _CHUNK)]
-    paths = [cache / f"chunk_{_chunk_key(c)}.npz" for c in chunks]
+    paths = [cache / f"chunk_{_chunk_key(c, cfg)}.npz" for c in chunks]
     loaded: dict[Path, dict] = {}
     todo = []
     for c, p in zip(chunks, paths, strict=True):
-        if p.exists():
-            part = _load_chunk(p)
-            if part is not None:
-                loaded[p] = part
-                continue
-            warnings.warn(f"feature cache chunk {p} is corrupt or unreadable; recomputing it", stacklevel=2)
-            p.unlink(missing_ok=True)
-        todo.append((c, p))
+        part = read_valid(p, lambda f, c=c: _load_chunk(f, list(c["clip_id"]), cfg), what="feature cache chunk")
+        if part is not None:
+            loaded[p] = part
+        else:
+            todo.append((c, p))
     if todo:
         jobs = jobs or os.cpu_count() or 1
         runner = Parallel(n_jobs=min(jobs, len(todo)), return_as="generator_unordered")
-        work = runner(delayed(_extract_chunk)(c[["clip_id", "path"]], cfg, p) for c, p in todo)
+        parent = os.getpid()
+        work = runner(delayed(_extract_chunk)(c[["clip_id", "path"]], cfg, p, parent) for c, p in todo)
         for _ in tqdm(work, total=len(todo), desc="Extracting features", unit="chunk", disable=bar_hidden(progress)):
             pass
+        for c, p in todo:  # what the workers wrote passes the same checks as what a later run reads
+            loaded[p] = _load_chunk(p, list(c["clip_id"]), cfg)
     fs = _assemble(ok, paths, cfg, loaded)
     fs.cache_dir = cache
+    fs.data_key = cache_key({"features": cfg.key()}, [(p.name, p) for p in paths])
     fs.wall_time = time.perf_counter() - start
     fs.chunks_computed = len(todo)
     return fs
 
 
-def _chunk_key(chunk: pd.DataFrame) -> str:
-    h = hashlib.sha1()
-    for cid, path in zip(chunk["clip_id"], chunk["path"], strict=True):
-        h.update(f"{cid}:{_content_key(path)};".encode())
-    return h.hexdigest()[:16]
+def _chunk_key(chunk: pd.DataFrame, cfg: FeatureConfig) -> str:
+    """Key of one chunk: the extraction (config and code version) and every clip's id and full content."""
+    return cache_key({"features": cfg.key()}, zip(chunk["clip_id"], chunk["path"], strict=True))
 
 
-def _content_key(path: str | os.PathLike, block: int = 1 << 16) -> str:
-    """Size, modification time and a hash of the first and last ``block`` bytes of a file ("-1" if unreadable).
+_CHUNK_KEYS = ("ids", "vectors", "frames", "images", "n_frames_raw", "failed")
 
-    Cheap (two reads per clip) yet it changes when a clip is replaced by other
-    audio of the same length, which a size alone would miss.
+
+def _load_chunk(path: Path, expected_ids: list[str], cfg: FeatureConfig) -> dict:
+    """The arrays of one cached chunk, validated; raises when the file is damaged or not this chunk's.
+
+    Checked: every array present (a truncated file or a zip without them fails
+    here), shapes agree with ``cfg``, vectors and frames finite, ids unique,
+    and the extracted plus failed ids are exactly the chunk's clips.
     """
-    try:
-        st = os.stat(path)
-        with open(path, "rb") as fh:
-            head = fh.read(block)
-            if st.st_size > block:
-                fh.seek(max(block, st.st_size - block))
-                head += fh.read(block)
-    except OSError:
-        return "-1"
-    return f"{st.st_size}:{st.st_mtime_ns}:{hashlib.sha1(head).hexdigest()[:16]}"
+    with np.load(path) as npz:
+        part = {k: npz[k] for k in _CHUNK_KEYS}
+    n, s = len(part["ids"]), cfg.image_size
+    check(part["vectors"].shape == (n, N_FEATURES), f"vectors of shape {part['vectors'].shape}, expected ({n}, 187)")
+    check(part["frames"].shape == (n, cfg.n_frames, N_FEATURES), f"frames of shape {part['frames'].shape}")
+    check(part["images"].shape == (n, s, s), f"images of shape {part['images'].shape}")
+    check(part["n_frames_raw"].shape == (n,), f"n_frames_raw of shape {part['n_frames_raw'].shape}")
+    check(part["failed"].ndim == 2 and part["failed"].shape[1] == 2, "bad list of failed clips")
+    check(bool(np.isfinite(part["vectors"]).all() and np.isfinite(part["frames"]).all()), "NaN or infinite values")
+    ids = [str(i) for i in part["ids"]] + [str(r[0]) for r in part["failed"]]
+    check(len(set(ids)) == len(ids), "a clip id appears twice")
+    check(sorted(ids) == sorted(map(str, expected_ids)), "its clips are not the ones this chunk should hold")
+    return part
 
 
-def _load_chunk(path: Path) -> dict | None:
-    """The arrays of one cached chunk, or None when the file is damaged (truncated, not a zip, keys missing)."""
-    keys = ("ids", "vectors", "frames", "images", "n_frames_raw", "failed")
-    try:
-        with np.load(path) as npz:
-            part = {k: npz[k] for k in keys}
-    except Exception:  # BadZipFile, EOFError, OSError, KeyError, ValueError: any of them means "recompute"
-        return None
-    return part if len(part["ids"]) == len(part["vectors"]) else None
+def _extract_chunk(chunk: pd.DataFrame, cfg: FeatureConfig, out: Path, parent: int | None = None) -> Path:
+    """Worker: extract one chunk and save it atomically (tmp file, then rename).
 
-
-def _extract_chunk(chunk: pd.DataFrame, cfg: FeatureConfig, out: Path) -> Path:
-    """Worker: extract one chunk and save it atomically (tmp file, then rename)."""
+    Stops at once, writing nothing, when the process that asked for it has died.
+    """
     vecs, frames, images, raw, ids, failed = [], [], [], [], [], []
     for cid, path in zip(chunk["clip_id"], chunk["path"], strict=True):
+        stop_if_orphaned(parent)
         try:
             f = extract_clip(path, cfg)
         except Exception as exc:  # one bad clip must not stop a 2800-clip run
             failed.append((cid, f"{type(exc).__name__}: {exc}"[:200]))
+            continue
+        if not (np.isfinite(f.vector).all() and np.isfinite(f.frames).all()):
+            failed.append((cid, "features hold NaN or infinite values"))
             continue
         ids.append(cid)
         vecs.append(f.vector)
@@ -320,25 +330,26 @@ def _extract_chunk(chunk: pd.DataFrame, cfg: FeatureConfig, out: Path) -> Path:
         images.append(f.image)
         raw.append(f.n_frames_raw)
     s = cfg.image_size
-    tmp = out.with_suffix(".tmp.npz")
-    np.savez(
-        tmp,
-        ids=np.array(ids, dtype=str),
-        vectors=np.array(vecs, dtype=np.float32).reshape(-1, N_FEATURES),
-        frames=np.array(frames, dtype=np.float32).reshape(-1, cfg.n_frames, N_FEATURES),
-        images=np.array(images, dtype=np.uint8).reshape(-1, s, s),
-        n_frames_raw=np.array(raw, dtype=np.int32),
-        failed=np.array(failed, dtype=str).reshape(-1, 2),
-    )
-    tmp.replace(out)
+    stop_if_orphaned(parent)
+    with atomic_write(out, what="feature cache chunk") as tmp:
+        np.savez(
+            tmp,
+            ids=np.array(ids, dtype=str),
+            vectors=np.array(vecs, dtype=np.float32).reshape(-1, N_FEATURES),
+            frames=np.array(frames, dtype=np.float32).reshape(-1, cfg.n_frames, N_FEATURES),
+            images=np.array(images, dtype=np.uint8).reshape(-1, s, s),
+            n_frames_raw=np.array(raw, dtype=np.int32),
+            failed=np.array(failed, dtype=str).reshape(-1, 2),
+        )
     return out
 
 
-def _assemble(ok: pd.DataFrame, paths: list[Path], cfg: FeatureConfig, loaded: dict | None = None) -> FeatureSet:
-    loaded = loaded or {}
-    parts = [loaded[p] if p in loaded else dict(np.load(p)) for p in paths]
+def _assemble(ok: pd.DataFrame, paths: list[Path], cfg: FeatureConfig, loaded: dict) -> FeatureSet:
+    parts = [loaded[p] for p in paths]
     s = cfg.image_size
     ids = np.concatenate([p["ids"] for p in parts]) if parts else np.array([], dtype=str)
+    if len(set(ids)) != len(ids):  # pragma: no cover - the manifest's ids are unique and each chunk is checked
+        raise ValueError("a clip id appears in two feature chunks")
     failed_rows = [tuple(r) for p in parts for r in p["failed"]]
     meta = ok.set_index("clip_id").loc[ids].reset_index() if len(ids) else ok.iloc[:0]
     return FeatureSet(

@@ -56,13 +56,15 @@ def ensure_model(ws: Workspace, model: str, protocol: str, seed: int, *,
     from .evaluation import result_path
     from .experiments import run_grid
     from .registry import ModelSpec
-    from .keras_io import load_model_bundle, model_path, prepare_inputs
+    from .keras_io import bundle_problem, load_model_bundle, model_path, prepare_inputs
 
     name = ModelSpec.parse(model).with_options(options).name
     split = ws.splits(protocol, seed)[fold]
     path = model_path(ws.models_dir, name, split, seed)
     rec_path = result_path(ws.artifacts_dir, name, protocol, seed)
-    fresh = path.exists() and _same_features(path, ws.feature_config.key())
+    # Reused only when whole (not cut short by a kill) and trained on these features of this data.
+    problem = bundle_problem(path, feature_key=ws.feature_config.key(), data_key=ws.features.data_key)
+    fresh = problem is None
     trained_now = not (fresh and rec_path.exists())
     # The canonical variant name carries the options, so the results file and the model file agree.
     record = run_grid(ws, [name], [protocol], [seed], skip_existing=fresh, progress=False)[0]
@@ -73,15 +75,6 @@ def ensure_model(ws: Workspace, model: str, protocol: str, seed: int, *,
     return ExplainedModel(name=name, model=net, sidecar=sidecar, path=path, split=split, record=record,
                           trained_now=trained_now, x_test=prepare_inputs(raw, sidecar), y_test=fs.labels[idx],
                           test_ids=fs.ids[idx], raw_test=raw)
-
-
-def _same_features(model_file: Path, key: str) -> bool:
-    """True when the sidecar of ``model_file`` names the feature configuration ``key``."""
-    side = Path(model_file).with_suffix(".json")
-    try:
-        return json.loads(side.read_text()).get("feature_key") == key
-    except (OSError, ValueError):
-        return False
 
 
 # --- the reference run: Grad-CAM over several seeds, with the randomised-weights control -------------

@@ -37,12 +37,54 @@ def sidecar_path(path: str | os.PathLike) -> Path:
 
 
 def save_bundle(model, path: str | os.PathLike, sidecar: dict) -> Path:
-    """Save ``model`` as ``.keras`` and ``sidecar`` beside it as JSON; returns the model path."""
+    """Save ``model`` as ``.keras`` and ``sidecar`` beside it as JSON, as one unit; returns the model path.
+
+    Both go to temporary files first; the sidecar records the digest of the
+    ``.keras`` bytes and is renamed into place last. A run killed at any point
+    leaves either the old pair, or a new model beside an old sidecar (whose
+    digest no longer matches, so :func:`bundle_problem` reports it and the
+    model is retrained), never a half-written model that is reused.
+    """
+    from .cache import file_digest
+    from .outputs import atomic_write
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(path)
-    sidecar_path(path).write_text(json.dumps(sidecar, indent=1))
+    with atomic_write(sidecar_path(path), what="model sidecar") as side_tmp:
+        with atomic_write(path, what="saved model") as tmp:
+            model.save(tmp)
+            digest = file_digest(tmp)
+        side_tmp.write_text(json.dumps({**sidecar, "keras_digest": digest}, indent=1))
     return path
+
+
+def bundle_problem(path: str | os.PathLike, **expected) -> str | None:
+    """Why the saved model at ``path`` cannot be reused (missing, half-written, other data), or None.
+
+    Checks without loading TensorFlow: the ``.keras`` file and its sidecar
+    exist, the sidecar is JSON whose ``keras_digest`` matches the model's
+    bytes (so a model cut short by a kill, or a pair from two different
+    saves, is refused), and every ``expected`` field (e.g. ``feature_key``,
+    ``data_key``) equals the sidecar's.
+    """
+    from .cache import file_digest
+
+    model_file = Path(path).with_suffix(".keras")
+    side = sidecar_path(model_file)
+    if not model_file.is_file() or not side.is_file():
+        return "missing"
+    try:
+        meta = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"unreadable sidecar ({exc})"
+    if not isinstance(meta, dict):
+        return "unreadable sidecar (not a JSON object)"
+    if meta.get("keras_digest") != file_digest(model_file):
+        return "the model file does not match its sidecar (half-written or from another save)"
+    for key, value in expected.items():
+        if meta.get(key) != value:
+            return f"trained with another {key}"
+    return None
 
 
 def load_model_bundle(path: str | os.PathLike):
@@ -51,7 +93,8 @@ def load_model_bundle(path: str | os.PathLike):
     ``path`` may name the ``.keras`` file or its ``.json`` sidecar. The
     sidecar holds the model name, input view (``"vector"``/``"frames"``),
     feature configuration, standardisation recipe, the :data:`EMOTIONS` order
-    and the protocol, fold and seed it was trained on.
+    and the protocol, fold and seed it was trained on. A model whose bytes do
+    not match the sidecar's digest (half-written) raises ``ValueError``.
     """
     from .quiet import import_quietly
 
@@ -65,7 +108,11 @@ def load_model_bundle(path: str | os.PathLike):
     side = sidecar_path(model_file)
     if not side.exists():
         raise FileNotFoundError(f"model {model_file} has no sidecar {side.name}; it was not saved by ser_utils")
-    return keras.models.load_model(model_file), json.loads(side.read_text())
+    meta = json.loads(side.read_text())
+    problem = bundle_problem(model_file) if "keras_digest" in meta else None  # older saves have no digest
+    if problem:
+        raise ValueError(f"model {model_file}: {problem}; retrain it")
+    return keras.models.load_model(model_file), meta
 
 
 def feature_config_of(sidecar: dict) -> FeatureConfig:

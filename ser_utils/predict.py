@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,10 @@ def check_clip(path: str | os.PathLike):
     """
     from .data import _printable, accept_audio
 
+    text = os.fsdecode(path)
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:/", text) and not Path(text).exists():
+        raise AudioFileError(f"{text!r} looks like a URL; predict reads a local audio file: download it first "
+                             "(e.g. `curl -LO URL`) and pass the file")
     p = Path(path)
     if p.is_dir():
         raise AudioFileError(f"{_printable(p)} is a folder; predict classifies one audio file "
@@ -122,7 +127,12 @@ def read_sidecar(model_path: str | os.PathLike) -> tuple[Path, dict]:
     path = Path(model_path)
     if path.is_dir():
         raise UserError(f"--model {path} is a folder; give the saved .keras file")
+    if path.suffix.lower() not in (".keras", ".json"):
+        raise UserError(f"--model {path} is not a saved model: give the .keras file written by `train`")
     model_file = path.with_suffix(".keras")
+    if path.suffix.lower() == ".json" and not model_file.is_file():
+        raise UserError(f"--model {path} is a JSON file with no saved model of the same name beside it; "
+                        "give the .keras file written by `train`")
     if not model_file.is_file():
         raise UserError(f"no saved model at {model_file}; train one with `python -m ser_utils train hybrid`")
     if not zipfile.is_zipfile(model_file):
@@ -145,6 +155,27 @@ def read_sidecar(model_path: str | os.PathLike) -> tuple[Path, dict]:
         raise UserError(f"the sidecar {side} of model {model_file.name} is incomplete or from another "
                         f"version (bad or missing {exc}); retrain the model") from exc
     return model_file, meta
+
+
+def cam_problem(model_file: str | os.PathLike) -> str | None:
+    """Why a Grad-CAM figure cannot be drawn for this saved model (no convolution layer), or None.
+
+    Read from the archive's ``config.json``, without TensorFlow, so ``predict --cam`` refuses
+    before it prints a prediction.
+    """
+    import zipfile
+
+    from .registry import LAST_CONV
+
+    try:
+        with zipfile.ZipFile(model_file) as zf:
+            config = zf.read("config.json").decode("utf-8", errors="replace")
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return None  # read_sidecar / the loader report an unreadable archive themselves
+    if f'"{LAST_CONV}"' not in config:
+        return (f"--cam needs a model with a convolution layer ({LAST_CONV!r}: cnn or hybrid); "
+                f"{Path(model_file).name} has none (an LSTM?): drop --cam or pass a cnn/hybrid model")
+    return None
 
 
 def is_demo_model(model_path: str | os.PathLike) -> bool:

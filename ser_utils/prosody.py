@@ -39,7 +39,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .cache import cache_key, check, read_valid
+from .outputs import atomic_write
 from .quiet import bar_hidden
+from .workers import stop_if_orphaned
 
 PROSODY_NAMES: tuple[str, ...] = (
     "f0_mean", "f0_sd", "f0_p5", "f0_p95", "f0_range", "f0_slope", "voiced_frac",
@@ -144,8 +147,10 @@ def ensure_prosody(
 ) -> pd.DataFrame:
     """Prosody of every usable clip as a DataFrame (index ``clip_id``, columns :data:`PROSODY_NAMES`), cached.
 
-    The table is saved under ``<artifacts_dir>/prosody/<cfg.key()>/<hash of the clips>.csv``;
-    a clip that cannot be read gets a row of NaN.
+    The table is saved atomically under ``<artifacts_dir>/prosody/<cfg.key()>/<key>.csv``, the key
+    covering every clip's id and whole content (:func:`ser_utils.cache.cache_key`); a cached table
+    that is truncated or does not match the clips is recomputed with a warning. A clip that cannot
+    be read gets a row of NaN.
     """
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
@@ -153,14 +158,16 @@ def ensure_prosody(
     from .data import usable
 
     ok = usable(manifest)
-    h = hashlib.sha1()
-    for cid, path in zip(ok["clip_id"], ok["path"], strict=True):
-        h.update(f"{cid}:{Path(path).stat().st_size if Path(path).exists() else -1};".encode())
-    cache = Path(artifacts_dir) / "prosody" / cfg.key() / f"{h.hexdigest()[:16]}.csv"
-    if cache.exists():
-        return pd.read_csv(cache, index_col="clip_id")
+    cache = (Path(artifacts_dir) / "prosody" / cfg.key()
+             / f"{cache_key({'prosody': cfg.key()}, zip(ok['clip_id'], ok['path'], strict=True))}.csv")
+    ids = list(ok["clip_id"])
+    table = read_valid(cache, lambda f: read_table(f, ids, PROSODY_NAMES), what="prosody cache")
+    if table is not None:
+        return table
+    parent = os.getpid()
 
     def one(path: str) -> np.ndarray:
+        stop_if_orphaned(parent)
         try:
             return extract_prosody(path, cfg)
         except Exception:  # one bad clip must not stop the run; it shows up as NaN
@@ -172,8 +179,22 @@ def ensure_prosody(
                      unit="clip", disable=bar_hidden(progress)))
     table = pd.DataFrame(np.array(rows).reshape(-1, len(PROSODY_NAMES)), columns=list(PROSODY_NAMES),
                          index=pd.Index(ok["clip_id"], name="clip_id"))
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(cache)
+    with atomic_write(cache, what="prosody cache") as tmp:
+        table.to_csv(tmp)
+    return table
+
+
+def read_table(path: Path, ids: list[str], columns) -> pd.DataFrame:
+    """A cached per-clip table, checked: exactly ``ids`` in order (no row lost to a truncation), ``columns``.
+
+    NaN is allowed (a clip without voiced frames has no pitch), infinities are not.
+    """
+    table = pd.read_csv(path, index_col="clip_id")
+    check(list(table.columns) == list(columns), f"{len(table.columns)} columns, expected {len(columns)}")
+    check([str(i) for i in table.index] == [str(i) for i in ids],
+          f"{len(table)} rows for {len(ids)} clips (or other clips)")
+    values = table.to_numpy(dtype=float)
+    check(not np.isinf(values).any(), "infinite values")
     return table
 
 

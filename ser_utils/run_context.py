@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .data import TESS_HELP, TessNotFoundError, find_audio_files
+from .settings import artifacts_root, env_bool, env_data_dir, parse_bool, parse_dataset, parse_epochs
 
 #: Words in the demo corpus: full run and quick (CI) run.
 DEMO_WORDS = 30
@@ -31,18 +32,19 @@ def project_root() -> Path:
 
 
 def default_artifacts_root() -> Path:
-    """Where every run's artifacts folder lives: ``SER_ARTIFACTS_DIR``, else ``<project>/artifacts``."""
-    return Path(os.environ.get("SER_ARTIFACTS_DIR") or project_root() / "artifacts")
+    """Where every run's artifacts folder lives: ``SER_ARTIFACTS_DIR`` (checked), else ``<project>/artifacts``."""
+    return artifacts_root(project_root() / "artifacts")
 
 
 def env_flag(name: str) -> bool:
-    """True when the environment variable is set to 1/true/yes (case-insensitive)."""
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+    """The yes/no environment variable ``name`` (see :mod:`ser_utils.settings`; a value outside it is refused)."""
+    return env_bool(name)
 
 
-def is_quick(quick: bool | None = None) -> bool:
-    """Quick mode (tiny sizes for CI): the parameter if given, else ``SER_QUICK=1``."""
-    return env_flag("SER_QUICK") if quick is None else bool(quick)
+def is_quick(quick: bool | str | None = None) -> bool:
+    """Quick mode (tiny sizes for CI): the parameter if given (``"no"`` is no), else ``SER_QUICK``."""
+    value = parse_bool(quick, "quick")
+    return env_bool("SER_QUICK") if value is None else value
 
 
 def tess_candidates(data_dir: str | os.PathLike | None = None) -> list[Path]:
@@ -57,7 +59,14 @@ def tess_candidates(data_dir: str | os.PathLike | None = None) -> list[Path]:
 
 
 def find_tess(data_dir: str | os.PathLike | None = None) -> Path | None:
-    """The first candidate folder that holds WAV files, or None."""
+    """The first candidate folder that holds audio files, or None.
+
+    Without ``data_dir``, a ``SER_TESS_DIR`` that is a file, missing or holds no
+    audio is an error (:class:`~ser_utils.errors.ParameterError`), as for
+    ``SER_CREMA_DIR``: never a silent fall-back to the demo corpus.
+    """
+    if not data_dir:
+        env_data_dir("SER_TESS_DIR", help_text=TESS_HELP.splitlines()[0] if TESS_HELP else "")
     for candidate in tess_candidates(data_dir):
         if candidate.is_dir() and find_audio_files(candidate):
             return candidate
@@ -96,10 +105,9 @@ class RunMode:
 
     @classmethod
     def resolve(cls, quick: bool | None = None, epochs: int | None = None) -> RunMode:
-        """The mode of a run: ``quick`` if given, else ``SER_QUICK``; ``epochs`` checked to be positive."""
-        if epochs is not None and int(epochs) < 1:
-            raise ValueError(f"epochs must be at least 1, not {epochs}")
-        return cls(is_quick(quick), None if epochs is None else int(epochs))
+        """The mode of a run: ``quick`` if given (``"no"`` is no), else ``SER_QUICK``; ``epochs`` a positive
+        integer (a meaningless value of either raises :class:`~ser_utils.errors.ParameterError`)."""
+        return cls(is_quick(quick), parse_epochs(epochs))
 
     def epoch_cap(self, full: int, quick: int) -> int:
         """The epoch cap: the given ``epochs``, else the family's ``quick`` or ``full`` default."""
@@ -126,12 +134,12 @@ def resolve_data(
     tried; ``"demo"`` always uses the demo corpus, generating it on first use
     under the artifacts folder. ``SER_DATASET`` overrides ``"auto"``. Quick
     mode (``quick``, else ``SER_QUICK``) picks the ``-quick`` artifacts folder
-    and the smaller demo corpus.
+    and the smaller demo corpus. Every value (and ``SER_QUICK``,
+    ``SER_TESS_DIR``, ``SER_ARTIFACTS_DIR``) is checked by
+    :mod:`ser_utils.settings`: a meaningless one raises
+    :class:`~ser_utils.errors.ParameterError`.
     """
-    if dataset == "auto" and os.environ.get("SER_DATASET"):
-        dataset = os.environ["SER_DATASET"]
-    if dataset not in {"auto", "tess", "demo"}:
-        raise ValueError(f"dataset must be 'auto', 'tess' or 'demo', not {dataset!r}")
+    dataset = parse_dataset(dataset)
     quick = is_quick(quick)
     root = None
     if data_dir and Path(data_dir).expanduser().is_file():
@@ -156,13 +164,16 @@ def resolve_data(
         # Quick runs get their own folder so they never overwrite the results of a full run.
         artifacts_dir = Path(artifacts_dir) / (name + ("-quick" if quick else ""))
     artifacts_dir = Path(artifacts_dir).expanduser().resolve()
+    from .outputs import check_output_path, make_output_dir
+
+    check_output_path(artifacts_dir, kind="dir", what="artifacts folder")
+    make_output_dir(artifacts_dir, what="artifacts folder")
     if root is None:
         root = artifacts_dir / "demo_corpus"
         if make_demo:
             from .synth import ensure_demo_corpus
 
             ensure_demo_corpus(root, n_words=DEMO_WORDS_QUICK if quick else DEMO_WORDS, seed=0)
-    artifacts_dir.mkdir(parents=True, exist_ok=True)
     return DataContext(dataset=name, data_dir=Path(root).resolve(), artifacts_dir=artifacts_dir)
 
 

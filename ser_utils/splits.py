@@ -155,29 +155,72 @@ def split_path(artifacts_dir: str | os.PathLike, protocol: str, seed: int) -> Pa
 
 
 def save_splits(splits: list[Split], path: str | os.PathLike) -> Path:
-    """Write folds as JSON (a list of dicts with train/val/test id lists)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([s.as_dict() for s in splits], indent=1))
-    return path
+    """Write folds as JSON (a list of dicts with train/val/test id lists), atomically."""
+    from .cache import write_json
+
+    return write_json(path, [s.as_dict() for s in splits], what="split file")
 
 
 def load_splits(path: str | os.PathLike) -> list[Split]:
-    """Read folds written by :func:`save_splits`."""
-    return [Split.from_dict(d) for d in json.loads(Path(path).read_text())]
+    """Read folds written by :func:`save_splits`; raises ``ValueError`` when the file is not a valid split."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, list) or not data or not all(isinstance(d, dict) for d in data):
+        raise ValueError("not a list of folds")
+    try:
+        splits = [Split.from_dict(d) for d in data]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"a fold lacks or mangles a field ({exc})") from exc
+    for s in splits:
+        validate_split(s)
+    return splits
+
+
+def validate_split(split: Split, known: set[str] | None = None) -> None:
+    """Raise ``ValueError`` unless train, validation and test are disjoint lists of (known) clip ids.
+
+    A test clip in the training or validation part would score the model on
+    what it learnt from (100 % instead of the real figure), so it is refused.
+    """
+    parts = {"train": split.train, "val": split.val, "test": split.test}
+    for name, ids in parts.items():
+        if not all(isinstance(i, str) for i in ids):
+            raise ValueError(f"fold {split.fold!r}: {name} holds something other than clip ids")
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"fold {split.fold!r}: a clip appears twice in {name}")
+    if not split.train or not split.test:
+        raise ValueError(f"fold {split.fold!r}: empty train or test part")
+    for a, b in (("train", "test"), ("val", "test"), ("train", "val")):
+        both = set(parts[a]) & set(parts[b])
+        if both:
+            raise ValueError(f"fold {split.fold!r}: {len(both)} clip(s) in both {a} and {b} (e.g. {sorted(both)[0]!r})")
+    if known is not None:
+        unknown = {i for ids in parts.values() for i in ids} - known
+        if unknown:
+            raise ValueError(f"fold {split.fold!r}: {len(unknown)} clip(s) not in the data (e.g. {sorted(unknown)[0]!r})")
 
 
 def ensure_splits(manifest: pd.DataFrame, artifacts_dir: str | os.PathLike, protocol: str, seed: int) -> list[Split]:
-    """Load the saved folds for (protocol, seed) if they match the manifest, else make and save them."""
-    path = split_path(artifacts_dir, protocol, seed)
+    """Load the saved folds for (protocol, seed) if valid and matching the manifest, else make and save them.
+
+    A saved file that is unreadable, malformed, has overlapping parts or other
+    clips is replaced with a warning; one made for other data (clips added or
+    removed) is replaced silently, as the data changed.
+    """
+    from .cache import check, read_valid
     from .data import usable
 
+    path = split_path(artifacts_dir, protocol, seed)
     known = set(usable(manifest)["clip_id"])
-    if path.exists():
-        splits = load_splits(path)
+
+    def read(p: Path) -> list[Split] | None:
+        splits = load_splits(p)
+        check(all(s.protocol == protocol and s.seed == seed for s in splits), "made for another protocol or seed")
         used = {i for s in splits for part in (s.train, s.val, s.test) for i in part}
-        if used == known and all(len(s.test) for s in splits):
-            return splits
+        return splits if used == known else None  # other data: not corrupt, just out of date
+
+    splits = read_valid(path, read, what="split file")
+    if splits is not None:
+        return splits
     splits = make_splits(manifest, protocol, seed)
     save_splits(splits, path)
     return splits

@@ -415,8 +415,8 @@ def score_fold(net, history: dict, fs: FeatureSet, split: Split, job: FoldJob, r
         sidecar = {
             "model": name, "base_model": job.spec.base, "input": opts["input"], "input_shape": list(run.x.shape[1:]),
             "options": {k: v for k, v in opts.items()}, "feature_config": asdict(fs.config),
-            "feature_key": fs.config.key(), "standardizer": run.recipe, "emotions": list(EMOTIONS),
-            "protocol": split.protocol, "fold": split.fold, "seed": int(job.seed),
+            "feature_key": fs.config.key(), "data_key": fs.data_key, "standardizer": run.recipe,
+            "emotions": list(EMOTIONS), "protocol": split.protocol, "fold": split.fold, "seed": int(job.seed),
             "train_speakers": sorted(map(str, set(fs.meta["speaker"].to_numpy()[train]))),
         }
         save_bundle(net, path, sidecar)

@@ -41,6 +41,8 @@ class Workspace:
     summary: ManifestSummary
     feature_config: FeatureConfig
     mode: RunMode
+    feature_jobs: int | None = None  # processes for features the cache lacks (None: all cores)
+    feature_progress: bool = True  # progress bar while extracting (off on a grid's workers)
 
     @property
     def artifacts_dir(self) -> Path:
@@ -60,7 +62,8 @@ class Workspace:
     @cached_property
     def features(self) -> FeatureSet:
         """Features of every usable clip (computed once, then read from the cache)."""
-        return ensure_features(self.manifest, self.data.artifacts_dir, self.feature_config)
+        return ensure_features(self.manifest, self.data.artifacts_dir, self.feature_config, jobs=self.feature_jobs,
+                               progress=self.feature_progress)
 
     def splits(self, protocol: str, seed: int) -> list[Split]:
         """The folds of ``protocol`` with ``seed``, saved under ``splits/``."""

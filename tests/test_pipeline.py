@@ -192,7 +192,7 @@ def test_a_change_to_the_package_code_makes_every_stamp_stale(tmp_path, monkeypa
     quiet = {"html": False, "progress": False, "echo": lambda s: None}
     assert statuses(run_book(tmp_path, parameters=params(), **quiet)) == {"01_a": "executed"}
     assert statuses(run_book(tmp_path, parameters=params(), **quiet)) == {"01_a": "cached"}
-    monkeypatch.setattr(runner, "package_hash", lambda: "edited ser_utils")
+    monkeypatch.setattr(runner, "package_hash", lambda *_: "edited ser_utils")
     assert statuses(run_book(tmp_path, parameters=params(), **quiet)) == {"01_a": "executed"}
 
 

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from ..data import FULL_TESS_SIZE, ManifestSummary
+from ..errors import ParameterError
 from ..quiet import quiet_libraries
 from ..run_context import DataContext
+from ..settings import parse_int
 from ..splits import PROTOCOLS
 from ..workspace import RunMode, Workspace, open_workspace
 
@@ -118,14 +120,32 @@ def start_chapter(
     :func:`~ser_utils.workspace.open_workspace`.
     """
     if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
+        raise ParameterError(f"protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
+    seed = parse_int(seed, "seed")
     quiet_libraries()
     page_theme()
     ws = open_workspace(dataset, data_dir, artifacts_dir, mode=RunMode.resolve(quick, epochs))
-    chapter = Chapter(ws.data, ws.manifest, ws.summary, ws.feature_config, ws.mode, protocol, int(seed))
+    _normalise_notebook_parameters()
+    chapter = Chapter(ws.data, ws.manifest, ws.summary, ws.feature_config, ws.mode, protocol=protocol, seed=seed)
     if show_banner:
         chapter.banner()
     return chapter
+
+
+def _normalise_notebook_parameters() -> None:
+    """Check and normalise the chapter's optional parameters (``seeds``, ``protocols``, ``full``) in the notebook.
+
+    papermill's ``-p`` sets them as plain strings or numbers; see :func:`ser_utils.settings.normalise_chapter_parameters`.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return
+    shell = get_ipython()
+    if shell is not None:
+        from ..settings import normalise_chapter_parameters
+
+        normalise_chapter_parameters(shell.user_ns)
 
 
 def crema_banner(source, n_clips: int | None = None, n_actors: int | None = None) -> dict:

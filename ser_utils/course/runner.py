@@ -46,6 +46,7 @@ from pathlib import Path
 from unittest import mock
 
 from ..errors import BookSetupError
+from ..outputs import atomic_write
 from ..quiet import QUIET_ENVIRONMENT
 from .publish import publish_chapters, stage_published, strip_audio  # noqa: F401  (strip_audio: runner.strip_audio)
 from .timings import BookReport, ChapterTiming, format_report, load_report, models_trained_since, report_path  # noqa: F401
@@ -129,16 +130,75 @@ def file_hash(path: str | os.PathLike) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def package_hash() -> str:
-    """SHA-256 over the ``ser_utils`` sources: a chapter executed with older package code is stale."""
-    h = hashlib.sha256()
-    for path in sorted(PACKAGE_DIR.rglob("*.py")):
-        h.update(str(path.relative_to(PACKAGE_DIR)).encode() + b"\0" + path.read_bytes())
+#: Memo of this run's kernel-package and data digests; cleared when a run starts and after each executed chapter.
+_MEMO: dict = {}
+
+
+def kernel_package_dir(cwd: str | os.PathLike | None = None) -> Path:
+    """The ``ser_utils`` folder a chapter kernel started in ``cwd`` actually imports.
+
+    Not necessarily this process's: from a second clone, ``python -m ser_utils book`` imports the
+    clone's package while the kernels (cwd ``book/``) import whatever the editable install points at.
+    Asked once per folder and run, with the kernels' own interpreter and environment.
+    """
+    key = ("kernel", str(cwd))
+    if key not in _MEMO:
+        probe = "import os, ser_utils; print(os.path.dirname(os.path.abspath(ser_utils.__file__)))"
+        try:
+            out = subprocess.run([sys.executable, "-c", probe], cwd=cwd, env=kernel_environment(),
+                                 capture_output=True, text=True, timeout=120)
+            found = out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout.strip() else ""
+        except (OSError, subprocess.SubprocessError):
+            found = ""
+        _MEMO[key] = Path(found) if found else PACKAGE_DIR
+    return _MEMO[key]
+
+
+def package_hash(cwd: str | os.PathLike | None = None) -> str:
+    """SHA-256 over the sources of the ``ser_utils`` the kernels import: a chapter run with other code is stale."""
+    folder = kernel_package_dir(cwd)
+    h = hashlib.sha256(str(folder).encode())
+    for path in sorted(folder.rglob("*.py")):
+        h.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 
 
-def _stamp_environment() -> dict:
-    return {**{k: os.environ.get(k) for k in STAMP_ENVIRONMENT}, "ser_utils_sha256": package_hash()}
+def data_folders(parameters: dict) -> list[Path]:
+    """The audio folders a chapter may read: the run's corpus, and chapter 9's CREMA-D (real or synthetic)."""
+    folders = [Path(parameters["corpus_dir"])] if parameters.get("corpus_dir") else []
+    crema = os.environ.get("SER_CREMA_DIR")
+    if crema:
+        folders.append(Path(crema).expanduser())
+    elif parameters.get("results_dir"):
+        folders.append(Path(parameters["results_dir"]).parent / "demo_crema")
+    return folders
+
+
+def data_digest(parameters: dict) -> dict:
+    """Digest of every audio file (name and whole content) in :func:`data_folders`, per folder.
+
+    Part of every stamp, so a clip removed, added or edited in place makes the chapters stale
+    (the page would otherwise keep describing the old data).
+    """
+    from ..cache import cache_key
+    from ..data import find_audio_files
+
+    out = {}
+    for folder in data_folders(parameters):
+        key = ("data", str(folder))
+        if key not in _MEMO:
+            files = find_audio_files(folder) if folder.is_dir() else []
+            _MEMO[key] = (cache_key({"folder": 1}, [(str(f.relative_to(folder)), f) for f in files])
+                          if files else "absent")
+        out[str(folder)] = _MEMO[key]
+    return out
+
+
+def _stamp_environment(parameters: dict | None = None, cwd: str | os.PathLike | None = None) -> dict:
+    env = {**{k: os.environ.get(k) for k in STAMP_ENVIRONMENT}, "ser_utils_sha256": package_hash(cwd)}
+    if parameters is not None:
+        env["data"] = data_digest(parameters)
+    return env
 
 
 def _normalise(obj):
@@ -147,17 +207,19 @@ def _normalise(obj):
 
 
 def read_stamp(path: Path) -> dict | None:
-    """The stamp stored next to an executed chapter, or None when absent or unreadable."""
+    """The stamp stored next to an executed chapter, or None when absent, unreadable or not a stamp."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        stamp = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return stamp if isinstance(stamp, dict) else None
 
 
-def is_up_to_date(executed: Path, stamp: dict | None, parameters: dict, source_hash: str) -> bool:
-    """True when ``executed`` ran without error with these parameters from this source notebook."""
+def is_up_to_date(executed: Path, stamp: dict | None, parameters: dict, source_hash: str,
+                  environment: dict | None = None) -> bool:
+    """True when ``executed`` ran without error with these parameters, source, code and data."""
     want = {"status": "ok", "source_sha256": source_hash, "parameters": _normalise(parameters),
-            "environment": _normalise(_stamp_environment())}
+            "environment": _normalise(environment if environment is not None else _stamp_environment())}
     return executed.exists() and stamp is not None and all(stamp.get(k) == v for k, v in want.items())
 
 
@@ -192,17 +254,47 @@ def kernel_environment(base: dict | None = None) -> dict:
     return env
 
 
-def _kernel_config(socket_dir: str):
+def _logged_kernel_manager():
+    """An ``AsyncKernelManager`` whose kernel process writes its own stderr to ``stderr_log``.
+
+    That stream holds only IPKernelApp's log (cell output travels over the kernel's
+    sockets): on Ctrl-C the runner closes the sockets while the kernel is still replying,
+    and ipykernel then logs a ZMQError traceback that used to land on the user's terminal.
+    """
+    if "kernel_manager" not in _MEMO:
+        from jupyter_client.manager import AsyncKernelManager
+        from traitlets import Unicode
+
+        class LoggedKernelManager(AsyncKernelManager):
+            stderr_log = Unicode("", help="file that receives the kernel process's stderr").tag(config=True)
+
+            async def _async_launch_kernel(self, kernel_cmd, **kw):
+                if not self.stderr_log:
+                    return await super()._async_launch_kernel(kernel_cmd, **kw)
+                with open(self.stderr_log, "ab") as log:  # the kernel keeps its own copy of the descriptor
+                    kw["stderr"] = log
+                    return await super()._async_launch_kernel(kernel_cmd, **kw)
+
+        _MEMO["kernel_manager"] = LoggedKernelManager
+    return _MEMO["kernel_manager"]
+
+
+def _kernel_config(socket_dir: str, log: str | os.PathLike | None = None):
     """Kernel-manager settings: a local IPC socket in ``socket_dir`` (TCP warns "running without encryption").
 
     Socket paths are limited to ~100 characters, so a very long temporary
-    folder (or Windows) keeps jupyter_client's TCP default.
+    folder (or Windows) keeps jupyter_client's TCP default. With ``log``, the
+    kernel process's own stderr goes to that file (see :func:`_logged_kernel_manager`).
     """
     from traitlets.config import Config
 
+    config = Config()
     if os.name == "posix" and len(socket_dir) <= 60:
-        return Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(socket_dir, "k")}})
-    return Config()
+        config = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(socket_dir, "k")}})
+    if log is not None:
+        config["NotebookClient"] = Config({"kernel_manager_class": _logged_kernel_manager()})
+        config["LoggedKernelManager"] = Config({"stderr_log": str(log)})
+    return config
 
 
 def _source_cell_number(nb, index: int) -> int:
@@ -235,7 +327,7 @@ def execute_chapter(entry: TocEntry, output: Path, parameters: dict, *, progress
             papermill.execute_notebook(
                 str(entry.path), str(output), parameters=parameters, cwd=str(entry.path.parent),
                 progress_bar=bar, log_output=False, execution_timeout=timeout,
-                config=_kernel_config(sockets),
+                config=_kernel_config(sockets, output.with_name(f".{output.stem}.kernel.log")),
             )
     except PapermillExecutionError as exc:
         cell = None
@@ -386,8 +478,10 @@ def resolve_parameters(
         "protocols": None if protocols is None else list(protocols),
         "seeds": None if seeds is None else [int(s) for s in seeds],
         "full": True if full else None,
-        # Not a chapter parameter (no chapter declares it): where the timing report finds results files.
+        # Not chapter parameters (no chapter declares them): where the timing report finds results files,
+        # and the corpus folder whose content is part of every resume stamp.
         "results_dir": str(ctx.artifacts_dir / "results"),
+        "corpus_dir": str(ctx.data_dir),
     }
 
 
@@ -452,6 +546,7 @@ def run_book(
     if from_published is not None and not Path(from_published).is_dir():
         raise BookSetupError(f"no published run at {from_published}; make one with `make publish`")
     with build_lock(output_root / "_build"):
+        _MEMO.clear()  # code and data are looked at afresh by every run
         quiet_environment()
         root, entries = read_toc(book_root)
         selected = select_chapters(entries, only)
@@ -526,7 +621,8 @@ def run_chapter(entry: TocEntry, build: Path, parameters: dict, *, label: str, s
     if missing:
         echo(f"note: {entry.stem} does not declare the parameter(s) {', '.join(missing)} (not passed)")
     source_hash = file_hash(entry.path)
-    if not force and is_up_to_date(out, stamp, params, source_hash):
+    environment = _stamp_environment(parameters, entry.path.parent)
+    if not force and is_up_to_date(out, stamp, params, source_hash, environment):
         echo(f"{label}: up to date, skipped (executed earlier in {stamp.get('wall_s', 0):.1f} s)")
         return ChapterTiming(entry.stem, entry.docname, "cached", stamp.get("wall_s"), stamp.get("cells"), params)
     stamp_file.unlink(missing_ok=True)
@@ -539,12 +635,16 @@ def run_chapter(entry: TocEntry, build: Path, parameters: dict, *, label: str, s
         echo(f"{label}: FAILED after {wall:.1f} s")
         raise
     wall = round(time.perf_counter() - t0, 2)
-    stamp_file.parent.mkdir(parents=True, exist_ok=True)
-    stamp_file.write_text(json.dumps({
-        "docname": entry.docname, "status": "ok", "source_sha256": source_hash,
-        "parameters": _normalise(params), "environment": _normalise(_stamp_environment()),
-        "wall_s": wall, "cells": cells, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }, indent=2), encoding="utf-8")
+    # The chapter may have made its data (the demo corpus on a first run): digest what it leaves behind.
+    for key in [k for k in _MEMO if k[0] == "data"]:
+        del _MEMO[key]
+    with atomic_write(stamp_file, what="resume stamp") as tmp:
+        tmp.write_text(json.dumps({
+            "docname": entry.docname, "status": "ok", "source_sha256": source_hash,
+            "parameters": _normalise(params), "environment": _normalise(_stamp_environment(parameters,
+                                                                                           entry.path.parent)),
+            "wall_s": wall, "cells": cells, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }, indent=2), encoding="utf-8")
     models = models_trained_since(parameters.get("results_dir"), started)
     trained = f"; trained {len(models)} model run(s) in {sum(models.values()):.0f} s" if models else ""
     echo(f"{label}: executed in {wall:.1f} s ({cells} cells{trained})")

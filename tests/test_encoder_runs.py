@@ -1,0 +1,29 @@
+"""Chapter 10's protocols: a layer chosen on CREMA-D is only used where no CREMA-D clip is tested."""
+
+import numpy as np
+import pandas as pd
+
+from ser_utils.encoder_runs import TESS_TESTED, Protocol, run_readouts
+from ser_utils.encoders import EmbeddingSet
+from ser_utils.labels import EMOTIONS
+from ser_utils.splits import Split
+
+
+def _emb() -> EmbeddingSet:
+    rng = np.random.default_rng(0)
+    rows = [{"clip_id": f"{s}_{i}", "speaker": s, "emotion": EMOTIONS[i % 3]} for s in ("a", "b", "c") for i in range(12)]
+    meta = pd.DataFrame(rows)
+    mean = rng.normal(size=(len(meta), 3, 4)).astype(np.float32)
+    return EmbeddingSet(meta["clip_id"].to_numpy(), mean, np.abs(mean), meta, pd.DataFrame(), "toy", "clip")
+
+
+def test_crema_chosen_layer_runs_only_where_tess_is_tested():
+    emb = _emb()
+    ids = emb.meta.set_index("clip_id")["speaker"]
+    split = Split("x", "c", 0, tuple(ids.index[ids != "c"]), (), tuple(ids.index[ids == "c"]))
+    protos = [Protocol(name, [split], tuple(EMOTIONS[:3]), {"name": "toy"}) for name in ("speaker", "actor-loo")]
+    records = run_readouts(emb, protos, crema_choice=1, seeds=(), progress=False)
+    crema = {r["protocol"] for r in records if r["model"] == "whisper-probe-crema"}
+    assert crema == {"speaker"} and "speaker" in TESS_TESTED and "actor-loo" not in TESS_TESTED
+    assert {r["model"] for r in records if r["protocol"] == "actor-loo"} >= {"whisper-probe-select",
+                                                                            "whisper-probe-layer0"}
