@@ -97,7 +97,7 @@ def ensure_egemaps(manifest: pd.DataFrame, artifacts_dir: str | os.PathLike, *, 
     ``table.attrs["failed"]`` (clip id -> reason) and in a ``.failed.csv`` beside
     the cache, so a bad clip is reported rather than crashing the run.
     """
-    from joblib.externals.loky import get_reusable_executor
+    from joblib.executor import get_memmapping_executor
     from tqdm.auto import tqdm
 
     from .data import usable
@@ -126,7 +126,9 @@ def ensure_egemaps(manifest: pd.DataFrame, artifacts_dir: str | os.PathLike, *, 
     # openSMILE's native library always runs in worker processes, never in this one: loaded into a
     # process that already holds TensorFlow and torch it crashed it (a segmentation fault in the
     # test suite), and a worker that dies is reported as failed clips instead of ending the run.
-    executor = get_reusable_executor(max_workers=n_jobs)
+    # joblib's own flavour of loky's process-wide executor: a later joblib.Parallel (the feature
+    # extraction) reuses it; the bare loky one made Parallel fail ("no attribute _temp_folder_manager").
+    executor = get_memmapping_executor(n_jobs)
     futures = [executor.submit(_chunk, c, os.getpid()) for c in chunks]
     parts = []
     for chunk, future in tqdm(zip(chunks, futures, strict=True), total=n_jobs, desc="eGeMAPS",

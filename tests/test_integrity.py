@@ -175,7 +175,7 @@ def test_case05_a_truncated_prosody_cache_is_recomputed_with_a_warning(tmp_path)
 
 @pytest.mark.skipif(not __import__("ser_utils.egemaps", fromlist=["available"]).available(),
                     reason="opensmile not installed")
-def test_case05_egemaps_follows_content_and_survives_a_truncated_cache(tmp_path):
+def test_case05_egemaps_follows_content_and_survives_a_truncated_cache(tmp_path, monkeypatch):
     from ser_utils.egemaps import ensure_egemaps
 
     data = two_clips(tmp_path / "data")
@@ -188,6 +188,14 @@ def test_case05_egemaps_follows_content_and_survives_a_truncated_cache(tmp_path)
     with pytest.warns(UserWarning, match="eGeMAPS cache"):
         third = ensure_egemaps(build_manifest(data, progress=False), tmp_path / "art", jobs=1, progress=False)
     assert third.shape == second.shape
+    # The eGeMAPS workers leave joblib's process-wide executor usable by a later parallel feature extraction
+    # (a bare loky executor made joblib.Parallel fail with "no attribute _temp_folder_manager").
+    import ser_utils.features as features
+
+    monkeypatch.setattr(features, "_CHUNK", 1)  # two chunks: two joblib workers
+    fs = features.ensure_features(build_manifest(data, progress=False), tmp_path / "art", features.quick_config(),
+                                  jobs=2, progress=False)
+    assert len(fs) == 2 and fs.chunks_computed == 2
 
 
 def test_case22_an_edit_in_the_middle_with_size_and_mtime_kept_is_seen(tmp_path):
