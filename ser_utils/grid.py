@@ -7,8 +7,9 @@ hands one small picklable :class:`GridJob` per run to any executor with
 cluster, or an existing Dask cluster; ``distributed.Client.get_executor()`` is
 a ``concurrent.futures`` executor) and collects the outcomes as they finish.
 
-A worker resolves the job itself through the library (:func:`job_workspace`:
-data folder, manifest, cached features, saved splits) and writes its results
+A worker resolves the job itself through the library (:func:`job_workspace`
+opens a :class:`~ser_utils.workspace.Workspace`: data folder, manifest, cached
+features, saved splits, run mode) and writes its results
 file atomically (:func:`ser_utils.evaluation.save_record`), so several machines
 can share one artifacts folder. Before the runs, one preparation job
 (:func:`prepare_data`) extracts the features and writes the splits, so that

@@ -2,10 +2,11 @@
 
 Every library entry point that trains or explains a model
 (:func:`~ser_utils.experiments.run_experiment`,
-:func:`~ser_utils.experiments.run_grid`, :mod:`ser_utils.gradcam_reference`),
+:func:`~ser_utils.experiments.run_grid`, :mod:`ser_utils.gradcam_reference`,
+:func:`ser_utils.grid.job_workspace` on a grid's workers),
 the command line and the benchmarks take a :class:`Workspace`::
 
-    ws = open_workspace("demo", quick=True)
+    ws = open_workspace("demo", mode=RunMode(quick=True))
     record = run_experiment(ws, "cnn", "random", 0)
 
 It holds the :class:`~ser_utils.run_context.DataContext` (which dataset, which
