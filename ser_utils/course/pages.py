@@ -35,7 +35,7 @@ _SETUP_CALL = "start_chapter("
 _ABS_PATH = re.compile(r"""(?:^|(?<=[\s"'>(=]))(?:/[\w.@+-]+){2,}""", re.M)
 
 _COLAB_TEMPLATE = '''\
-# On Google Colab only: fetch the course and install it (anywhere else this cell does nothing).
+# On Google Colab only: fetch the course and install it (anywhere else this does nothing).
 import sys
 
 if "google.colab" in sys.modules:
@@ -44,10 +44,13 @@ if "google.colab" in sys.modules:
 
     REPOSITORY = "{url}"  # _config.yml, repository: url
     if not REPOSITORY:
-        raise SystemExit("set `repository: url` in _config.yml, then: python -m ser_utils.course.pages --write")
+        raise SystemExit("set repository: url in _config.yml, then run "
+                         "python -m ser_utils.course.pages --write")
     if not os.path.isdir("/content/ser-book"):
-        subprocess.run(["git", "clone", "--depth", "1", REPOSITORY, "/content/ser-book"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/ser-book[book]"], check=True)
+        subprocess.run(["git", "clone", "--depth", "1", REPOSITORY, "/content/ser-book"],
+                       check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e",
+                    "/content/ser-book[book]"], check=True)
     sys.path.insert(0, "/content/ser-book")
     os.chdir("/content/ser-book/book")'''
 
