@@ -305,7 +305,7 @@ def test_published_chapter_reads_offline(published_html, offline_browser, tmp_pa
     assert probe["unrendered"] == 0 and (probe["mathjax"] or not probe["math"]), probe
     assert probe["injected"] == 0 and probe["colab_cells"] == 0, probe
     assert probe["local_paths"] == [], probe
-    assert probe["wide_code"] == 0, probe
+    assert probe["wide_code"] == 0 and probe["wide_tables"] == 0, probe
     assert ("Real data" in probe["first_output"]) or ("DEMO" in probe["first_output"].upper()), probe
 
 
