@@ -220,7 +220,8 @@ def _seed(text: str) -> int:
 @command("book")
 def _book(args: argparse.Namespace) -> int:
     from .run_context import project_root
-    from .course.runner import PipelineError, published_parameters, require_book_root, resolve_parameters, run_book
+    from .course.runner import (PipelineError, published_parameters, require_book_root, resolve_parameters,
+                                run_book)
 
     book_root = require_book_root(args.book_root or project_root())  # before any folder is made
     if args.from_published is not None:  # nothing is executed: no data or artifacts folder is resolved

@@ -173,7 +173,8 @@ def test_chapter_opens_with_the_colab_cell_and_collapsed_parameters(number):
     from ser_utils.course.pages import chapter_problems, repository_url
 
     nb = nbformat.read(CHAPTERS[number], as_version=4)
-    assert not chapter_problems(nb, repository_url(project_root())), chapter_problems(nb, repository_url(project_root()))
+    problems = chapter_problems(nb, repository_url(project_root()))
+    assert not problems, problems
 
 
 def test_the_check_counter_counts_asserts_and_checked_outputs_only():

@@ -15,7 +15,8 @@ def test_choice(requested, cuda, expected):
 
 
 @pytest.mark.parametrize("requested,cuda,message", [
-    ("cuda", False, "no CUDA GPU"), ("cuda:2", True, "2 GPU"), ("cuda:x", True, "cuda:N"), ("tpu", True, "not a device"),
+    ("cuda", False, "no CUDA GPU"), ("cuda:2", True, "2 GPU"), ("cuda:x", True, "cuda:N"),
+    ("tpu", True, "not a device"),
 ])
 def test_impossible_requests_are_user_errors(requested, cuda, message):
     with pytest.raises(DeviceError, match=message) as err:

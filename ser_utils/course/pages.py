@@ -160,7 +160,10 @@ def chapter_problems(nb, url: str) -> list[str]:
 
 
 def shorten_paths(text: str) -> str:
-    """Absolute paths of three parts or more in ``text`` cut to the last two (``/home/me/data/tess`` -> ``…/data/tess``)."""
+    """Absolute paths of three parts or more in ``text`` cut to the last two.
+
+    ``/home/me/data/tess`` becomes ``…/data/tess``; URLs, relative and two-part paths are left alone.
+    """
     def cut(m: re.Match) -> str:
         parts = m.group(0).split("/")[1:]
         return m.group(0) if len(parts) <= 2 else "…/" + "/".join(parts[-2:])

@@ -497,12 +497,13 @@ def stage_sources(book_root: Path, stage: Path, root: TocEntry, entries: Sequenc
 
 
 def stage_config(config_file: Path, book_root: Path) -> None:
-    """Adapt the staged ``_config.yml`` to where it is built: source paths made absolute, the repository URL.
+    """Adapt the staged ``_config.yml`` to where it is built: the package path, the repository URL.
 
     The API reference reads ``ser_utils`` from the book root (``autodoc2_packages``, a path
-    relative to the source folder), not from the staging copy. The repository URL (the setting, or ``SER_BOOK_REPOSITORY_URL``) turns on the
-    Colab launch button and the repository and issues buttons; without one (the default until the
-    project has a public repository) the pages get none of them, never a dead link.
+    relative to the source folder), not from the staging copy. The repository URL (the setting,
+    or ``SER_BOOK_REPOSITORY_URL``) turns on the Colab launch button and the repository and
+    issues buttons; without one (the default until the project has a public repository) the
+    pages get none of them, never a dead link.
     """
     import yaml
 
@@ -709,8 +710,9 @@ def require_book_root(book_root: str | os.PathLike) -> Path:
     """``book_root`` when it holds ``_toc.yml``; else :class:`BookSetupError` (e.g. run outside a checkout)."""
     book_root = Path(book_root)
     if not (book_root / "_toc.yml").is_file():
-        raise BookSetupError(f"no _toc.yml in {book_root.resolve()}: `book` builds the course from a checkout of the "
-                             "ser-book repository (an installed package holds no chapters); run it in the checkout's root")
+        raise BookSetupError(f"no _toc.yml in {book_root.resolve()}: `book` builds the course from a checkout of "
+                             "the ser-book repository (an installed package holds no chapters); run it in the "
+                             "checkout's root")
     return book_root
 
 
