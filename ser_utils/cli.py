@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from . import __version__
 from .errors import UserError
 from .registry import KERAS_MODELS, VISION_MODELS, ModelSpec
 
@@ -273,8 +274,18 @@ def _grid(args: argparse.Namespace) -> int:
 @command("book")
 def _book(args: argparse.Namespace) -> int:
     from .run_context import project_root
-    from .course.runner import PipelineError, resolve_parameters, run_book
+    from .course.runner import (PipelineError, published_parameters, require_book_root, resolve_parameters,
+                                run_book)
 
+    book_root = require_book_root(args.book_root or project_root())  # before any folder is made
+    if args.from_published is not None:  # nothing is executed: no data or artifacts folder is resolved
+        try:
+            run_book(book_root, args.path_output, parameters=published_parameters(
+                args.from_published), from_published=args.from_published, html=not args.no_html)
+        except PipelineError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
     if args.epochs is not None and args.epochs < 1:
         raise UserError(f"--epochs must be at least 1, not {args.epochs}")
     split = lambda values: [v for item in values for v in item.split(",") if v]  # noqa: E731
@@ -289,7 +300,7 @@ def _book(args: argparse.Namespace) -> int:
             raise
         raise UserError(str(exc)) from exc
     try:
-        run_book(args.book_root or project_root(), args.path_output, parameters=params, only=args.only,
+        run_book(book_root, args.path_output, parameters=params, only=args.only,
                  force=args.force, html=not args.no_html, publish=args.publish,
                  from_published=args.from_published)
     except PipelineError as exc:
@@ -453,9 +464,16 @@ def _grade(args: argparse.Namespace) -> int:
     return grade_command(args)
 
 
+def _prog() -> str:
+    """``ser-utils`` when run as the console script, else ``python -m ser_utils``."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return name if name and not name.endswith(".py") else "python -m ser_utils"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="python -m ser_utils", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=_prog(), description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("demo-corpus", help="write the synthetic TESS-shaped demo corpus")
@@ -591,6 +609,9 @@ def _saved_code(args: argparse.Namespace) -> int:
     from .course.literate import check_saved_code, write_saved_code
 
     root = project_root()
+    if not any((root / "book").glob("*.ipynb")):
+        raise UserError(f"no chapters (book/*.ipynb) under {root}: saved-code compares a checkout's chapters with "
+                        "its ser_utils; run it in the root of a ser-book checkout")
     if args.write:
         changed = write_saved_code(root / "book", root / "ser_utils")
         print("updated: " + ", ".join(changed) if changed else "package already matches the chapters")
