@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	@touch $@
 
-book: $(STAMP)
+book: $(STAMP) browser-deps
 	$(BIN)/python -m ser_utils book $(BOOK_ARGS)
 
 # Execute every chapter on real TESS (SER_TESS_DIR or BOOK_ARGS="--data-dir DIR") and record the
@@ -55,11 +55,11 @@ notebooks: $(STAMP)
 # Headless Chromium for the browser test of the built book (Debian package); best effort:
 # the test skips with its reason when the browser cannot be installed.
 browser-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@command -v chromium >/dev/null 2>&1 && command -v espeak-ng >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-			|| echo "warning: could not install chromium; the browser test will be skipped"; \
-		else echo "note: chromium not found and not root; the browser test will be skipped"; fi; }
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium espeak-ng >/dev/null) \
+			|| echo "warning: could not install chromium/espeak-ng; the browser test and chapter 10.11's new voice are skipped"; \
+		else echo "note: chromium or espeak-ng not found and not root; the browser test and chapter 10.11's new voice are skipped"; fi; }
 
 clean:
 	rm -rf _build
