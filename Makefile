@@ -8,7 +8,7 @@
 # make book resumes: chapters already executed with the same parameters are skipped (--force re-runs them);
 # executed copies, kernel logs and book-timings.json go to _build/, the HTML to _build/html.
 
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3.13 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -20,14 +20,20 @@ TEST_ARTIFACTS := $(CURDIR)/_build/test-artifacts
 
 install: $(STAMP)
 
-# Re-install whenever the dependency list changes. torch is pinned to the CPU build in pyproject.toml.
+# What make book and make test install: the library plus the extras that executing, building and
+# testing the book need (pyproject.toml: [book] jupyter-book/papermill, [test] pytest/nbval,
+# [pretrained] the Whisper chapter, [grid] dask). JupyterLab is `pip install -e .[lab]`.
+EXTRAS ?= book,test,pretrained,grid
+
+# Re-install whenever the dependency list changes. torch==2.13.0 is whatever build pip finds first:
+# install it from PyTorch's CPU or CUDA index before running make on a new machine (README, "Run it").
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	@touch $@
 
-book: $(STAMP)
+book: $(STAMP) browser-deps
 	$(BIN)/python -m ser_utils book $(BOOK_ARGS)
 
 # Execute every chapter on real TESS (SER_TESS_DIR or BOOK_ARGS="--data-dir DIR") and record the
@@ -49,11 +55,11 @@ notebooks: $(STAMP)
 # Headless Chromium for the browser test of the built book (Debian package); best effort:
 # the test skips with its reason when the browser cannot be installed.
 browser-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@command -v chromium >/dev/null 2>&1 && command -v espeak-ng >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-			|| echo "warning: could not install chromium; the browser test will be skipped"; \
-		else echo "note: chromium not found and not root; the browser test will be skipped"; fi; }
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium espeak-ng >/dev/null) \
+			|| echo "warning: could not install chromium/espeak-ng; the browser test and chapter 10.11's new voice are skipped"; \
+		else echo "note: chromium or espeak-ng not found and not root; the browser test and chapter 10.11's new voice are skipped"; fi; }
 
 clean:
 	rm -rf _build

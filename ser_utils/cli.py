@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from . import __version__
 from .errors import UserError
 from .registry import ModelSpec
 
@@ -411,9 +412,16 @@ def _transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prog() -> str:
+    """``ser-utils`` when run as the console script, else ``python -m ser_utils``."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return name if name and not name.endswith(".py") else "python -m ser_utils"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="python -m ser_utils", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=_prog(), description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("demo-corpus", help="write the synthetic TESS-shaped demo corpus")

@@ -7,13 +7,13 @@ index means the same emotion in every corpus), a speaker-metadata reader and
 where to get the data. :func:`ser_utils.data.build_manifest` takes one, so
 every corpus gets the same manifest columns and the same bad-file checks.
 
-============  ==========================================================  ==========================
-corpus        official file name                                          emotions kept
-============  ==========================================================  ==========================
-TESS          ``<SPK>_<word>_<emotion>.wav`` (any case, several spellings)  7 (with pleasant surprise)
-CREMA-D       ``AudioWAV/<actor>_<sentence>_<EMO>_<level>.wav``            6: ANG DIS FEA HAP NEU SAD
-RAVDESS       ``Actor_XX/03-01-EE-II-SS-RR-AA.wav``                        6 of its 8 (see below)
-============  ==========================================================  ==========================
+=======  ============================================================  ==========================
+corpus   official file name                                            emotions kept
+=======  ============================================================  ==========================
+TESS     ``<SPK>_<word>_<emotion>.wav`` (any case, several spellings)  7 (with pleasant surprise)
+CREMA-D  ``AudioWAV/<actor>_<sentence>_<EMO>_<level>.wav``             6: ANG DIS FEA HAP NEU SAD
+RAVDESS  ``Actor_XX/03-01-EE-II-SS-RR-AA.wav``                         6 of its 8 (see below)
+=======  ============================================================  ==========================
 
 RAVDESS has eight emotions. *Calm* has no counterpart in TESS or CREMA-D, and
 its *surprised* is not TESS's *pleasant surprise* (RAVDESS does not say the

@@ -411,3 +411,23 @@ def ensure_demo_crema(root: str | os.PathLike, *, n_actors: int = 8, n_sentences
 
         shutil.rmtree(root)
     return write_demo_crema(root, n_actors=n_actors, n_sentences=n_sentences, seed=seed)
+
+
+def speak(text: str, out: str | os.PathLike, *, voice: str = "en-us", words_per_minute: int = 140) -> Path | None:
+    """``text`` spoken by the espeak-ng formant synthesiser into the WAV file ``out``; None without espeak-ng.
+
+    A voice that is in no corpus of the book (chapter 10.11). espeak-ng is a
+    Debian/Ubuntu package (``apt install espeak-ng``), installed by ``make``
+    where it can be; the output is the program's, so nothing is committed.
+    """
+    import shutil
+    import subprocess
+
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        return None
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([exe, "-v", voice, "-s", str(words_per_minute), "-w", str(out), text], check=True,
+                   capture_output=True, timeout=60)
+    return out

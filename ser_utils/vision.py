@@ -235,6 +235,7 @@ class Preprocess:
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     resample: str = "bilinear"
+    device: str = "cpu"  # where pixel_values are made: the model's device (ser_utils.device)
 
     @classmethod
     def for_model(cls, model, source: str | None = None) -> Preprocess:
@@ -246,13 +247,14 @@ class Preprocess:
             mean, std = tuple(pc.get("image_mean", mean)), tuple(pc.get("image_std", std))
         size = model.config.image_size
         size = size[0] if isinstance(size, (list, tuple)) else int(size)
-        return cls(size, mean, std, "bicubic" if family == "beit" else "bilinear")
+        device = str(next(model.parameters()).device)
+        return cls(size, mean, std, "bicubic" if family == "beit" else "bilinear", device)
 
     def __call__(self, images: np.ndarray):
         """(B, S, S) uint8 images -> (B, 3, size, size) float tensor, normalised."""
         import torch
 
-        return self.from_unit(torch.from_numpy(as_rgb(np.asarray(images))))
+        return self.from_unit(torch.from_numpy(as_rgb(np.asarray(images))).to(self.device))
 
     def from_unit(self, x):
         """(B, 3, S, S) tensor in [0, 1] -> resized and normalised ``pixel_values``."""
@@ -262,8 +264,8 @@ class Preprocess:
         if x.shape[-1] != self.size or x.shape[-2] != self.size:
             x = F.interpolate(x, size=(self.size, self.size), mode=self.resample, align_corners=False)
             x = x.clamp(0.0, 1.0)  # bicubic overshoots
-        mean = torch.tensor(self.mean, dtype=x.dtype).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, dtype=x.dtype).view(1, 3, 1, 1)
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
         return (x - mean) / std
 
 
@@ -327,7 +329,7 @@ def evaluate(model, images: np.ndarray, labels: np.ndarray | None, prep: Preproc
     out = []
     with torch.no_grad():
         for i in range(0, len(images), batch_size):
-            out.append(model(pixel_values=prep(images[i:i + batch_size])).logits.float())
+            out.append(model(pixel_values=prep(images[i:i + batch_size])).logits.float().cpu())
     logits = torch.cat(out) if out else torch.zeros((0, len(EMOTIONS)))
     loss = None
     if labels is not None and len(labels):
@@ -338,6 +340,7 @@ def evaluate(model, images: np.ndarray, labels: np.ndarray | None, prep: Preproc
 def train_step(model, optimizer, pixel_values, labels):
     """One optimisation step (cross-entropy, gradients clipped at norm 1); returns (loss, logits) before the update.
 
+    The labels go to the model's device (CPU or GPU); the logits come back on the CPU.
     Saved from chapter 6, section 6.4 (book/06_transformers.ipynb).
     """
     import torch
@@ -345,12 +348,12 @@ def train_step(model, optimizer, pixel_values, labels):
 
     model.train()
     logits = model(pixel_values=pixel_values).logits
-    loss = F.cross_entropy(logits, torch.as_tensor(labels, dtype=torch.long))
+    loss = F.cross_entropy(logits, torch.as_tensor(labels, dtype=torch.long, device=logits.device))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
-    return float(loss.detach()), logits.detach()
+    return float(loss.detach()), logits.detach().cpu()
 
 
 def train_epoch(model, optimizer, schedule, prep: Preprocess, x: np.ndarray, y: np.ndarray, batch_size: int,
@@ -447,7 +450,8 @@ def vision_fold(fs: FeatureSet, split: Split, job: FoldJob) -> FoldResult:
     ``job.spec`` is ``vit`` or ``beit`` (a suffix names a variant, e.g.
     ``vit-specaug``). ``job.options``: ``pretrained`` (hub id or folder; None =
     compact from scratch), ``augment`` (SpecAugment masking of training
-    images), ``threads`` (torch threads, see :func:`set_threads`), and optional
+    images), ``threads`` (torch threads, see :func:`set_threads`), ``device`` (default: CUDA
+    when available, see :func:`ser_utils.device.torch_device`), and optional
     overrides ``lr``, ``batch_size``, ``patience``, ``weight_decay``,
     ``warmup_epochs`` and ``config`` (a dict of compact
     config sizes). ``job.mode.epochs`` is the maximum (early stopping may stop
@@ -461,10 +465,13 @@ def vision_fold(fs: FeatureSet, split: Split, job: FoldJob) -> FoldResult:
     set_threads(options.get("threads"))
     from transformers import set_seed
 
+    from .device import torch_device
+
     set_seed(seed)  # Python, NumPy and torch
     rng = np.random.default_rng(seed)  # shuffling and augmentation
     net = build_model(family, fs.config.image_size, pretrained=pretrained, quick=quick,
                       config_overrides=options.get("config"))
+    net.to(torch_device(options.get("device")))  # CUDA when available (ser_utils.device)
     source = str(Path(pretrained).expanduser()) if pretrained and Path(pretrained).expanduser().is_dir() else None
     prep = Preprocess.for_model(net, source)
 

@@ -160,3 +160,44 @@ def test_the_checks_catch_what_they_are_for():
     assert exercise_problems(nb.cells) == [
         "cell 4: no *Hint:*", "cell 5: no ```{admonition} Solution with :class: dropdown",
         "cell 6: the solution's outer fence must be longer than the fences inside it"]
+
+
+def checks_in(cells) -> int:
+    """What nbval can fail on besides an error: `# NBVAL_CHECK_OUTPUT` cells and top-level asserts."""
+    n = 0
+    for c in cells:
+        if c.cell_type != "code":
+            continue
+        n += "NBVAL_CHECK_OUTPUT" in c.source
+        try:
+            n += sum(isinstance(node, ast.Assert) for node in ast.parse(c.source).body)
+        except SyntaxError:  # IPython magics: not a check
+            continue
+    return n
+
+
+@pytest.mark.parametrize("number", _cases(sorted(CHAPTERS)))
+def test_every_chapter_checks_at_least_two_things_in_quick_mode(number):
+    assert checks_in(_cells(number)) >= 2, "add sanity asserts (shapes, finite scores, keys) or NBVAL_CHECK_OUTPUT"
+
+
+@pytest.mark.parametrize("number", _cases(sorted(CHAPTERS)))
+def test_chapter_opens_with_the_colab_cell_and_collapsed_parameters(number):
+    from ser_utils.course.pages import chapter_problems, repository_url
+
+    nb = nbformat.read(CHAPTERS[number], as_version=4)
+    problems = chapter_problems(nb, repository_url(project_root()))
+    assert not problems, problems
+
+
+def test_the_check_counter_counts_asserts_and_checked_outputs_only():
+    cells = [nbformat.v4.new_code_cell("x = 1\nassert x == 1"), nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nx"),
+             nbformat.v4.new_code_cell("def f():\n    assert True"), nbformat.v4.new_markdown_cell("assert 1")]
+    assert checks_in(cells) == 2
+
+
+def test_api_page_lists_every_library_module():
+    page = (BOOK / "api.md").read_text()
+    listed = set(re.findall(r"\{autodoc2-object\} ser_utils\.(\w+)", page))
+    modules = {p.stem for p in (BOOK.parent / "ser_utils").glob("*.py") if not p.stem.startswith("_")}
+    assert listed == modules, f"missing: {sorted(modules - listed)}; not modules: {sorted(listed - modules)}"

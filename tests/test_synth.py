@@ -52,3 +52,19 @@ def test_emotions_are_learnable_from_features(quick_chapter):
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     acc = cross_val_score(clf, fs.vectors, fs.labels, cv=5).mean()
     assert acc > 0.5, f"the demo corpus should be learnable (got {acc:.2f}, chance 0.14)"
+
+
+def test_speak_makes_a_readable_clip_or_says_it_cannot(tmp_path, monkeypatch):
+    """chapter 10.11's new voice: espeak-ng's WAV when installed, None (never a crash) when not."""
+    import shutil
+
+    import soundfile as sf
+
+    from ser_utils.synth import speak
+
+    if shutil.which("espeak-ng"):
+        out = speak("Say the word back", tmp_path / "v" / "x.wav")
+        audio, sr = sf.read(out)
+        assert sr > 8000 and 0.5 < len(audio) / sr < 5 and abs(audio).max() > 0.01
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert speak("Say the word back", tmp_path / "y.wav") is None and not (tmp_path / "y.wav").exists()

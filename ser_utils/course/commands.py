@@ -21,8 +21,18 @@ from ..errors import UserError
 @command("book")
 def _book(args: argparse.Namespace) -> int:
     from ..run_context import project_root
-    from .runner import PipelineError, resolve_parameters, run_book
+    from .publish import published_parameters
+    from .runner import PipelineError, require_book_root, resolve_parameters, run_book
 
+    book_root = require_book_root(args.book_root or project_root())  # before any folder is made
+    if args.from_published is not None:  # nothing is executed: no data or artifacts folder is resolved
+        try:
+            run_book(book_root, args.path_output, parameters=published_parameters(
+                args.from_published), from_published=args.from_published, html=not args.no_html)
+        except PipelineError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
     if args.epochs is not None and args.epochs < 1:
         raise UserError(f"--epochs must be at least 1, not {args.epochs}")
     split = lambda values: [v for item in values for v in item.split(",") if v]  # noqa: E731
@@ -37,7 +47,7 @@ def _book(args: argparse.Namespace) -> int:
             raise
         raise UserError(str(exc)) from exc
     try:
-        run_book(args.book_root or project_root(), args.path_output, parameters=params, only=args.only,
+        run_book(book_root, args.path_output, parameters=params, only=args.only,
                  force=args.force, html=not args.no_html, publish=args.publish,
                  from_published=args.from_published)
     except PipelineError as exc:
@@ -96,6 +106,9 @@ def _saved_code(args: argparse.Namespace) -> int:
     from .literate import check_saved_code, write_saved_code
 
     root = project_root()
+    if not any((root / "book").glob("*.ipynb")):
+        raise UserError(f"no chapters (book/*.ipynb) under {root}: saved-code compares a checkout's chapters with "
+                        "its ser_utils; run it in the root of a ser-book checkout")
     if args.write:
         changed = write_saved_code(root / "book", root / "ser_utils")
         print("updated: " + ", ".join(changed) if changed else "package already matches the chapters")

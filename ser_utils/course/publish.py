@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
@@ -63,6 +64,28 @@ def publish_chapters(notebooks: Sequence[TocEntry], build: Path, folder: Path, r
     with atomic_write(folder / "run.json", what="published run record") as tmp:
         tmp.write_text(json.dumps(run, indent=2), encoding="utf-8")
     return folder
+
+
+def _published_run(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def published_parameters(folder: str | os.PathLike) -> dict:
+    """The run parameters a build from the published ``folder`` reports (its ``run.json``); resolves no data."""
+    run = _published_run(Path(folder))
+    return {"dataset": run.get("dataset") or "unknown", "data_dir": None, "artifacts_dir": None, "quick": False}
+
+
+def describe_published(folder: Path) -> str:
+    """One phrase for the log: data, commit and date of the published run (from its ``run.json``)."""
+    run = _published_run(folder)
+    if not run:
+        return "no run.json: data and commit unknown"
+    data = f"{run.get('dataset', '?')} data" + (f" in {run['data_dir_name']}/" if run.get("data_dir_name") else "")
+    return f"{data}, commit {str(run.get('commit', '?'))[:7]}, {str(run.get('finished', '?'))[:10]}"
 
 
 def stage_published(entry: TocEntry, folder: Path, build: Path, *, echo: Echo = print) -> ChapterTiming:

@@ -48,7 +48,8 @@ from unittest import mock
 from ..errors import BookSetupError
 from ..outputs import atomic_write
 from ..quiet import QUIET_ENVIRONMENT
-from .publish import publish_chapters, stage_published, strip_audio  # noqa: F401  (strip_audio: runner.strip_audio)
+from .pages import prepare_staged_pages, repository_url
+from .publish import describe_published, publish_chapters, stage_published, strip_audio  # noqa: F401  (strip_audio: runner.strip_audio)
 from .timings import BookReport, ChapterTiming, format_report, load_report, models_trained_since, report_path  # noqa: F401
 from .timings import _write_report
 from .toc import ChapterSelectionError, TocEntry, read_toc, select_chapters, write_placeholder  # noqa: F401
@@ -360,6 +361,7 @@ def stage_sources(book_root: Path, stage: Path, root: TocEntry, entries: Sequenc
     stage.mkdir(parents=True, exist_ok=True)
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(book_root / name, stage / name)
+    stage_config(stage / "_config.yml", book_root)
     folders = {(book_root / e.docname).parent for e in (root, *entries)}
     for folder in sorted(folders):
         if folder.resolve() == book_root.resolve():
@@ -386,6 +388,32 @@ def stage_sources(book_root: Path, stage: Path, root: TocEntry, entries: Sequenc
             target.write_text(f"# ser-book\n\nThis page (`{entry.relpath()}`) has not been written yet.\n",
                               encoding="utf-8")
             echo(f"note: {entry.relpath()} is missing; staged a placeholder page (the repository is unchanged)")
+
+
+def stage_config(config_file: Path, book_root: Path) -> None:
+    """Adapt the staged ``_config.yml`` to where it is built: the package path, the repository URL.
+
+    The API reference reads ``ser_utils`` from the book root (``autodoc2_packages``, a path
+    relative to the source folder), not from the staging copy. The repository URL (the setting,
+    or ``SER_BOOK_REPOSITORY_URL``) turns on the Colab launch button and the repository and
+    issues buttons; without one (the default until the project has a public repository) the
+    pages get none of them, never a dead link.
+    """
+    import yaml
+
+    config = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+    sphinx_config = (config.get("sphinx") or {}).get("config") or {}
+    for package in sphinx_config.get("autodoc2_packages") or []:
+        if isinstance(package, dict):  # autodoc2 wants it relative to the (staged) source folder
+            package["path"] = os.path.relpath((book_root / package["path"]).resolve(), config_file.parent.resolve())
+    url = repository_url(book_root)
+    if url:
+        config.setdefault("repository", {})["url"] = url
+        html = config.setdefault("html", {})
+        html["use_repository_button"] = html["use_issues_button"] = True
+    else:  # sphinx-book-theme fails on a launch button without a repository
+        (config.get("launch_buttons") or {}).pop("colab_url", None)
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
 
 
 def sphinx_warnings(log: str, stage: Path | None = None) -> list[str]:
@@ -507,6 +535,16 @@ def build_lock(build: Path):
                               "or write elsewhere with --path-output DIR") from None
 
 
+def require_book_root(book_root: str | os.PathLike) -> Path:
+    """``book_root`` when it holds ``_toc.yml``; else :class:`BookSetupError` (e.g. run outside a checkout)."""
+    book_root = Path(book_root)
+    if not (book_root / "_toc.yml").is_file():
+        raise BookSetupError(f"no _toc.yml in {book_root.resolve()}: `book` builds the course from a checkout of "
+                             "the ser-book repository (an installed package holds no chapters); run it in the "
+                             "checkout's root")
+    return book_root
+
+
 def run_book(
     book_root: str | os.PathLike,
     output_root: str | os.PathLike | None = None,
@@ -545,6 +583,7 @@ def run_book(
                              "--data-dir), and leave out --quick and --only")
     if from_published is not None and not Path(from_published).is_dir():
         raise BookSetupError(f"no published run at {from_published}; make one with `make publish`")
+    require_book_root(book_root)
     with build_lock(output_root / "_build"):
         _MEMO.clear()  # code and data are looked at afresh by every run
         quiet_environment()
@@ -556,9 +595,13 @@ def run_book(
             started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             machine={"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},
         )
-        where = f" from {parameters['data_dir']}" if parameters.get("data_dir") else ""
-        echo(f"Book: {len(notebooks)} chapter(s) in _toc.yml; executing {len(selected)} on "
-             f"{parameters['dataset'].upper()}{where}{' (quick mode)' if report.quick else ''}")
+        if from_published is not None:
+            echo(f"Book: {len(notebooks)} chapter(s) in _toc.yml; executing none, building the HTML from the "
+                 f"recorded run in {from_published} ({describe_published(Path(from_published))})")
+        else:
+            where = f" from {parameters['data_dir']}" if parameters.get("data_dir") else ""
+            echo(f"Book: {len(notebooks)} chapter(s) in _toc.yml; executing {len(selected)} on "
+                 f"{parameters['dataset'].upper()}{where}{' (quick mode)' if report.quick else ''}")
         stage_sources(book_root, output_root / "_build" / "src", root, entries, echo)
         t_exec = time.perf_counter()
         for i, entry in enumerate(notebooks, 1):
@@ -659,6 +702,8 @@ def _build_book(report: BookReport, output_root: Path, t_start: float, echo: Ech
     t0 = time.perf_counter()
     try:
         unexecuted = [c.docname for c in report.chapters if c.status == "not-run"]
+        # The page shape (ser_utils.course.pages): no injected-parameters cell, no local paths, banner first.
+        prepare_staged_pages(output_root / "_build" / "src")
         html_dir, ignored = build_html(output_root / "_build" / "src", output_root, tolerate=unexecuted)
     except BookBuildFailed:
         report.failed = "jupyter-book build"

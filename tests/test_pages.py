@@ -1,0 +1,68 @@
+"""The page pattern of ser_utils.course.pages: Colab cell, collapsed parameters, clean published pages."""
+
+import sys
+
+import nbformat
+import pytest
+
+from ser_utils.course import pages
+
+
+def chapter(*extra_cells):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# 1. Title"),
+                nbformat.v4.new_code_cell('dataset = "auto"', metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("ch = start_chapter(dataset)"), *extra_cells]
+    return nb
+
+
+def test_pattern_puts_the_colab_cell_before_the_parameters_and_is_idempotent():
+    nb = chapter()
+    nb.cells.insert(1, nbformat.v4.new_markdown_cell("Objectives (another helper's cell)"))
+    assert pages.chapter_problems(nb, "https://example.org/r")
+    assert pages.apply_chapter_pattern(nb, "https://example.org/r")
+    kinds = [c.get("id") if c.get("id") == pages.COLAB_CELL_ID else c.metadata.get("tags") for c in nb.cells]
+    assert kinds == [None, None, pages.COLAB_CELL_ID, ["parameters", "hide-cell"], ["hide-input"]]
+    assert pages.chapter_problems(nb, "https://example.org/r") == []
+    assert not pages.apply_chapter_pattern(nb, "https://example.org/r")
+    # A changed repository URL is a problem until the cell is regenerated.
+    assert "differs" in pages.chapter_problems(nb, "https://example.org/other")[0]
+
+
+def test_colab_cell_does_nothing_outside_colab_and_says_what_to_set_on_colab(monkeypatch, tmp_path):
+    source = pages.colab_cell("").source
+    monkeypatch.chdir(tmp_path)
+    exec(compile(source, "colab", "exec"), {})  # not on Colab: no clone, no install, no chdir
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setitem(sys.modules, "google.colab", object())
+    with pytest.raises(SystemExit, match="repository: url"):
+        exec(compile(source, "colab", "exec"), {})
+
+
+def test_prepare_page_hides_papermill_cell_and_shortens_local_paths():
+    injected = nbformat.v4.new_code_cell('data_dir = "/home/me/data/tess"', metadata={"tags": ["injected-parameters"]})
+    out = nbformat.v4.new_code_cell("print(path)")
+    out.outputs = [nbformat.v4.new_output("stream", name="stdout", text="saved model: /tmp/x/art/models/m.keras\n"),
+                   nbformat.v4.new_output("display_data", data={"text/html": "<code>/home/me/data/tess</code>"})]
+    nb = chapter(out)
+    nb.cells.insert(2, injected)
+    assert pages.prepare_page(nb) == 2
+    assert nb.cells[2].metadata["tags"] == ["injected-parameters", "remove-cell"]
+    assert nb.cells[3].metadata["tags"] == ["hide-input"]  # the setup cell after papermill's
+    assert out.outputs[0]["text"] == "saved model: …/models/m.keras\n"
+    assert out.outputs[1]["data"]["text/html"] == "<code>…/data/tess</code>"
+
+
+@pytest.mark.parametrize("text", ["see https://doi.org/10.5683/SP2/E8H2MF", "train/val/test", "(see /etc/hosts)",
+                                  "epochs/s", "</td></tr>"])
+def test_shorten_paths_leaves_urls_relative_paths_and_short_ones(text):
+    assert pages.shorten_paths(text) == text
+
+
+def test_pages_cli_reports_a_chapter_without_the_pattern(tmp_path, capsys):
+    path = tmp_path / "01_x.ipynb"
+    nbformat.write(chapter(), str(path))
+    assert pages.main([str(path)]) == 1
+    assert "no Colab cell" in capsys.readouterr().out
+    assert pages.main(["--write", str(path)]) == 0
+    assert pages.main([str(path)]) == 0
