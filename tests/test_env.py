@@ -54,7 +54,9 @@ def test_supported_pythons_are_declared_once_and_agree():
 
 def test_package_metadata_is_complete():
     assert PROJECT["license"] == "MIT" and "MIT License" in (ROOT / "LICENSE").read_text()
-    assert PROJECT["authors"] and PROJECT["urls"] and PROJECT["scripts"] == {"ser-utils": "ser_utils.cli:main"}
+    # The console script joins the library's commands and the book's, as ``python -m ser_utils`` does.
+    assert PROJECT["authors"] and PROJECT["urls"]
+    assert PROJECT["scripts"] == {"ser-utils": "ser_utils.course.commands:main"}
     assert (ROOT / "ser_utils" / "py.typed").exists()
     readme = (ROOT / "README.md").read_text()
     assert "ser-utils --version" in readme
