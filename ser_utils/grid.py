@@ -274,7 +274,7 @@ def pinned_threads(n: int, frameworks: Iterable[str] = ()) -> Iterator[int]:
 
 
 @dataclass
-class _JobWorkspace:
+class JobWorkspace:
     """The inputs :func:`ser_utils.experiments.run_experiment` reads from its first argument.
 
     The same fields as the course's ``Chapter`` without its display side (the
@@ -302,7 +302,7 @@ class _JobWorkspace:
                              self.ctx.seed if seed is None else seed)
 
 
-def job_workspace(data: GridData, *, threads: int | None = None) -> _JobWorkspace:
+def job_workspace(data: GridData, *, threads: int | None = None) -> JobWorkspace:
     """Resolve a grid's data on a worker: the run context, the manifest, the feature settings.
 
     The one place that knows what ``run_experiment`` needs; ``threads``
@@ -316,7 +316,7 @@ def job_workspace(data: GridData, *, threads: int | None = None) -> _JobWorkspac
     manifest = build_manifest(ctx.data_dir, progress=False)
     summary = summarise_manifest(manifest, expected_size=len(manifest) if ctx.is_demo else FULL_TESS_SIZE)
     cfg = quick_config() if ctx.quick else FeatureConfig()
-    return _JobWorkspace(ctx, manifest, summary, cfg, feature_jobs=threads)
+    return JobWorkspace(ctx, manifest, summary, cfg, feature_jobs=threads)
 
 
 def run_job(job: GridJob, *, threads: int | None = None) -> dict:
