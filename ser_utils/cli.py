@@ -9,6 +9,7 @@ printed as one clear message with exit status 2, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -540,6 +541,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        # A Ctrl-C can reach a chapter's kernel too: nbclient's cell task then ends with
+        # DeadKernelError, which asyncio logs with a traceback when the loop is collected at exit.
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         # Honest about what survives: cached features, splits and finished chapters are reused;
         # ``train`` trains every seed it is given again (it says which finished, see _train).
         print("interrupted: features, splits and finished chapters are cached and reused by the next run; "
