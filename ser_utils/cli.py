@@ -208,14 +208,35 @@ def _train_model_name(args: argparse.Namespace) -> tuple[str, dict]:
     def takes(family, base: str, flag: str) -> bool:
         return flag in family.cli_flags and flag in {fld for fld, _ in family.suffixes_for(base).values()}
 
-    spec = ModelSpec.parse(args.model)
+    try:
+        spec = ModelSpec.parse(args.model)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     flags = {"input": args.input, "spknorm": args.spknorm, "augment": args.augment, "pretrained": args.pretrained}
     given = {k: v for k, v in flags.items() if v}
     for flag in given:
         if not takes(spec.family, spec.base, flag):
             takers = [b for f in families().values() for b in f.bases if takes(f, b, flag)]
             raise UserError(f"--{flag} applies only to {', '.join(takers)}, not {args.model}")
-    return spec.with_options(given).name, spec.family.cli_options(given)
+    options = spec.family.cli_options(given) | dict(_option(text) for text in args.option)
+    try:
+        spec.family.check(spec, options)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    return spec.with_options(given).name, options
+
+
+def _option(text: str) -> tuple[str, object]:
+    """One ``--option KEY=VALUE``: the value as an int, float or bool when it reads as one."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise UserError(f"--option takes KEY=VALUE (e.g. --option encoder=path/to/checkpoint), not {text!r}")
+    for convert in (int, float):
+        try:
+            return key, convert(value)
+        except ValueError:
+            pass
+    return key, {"true": True, "false": False}.get(value.lower(), value)
 
 
 def _seed(text: str) -> int:
@@ -452,7 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="smaller images and sequences (as in quick mode)")
 
     p = sub.add_parser("train", help="train and score a model under one protocol, for one or more seeds")
-    p.add_argument("model", choices=train_models(), help="model to train")
+    p.add_argument("model", metavar="MODEL",
+                   help=f"model name: a base ({', '.join(train_models())}) with its variant suffixes, "
+                        "e.g. hybrid-frames-aug or whisper-probe-layer2 (see ser_utils.registry)")
     p.add_argument("--data-dir", help="folder holding TESS (default: SER_TESS_DIR or data/TESS)")
     p.add_argument("--dataset", choices=("auto", "tess", "demo"), default="auto",
                    help="auto: TESS when found, else the demo corpus (default auto)")
@@ -466,6 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", metavar="ID_OR_PATH", help="vision models: weights to start from")
     p.add_argument("--augment", action="store_true",
                    help="data augmentation (Keras models: frequency-warped copies of the training clips)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a training option of the model's family, e.g. --option encoder=FOLDER for whisper "
+                        "(repeatable; numbers and true/false are converted)")
     p.add_argument("--quick", action="store_true", help="tiny sizes and 1-2 epochs (for testing)")
 
     _add_grid_parser(sub)

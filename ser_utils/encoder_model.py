@@ -42,11 +42,10 @@ class ProbeModel:
 
 def fit_probe(emb: EmbeddingSet, layer: int, emotions: Sequence[str], *, trained_on: dict | None = None) -> ProbeModel:
     """Fit the chapter's probe (standardise + logistic regression, ``PROBE_C``) on every clip of ``emotions``."""
-    from .probes import _logreg
+    from .probes import fit_readout
 
-    keep = np.isin(emb.meta["emotion"].to_numpy(), list(emotions))
-    clf = _logreg().fit(emb.mean[keep, layer], emb.meta["emotion"].to_numpy()[keep])
-    return ProbeModel(emb.source, int(layer), tuple(emotions), clf, dict(trained_on or {}, n_clips=int(keep.sum())))
+    clf, rows = fit_readout(emb, emb.ids, layer, emotions)
+    return ProbeModel(emb.source, int(layer), tuple(emotions), clf, dict(trained_on or {}, n_clips=len(rows)))
 
 
 def save_probe(model: ProbeModel, folder: str | os.PathLike) -> Path:

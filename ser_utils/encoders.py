@@ -282,8 +282,9 @@ def ensure_embeddings(manifest: pd.DataFrame, artifacts_dir: str | os.PathLike, 
         with atomic_write(path, what="embedding cache") as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, **cached)
-        (path.with_suffix(".json")).write_text(json.dumps(
-            {"source": enc.source, "padding": padding, "n_clips": len(ids), "version": EMBED_VERSION}, indent=1))
+        with atomic_write(path.with_suffix(".json"), what="embedding cache description") as tmp:
+            tmp.write_text(json.dumps({"source": enc.source, "padding": padding, "n_clips": len(ids),
+                                       "version": EMBED_VERSION}, indent=1))
     meta = ok.set_index("clip_id").loc[list(cached["ids"])].reset_index()
     failed = pd.DataFrame({"clip_id": cached["failed_ids"], "reason": cached["failed_reasons"]})
     return EmbeddingSet(cached["ids"], cached["mean"], cached["std"], meta, failed, enc.source, padding,

@@ -83,6 +83,21 @@ def probe_fold(emb: EmbeddingSet, split: Split, readout: Readout, emotions: Sequ
                       extra={"readout": readout.name})
 
 
+def fit_readout(emb: EmbeddingSet, ids: Sequence[str], layer: int, emotions: Sequence[str] = EMOTIONS, *,
+                seed: int = 0) -> tuple[object, np.ndarray]:
+    """The probe of :func:`probe_fold` fitted on the clips ``ids`` of ``emotions``, labelled by emotion name.
+
+    Returns the classifier (its ``classes_`` are emotion names, as a saved
+    probe's are) and the rows it was fitted on.
+    """
+    from .baselines import one_blas_thread
+
+    rows = _rows(emb, ids, emotions)
+    with one_blas_thread():
+        clf = _logreg(seed).fit(emb.mean[rows, layer], emb.meta["emotion"].to_numpy()[rows])
+    return clf, rows
+
+
 def _classes(emotions: Sequence[str]) -> list[int] | None:
     return None if set(emotions) == set(EMOTIONS) else sorted(EMOTIONS.index(e) for e in emotions)
 

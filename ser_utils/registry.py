@@ -23,7 +23,10 @@ Suffixes of the built-in families (canonical order):
 - Keras ``cnn``, ``lstm``, ``hybrid``: ``frames`` (or ``vector``, the default),
   ``spknorm``, ``cw`` (balanced class weights), ``aug`` (frequency-warped copies);
 - vision ``vit``, ``beit``: ``pretrained`` (fine-tuned weights), ``specaug``
-  (SpecAugment masking).
+  (SpecAugment masking);
+- pretrained encoder ``whisper`` (chapter 10): the read-out ``probe`` (``probe30s`` with 30-s padding)
+  or ``weighted``, then the layer ``layer0`` ... ``layer32``, ``select`` (chosen across the training
+  speakers) or ``crema`` (chosen on CREMA-D).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ FAMILY_ENTRIES: dict[str, str] = {
     "baseline": "ser_utils.baselines:FAMILY",
     "keras": "ser_utils.training:FAMILY",
     "vision": "ser_utils.vision:FAMILY",
+    "encoder": "ser_utils.encoder_family:FAMILY",
 }
 _LOADED: dict[str, ModelFamily] = {}
 

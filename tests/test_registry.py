@@ -29,8 +29,10 @@ def book_model_names() -> set[str]:
                 tree = ast.parse("\n".join(ln for ln in cell.source.splitlines() if not ln.lstrip().startswith(("%", "!"))))
             except SyntaxError:
                 continue
-            names |= {n.value for n in ast.walk(tree)
-                      if isinstance(n, ast.Constant) and isinstance(n.value, str) and _NAME.match(n.value)}
+            in_fstring = {id(v) for n in ast.walk(tree) if isinstance(n, ast.JoinedStr) for v in n.values}
+            names |= {n.value for n in ast.walk(tree)  # a piece of an f-string is not a name
+                      if isinstance(n, ast.Constant) and isinstance(n.value, str) and _NAME.match(n.value)
+                      and id(n) not in in_fstring}
     return names
 
 

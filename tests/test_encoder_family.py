@@ -1,0 +1,101 @@
+"""The pretrained-encoder family as a registry entry: ``whisper`` trains, saves, loads, predicts and reports
+through run_experiment like any model (on a tiny random Whisper saved locally: the from_pretrained path)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ser_utils.errors import UserError
+from ser_utils.evaluation import load_record
+from ser_utils.experiments import run_experiment, scores_table
+from ser_utils.registry import ModelSpec
+
+pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory) -> str:
+    """A random 2-layer, 16-d Whisper with the full 30-s window, saved with save_pretrained."""
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+
+    folder = tmp_path_factory.mktemp("tiny-whisper-30s")
+    cfg = WhisperConfig(vocab_size=60, num_mel_bins=80, d_model=16, encoder_layers=2, decoder_layers=1,
+                        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
+                        decoder_ffn_dim=32, max_target_positions=20,
+                        pad_token_id=1, bos_token_id=2, eos_token_id=1, decoder_start_token_id=2)
+    WhisperModel(cfg).save_pretrained(folder)
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(folder)
+    return str(folder)
+
+
+def test_whisper_names_parse_into_the_encoder_family():
+    spec = ModelSpec.parse("whisper-probe-layer2")
+    assert spec.family.name == "encoder" and spec.flags == {"probe", "layer2"} and spec.name == "whisper-probe-layer2"
+    assert ModelSpec.parse("whisper-select-probe30s").name == "whisper-probe30s-select"  # canonical order
+    spec.family.check(spec, {"encoder": "some/folder"})
+    for bad, why in (("whisper-probe-layer1-layer2", "one read-out and one layer"), ("whisper", "one read-out"),
+                     ("whisper-probe-crema", "pretrained-reference"), ("whisper-weighted", "pretrained-reference")):
+        with pytest.raises(ValueError, match=why):
+            spec.family.check(ModelSpec.parse(bad), {})
+    with pytest.raises(ValueError, match="unknown option"):
+        spec.family.check(spec, {"epochs_per_layer": 3})
+
+
+def test_a_fixed_layer_probe_trains_saves_loads_predicts_and_reports(quick_chapter, tiny_encoder):
+    record = run_experiment(quick_chapter, "whisper-probe-layer1", "speaker", 0, options={"encoder": tiny_encoder},
+                            progress=False)
+    saved = load_record(Path(record["_path"]))
+    assert saved["model"] == "whisper-probe-layer1" and saved["protocol"] == "speaker" and len(saved["folds"]) == 2
+    assert saved["config"]["encoder"] == tiny_encoder
+    family = ModelSpec.parse("whisper-probe-layer1").family
+    emb = family.embeddings(quick_chapter, {"encoder": tiny_encoder}, "clip")
+    for fold in saved["folds"]:
+        assert fold["chosen_layer"] == 1
+        probe, sidecar = family.load(fold["model_path"])
+        assert probe.layer == 1 and sidecar["fold"] == fold["fold"] and len(sidecar["train_speakers"]) == 1
+        assert sidecar["train_speakers"] == [fold["fold"].split("->")[0]]  # fold "A->B": trained on A only
+        ids = fold["predictions"]["ids"]
+        again = family.predict(probe, emb.mean[emb.index(ids), 1]).argmax(axis=1)
+        assert again.tolist() == fold["predictions"]["y_pred"]  # the saved probe is the one that was scored
+    table = scores_table([saved])
+    assert table["model"].tolist() == ["whisper-probe-layer1"]
+
+
+def test_choosing_the_layer_needs_two_training_speakers(quick_chapter, tiny_encoder):
+    with pytest.raises(UserError, match="whisper-probe-layer2"):
+        run_experiment(quick_chapter, "whisper-probe-select", "speaker", 0, options={"encoder": tiny_encoder},
+                       save=False, progress=False)
+    rec = run_experiment(quick_chapter, "whisper-probe-select", "random", 0, options={"encoder": tiny_encoder},
+                         save=False, progress=False)
+    fold = rec["folds"][0]
+    assert fold["chosen_layer"] in (0, 1, 2) and len(fold["inner_uar"]) == 3  # embeddings + 2 layers
+    assert int(np.argmax(fold["inner_uar"])) == fold["chosen_layer"]
+
+
+def test_predict_command_reads_a_fold_probe(quick_chapter, tiny_encoder, capsys):
+    from ser_utils.cli import main
+
+    rec = run_experiment(quick_chapter, "whisper-probe-layer0", "speaker", 0, options={"encoder": tiny_encoder},
+                         progress=False)
+    fold = rec["folds"][0]
+    clip = quick_chapter.manifest.set_index("clip_id").loc[fold["predictions"]["ids"][0], "path"]
+    assert main(["predict", str(clip), "--model", fold["model_path"]]) == 0
+    out = capsys.readouterr().out
+    assert "probability" in out.lower() or "%" in out
+
+
+def test_train_command_takes_the_name_and_the_encoder_option(demo_dir, tiny_encoder, tmp_path, capsys):
+    from ser_utils.cli import main
+
+    art = tmp_path / "art"
+    assert main(["train", "whisper-probe30s-layer1", "--data-dir", str(demo_dir), "--dataset", "demo", "--quick",
+                 "--protocol", "speaker", "--artifacts", str(art), "--option", f"encoder={tiny_encoder}"]) == 0
+    rec = load_record(art / "results" / "whisper-probe30s-layer1__speaker__seed0.json")
+    assert rec["config"]["encoder"] == tiny_encoder and rec["folds"][0]["padding"] == "30s"
+    assert main(["train", "whisper-probe-layer1", "--option", "encoder"]) == 2
+    assert main(["train", "whisper-probe-layer1", "--spknorm"]) == 2
+    err = capsys.readouterr().err
+    assert "--option takes KEY=VALUE" in err and "--spknorm applies only to" in err
