@@ -410,6 +410,11 @@ def _transfer(args: argparse.Namespace) -> int:
     from .registry import ModelSpec
     from .transfer import prosody_comparison, reference_runs
 
+    if args.model or args.train or args.test:
+        return _cross_corpus(args)
+    if not (args.crema and args.tess and args.artifacts):
+        raise UserError("transfer needs MODEL --train DIR [DIR ...] --test DIR -o OUT, or (chapter 9's "
+                        "reference runs) --crema DIR --tess DIR --artifacts DIR")
     if args.prosody:
         import pandas as pd
 
@@ -431,6 +436,35 @@ def _transfer(args: argparse.Namespace) -> int:
     for r in records:
         print(f"{r['model']:24s} {r['protocol']:22s} seed {r['seed']}  UAR {100 * r['metrics']['uar']:5.1f}  "
               f"accuracy {100 * r['metrics']['accuracy']:5.1f}  folds {len(r['folds'])}  {r.get('_path', '')}")
+    return 0
+
+
+def _cross_corpus(args: argparse.Namespace) -> int:
+    """``transfer MODEL --train DIR... --test DIR -o OUT``: :mod:`ser_utils.cross_corpus`."""
+    from .cross_corpus import CrossCorpusRun, cross_corpus_records
+    from .run_context import RunMode, default_artifacts_root
+
+    if not (args.model and args.train and args.test and args.out):
+        raise UserError("transfer MODEL needs --train DIR [DIR ...], --test DIR and -o OUT "
+                        "(e.g. transfer logreg --train data/TESS --test data/CREMA-D -o results/cross)")
+    if args.crema or args.tess:
+        raise UserError("--crema/--tess are chapter 9's reference runs; with MODEL use --train and --test")
+    if args.epochs is not None and args.epochs < 1:
+        raise UserError(f"--epochs must be at least 1, not {args.epochs}")
+    run = CrossCorpusRun(args.model, tuple(args.train), args.test, Path(args.out),
+                         Path(args.artifacts) if args.artifacts else default_artifacts_root() / "cross-corpus",
+                         seeds=tuple(args.seeds), corpus=args.corpus,
+                         options=dict(_option(t) for t in args.option),
+                         mode=RunMode(quick=args.quick, epochs=args.epochs))
+    records = cross_corpus_records(run)
+    for r in records:
+        d = r["dataset"]
+        banner = "DEMO DATA (synthetic, not real speech): " if d["synthetic"] else ""
+        print(f"{banner}{r['model']} {r['protocol']} seed {r['seed']}: UAR {100 * r['metrics']['uar']:.1f} % over "
+              f"{len(d['emotions'])} shared emotions ({', '.join(d['emotions'])}); train "
+              + ", ".join(f"{t['corpus']} {t['n_clips']} clips/{t['n_speakers']} speakers" for t in d["train"])
+              + f"; test {d['test']['corpus']} {d['test']['n_clips']} clips/{d['test']['n_speakers']} speakers"
+              + f"\n  {r['_path']}")
     return 0
 
 
@@ -533,19 +567,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .transfer import FEATURE_SETS
 
-    p = sub.add_parser("transfer", help="baselines and Keras models across CREMA-D actors and corpora "
-                       "(leave-actors-out, cross-corpus); the reference runs of chapter 9")
-    p.add_argument("--crema", required=True, help="CREMA-D folder (e.g. a 12-actor subset)")
-    p.add_argument("--tess", required=True, help="TESS folder")
-    p.add_argument("--artifacts", required=True, help="artifacts folder (feature caches)")
-    p.add_argument("--out", help="write the results records into this folder")
+    p = sub.add_parser("transfer", help="train on corpus folders, test on another (transfer MODEL --train DIR... "
+                       "--test DIR -o OUT); without MODEL, chapter 9's reference runs (--crema --tess)")
+    p.add_argument("model", nargs="?", metavar="MODEL",
+                   help="any model name (logreg, hybrid-frames, whisper-probe-layer2...): train on --train, score --test")
+    p.add_argument("--train", nargs="+", type=Path, metavar="DIR", help="training corpus folder(s)")
+    p.add_argument("--test", type=Path, metavar="DIR", help="test corpus folder")
+    p.add_argument("--corpus", choices=("tess", "crema-d", "ravdess"),
+                   help="the corpus of every folder (default: recognised from the file names)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a training option of the model's family (as in train)")
+    p.add_argument("--crema", type=Path, help="chapter 9: CREMA-D folder (e.g. a 12-actor subset)")
+    p.add_argument("--tess", type=Path, help="chapter 9: TESS folder")
+    p.add_argument("--artifacts", help="artifacts folder (feature caches; default artifacts/cross-corpus with MODEL)")
+    p.add_argument("-o", "--out", help="write the results records into this folder")
     p.add_argument("--jobs", type=int, default=None)
     p.add_argument("--feature-sets", nargs="*", default=["vector"], choices=FEATURE_SETS,
                    help="feature views for the logistic regressions (default: vector; the option alone: none, "
                         "e.g. to train only --models)")
     p.add_argument("--models", nargs="*", default=[],
                    help="Keras models to train leave-actors-out on CREMA-D (cnn hybrid)")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds of the Keras runs")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds (of the Keras runs, or of MODEL)")
     p.add_argument("--folds", type=int, default=None, help="grouped K-fold over actors instead of leave-one-actor-out")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--quick", action="store_true", help="tiny features and 2 epochs (tests only)")

@@ -165,18 +165,9 @@ def _tagged(fold: FoldResult, **extra) -> FoldResult:
 
 def save_records(records: Sequence[dict], folder: str | os.PathLike) -> list[Path]:
     """Write each record as ``<folder>/<model>__<protocol>__seed<k>.json``, atomically."""
-    import json
+    from .evaluation import save_record_in
 
-    from .evaluation import result_path
-    from .outputs import atomic_write
-
-    out = []
-    for r in records:
-        path = Path(folder) / result_path(".", r["model"], r["protocol"], r["seed"]).name
-        with atomic_write(path, what="results file") as tmp:
-            tmp.write_text(json.dumps({k: v for k, v in r.items() if not k.startswith("_")}, indent=1))
-        out.append(path)
-    return out
+    return [save_record_in(r, folder) for r in records]
 
 
 def uar_by_protocol(records: Sequence[dict]) -> pd.DataFrame:

@@ -174,12 +174,20 @@ def result_path(artifacts_dir: str | os.PathLike, model: str, protocol: str, see
 
 
 def save_record(record: dict, artifacts_dir: str | os.PathLike) -> Path:
-    """Write a record to :func:`result_path`; returns the path."""
+    """Write a record to :func:`result_path` (``<artifacts>/results/``); returns the path."""
+    return save_record_in(record, Path(artifacts_dir) / "results")
+
+
+def save_record_in(record: dict, folder: str | os.PathLike) -> Path:
+    """Write a record as ``<folder>/<model>__<protocol>__seed<k>.json``, atomically; returns the path.
+
+    Keys starting with ``_`` (e.g. ``_path``, added after saving) are not written.
+    """
     from .outputs import atomic_write
 
-    path = result_path(artifacts_dir, record["model"], record["protocol"], record["seed"])
+    path = Path(folder) / result_path(".", record["model"], record["protocol"], record["seed"]).name
     with atomic_write(path, what="results file") as tmp:  # an interrupted run never leaves half a JSON
-        tmp.write_text(json.dumps(record, indent=1))
+        tmp.write_text(json.dumps({k: v for k, v in record.items() if not k.startswith("_")}, indent=1))
     return path
 
 

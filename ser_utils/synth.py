@@ -335,10 +335,13 @@ def is_demo_corpus(root: str | os.PathLike) -> bool:
     from .data import find_audio_files
 
     names = [p.name.upper() for p in find_audio_files(root)]
-    def synthetic(first: str) -> bool:  # a TESS demo speaker, or a synthetic CREMA-D actor (9001...)
-        return first in DEMO_SPEAKERS or (first.isdigit() and len(first) == 4 and int(first) >= DEMO_CREMA_FIRST_ACTOR)
+    return bool(names) and all(is_demo_speaker(n.split("_", 1)[0]) for n in names)
 
-    return bool(names) and all(synthetic(n.split("_", 1)[0]) for n in names)
+
+def is_demo_speaker(speaker: str) -> bool:
+    """True for a speaker of the synthetic corpora: a TESS demo speaker or a synthetic CREMA-D actor (9001...)."""
+    first = str(speaker).upper()
+    return first in DEMO_SPEAKERS or (first.isdigit() and len(first) == 4 and int(first) >= DEMO_CREMA_FIRST_ACTOR)
 
 
 # --- a synthetic CREMA-D-shaped corpus ---------------------------------------------------

@@ -23,7 +23,6 @@ Chapter 9 (``book/09_transfer.ipynb``) teaches all of it.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -35,7 +34,7 @@ import pandas as pd
 from dataclasses import dataclass, field, replace
 
 from .baselines import vector_fold
-from .evaluation import FoldResult, compute_metrics, make_record, result_path
+from .evaluation import FoldResult, compute_metrics, make_record, save_record_in
 from .features import FeatureSet
 from .labels import EMOTIONS
 from .registry import ModelSpec
@@ -116,14 +115,6 @@ def reference_fold(records: Sequence[dict], model: str, split: Split, seed: int)
                 return FoldResult(f["fold"], pred["ids"], pred["y_true"], pred["y_pred"], f["n_train"], f["n_val"],
                                   epochs=f.get("epochs"), history=f.get("history"), classes=classes)
     return None
-
-
-def save_record_in(record: dict, folder: str | os.PathLike) -> Path:
-    """Write a record as ``<folder>/<model>__<protocol>__seed<k>.json`` (:func:`save_record` adds ``results/``)."""
-    path = Path(folder) / result_path(".", record["model"], record["protocol"], record["seed"]).name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({k: v for k, v in record.items() if not k.startswith("_")}, indent=1))
-    return path
 
 
 @dataclass

@@ -99,3 +99,17 @@ def test_train_command_takes_the_name_and_the_encoder_option(demo_dir, tiny_enco
     assert main(["train", "whisper-probe-layer1", "--spknorm"]) == 2
     err = capsys.readouterr().err
     assert "--option takes KEY=VALUE" in err and "--spknorm applies only to" in err
+
+
+def test_a_probe_runs_across_corpora_through_transfer(demo_dir, tiny_encoder, tmp_path):
+    from ser_utils.cross_corpus import CrossCorpusRun, cross_corpus_records
+    from ser_utils.run_context import RunMode
+    from ser_utils.synth import write_demo_crema
+
+    crema = write_demo_crema(tmp_path / "crema", n_actors=3, n_sentences=2)
+    run = CrossCorpusRun("whisper-probe-layer1", (demo_dir,), crema, tmp_path / "out", tmp_path / "art",
+                         options={"encoder": tiny_encoder}, mode=RunMode(quick=True))
+    (rec,) = cross_corpus_records(run, progress=False)
+    fold = rec["folds"][0]
+    assert rec["protocol"] == "cross-tess-to-crema" and fold["chosen_layer"] == 1
+    assert set(fold["predictions"]["y_pred"]) <= {0, 1, 2, 3, 4, 6}  # the probe never saw ps: it cannot answer it
