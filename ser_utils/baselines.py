@@ -6,7 +6,7 @@
   187-d time-averaged vector, standardised on the training clips only.
 - ``<name>-spknorm``: the same after per-speaker standardisation (each
   speaker's unlabelled statistics, the test speaker's included; see
-  :func:`ser_utils.features.standardise_per_speaker`).
+  :func:`ser_utils.standardise.standardise_per_speaker`).
 """
 
 from __future__ import annotations

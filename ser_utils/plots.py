@@ -246,7 +246,7 @@ def deletion_curves(results: dict, *, title: str = "Deletion test: true-class pr
                     ) -> plt.Figure:
     """One panel per model: mean true-class probability vs fraction masked, Grad-CAM order vs random.
 
-    ``results`` maps a model name to a :class:`ser_utils.gradcam.DeletionResult`.
+    ``results`` maps a model name to a :class:`ser_utils.deletion.DeletionResult`.
     The shaded band is the random curve +- 1 sd over random orders.
     """
     n = max(1, len(results))

@@ -5,7 +5,7 @@ run on the synthetic demo corpus, and which artifacts folder holds the run?
 The answer is a :class:`DataContext` that the workspace
 (:mod:`ser_utils.workspace`), the manifest and the results files all read, so
 a demo result can never be presented as a TESS one. How long a run trains
-(quick mode, epoch cap) is the workspace's :class:`~ser_utils.workspace.RunMode`.
+(quick mode, epoch cap) is the workspace's :class:`~ser_utils.run_context.RunMode`.
 """
 
 from __future__ import annotations

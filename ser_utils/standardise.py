@@ -82,7 +82,7 @@ def standardise_fold(
     ``train_idx`` only (validation and test clips are never looked at). With
     ``spknorm`` each speaker is standardised with its own statistics, the test
     speaker's included (unlabelled audio; see
-    :func:`~ser_utils.features.standardise_per_speaker`). The recipe is a JSON-able
+    :func:`~ser_utils.standardise.standardise_per_speaker`). The recipe is a JSON-able
     dict stored in the model's sidecar so :func:`prepare_inputs` can repeat it.
     """
     x = raw_inputs(fs, kind)

@@ -7,9 +7,9 @@ it
 1. picks the input view (``"vector"``: the 187-d vector as a ``(187, 1)``
    sequence; ``"frames"``: the ``(T, 187)`` frame sequence),
 2. standardises it with statistics of the **training clips only**
-   (:func:`ser_utils.features.fit_standardiser`), or, with the ``spknorm``
+   (:func:`ser_utils.standardise.fit_standardiser`), or, with the ``spknorm``
    option, each speaker with its own statistics
-   (:func:`ser_utils.features.standardise_per_speaker`; this uses the *test*
+   (:func:`ser_utils.standardise.standardise_per_speaker`; this uses the *test*
    speaker's unlabelled audio, which must be said beside the score),
 3. optionally adds frequency-warped copies of the training clips
    (``augment``: :func:`warp_frequency`, a feature-space stand-in for
