@@ -44,13 +44,18 @@ publish: $(STAMP)
 test: $(STAMP) browser-deps
 	$(MAKE) unit notebooks
 
+# Both test runs spread over every core (pytest-xdist; a file's tests stay on one worker, so module
+# fixtures are built once): TEST_JOBS=1 runs them in one process.
+TEST_JOBS ?= auto
+XDIST := $(if $(filter 1,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile)
+
 unit: $(STAMP)
-	SER_QUICK=1 SER_ARTIFACTS_DIR=$(TEST_ARTIFACTS) $(BIN)/python -m pytest tests $(PYTEST_ARGS)
+	SER_QUICK=1 SER_ARTIFACTS_DIR=$(TEST_ARTIFACTS) $(BIN)/python -m pytest $(XDIST) tests $(PYTEST_ARGS)
 
 # nbval re-runs each chapter in quick mode on the demo corpus and fails on any error.
 notebooks: $(STAMP)
 	SER_QUICK=1 SER_DATASET=demo SER_ARTIFACTS_DIR=$(TEST_ARTIFACTS) \
-		$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider book/ $(PYTEST_ARGS)
+		$(BIN)/python -m pytest $(XDIST) --nbval-lax -p no:cacheprovider book/ $(PYTEST_ARGS)
 
 # Headless Chromium for the browser test of the built book (Debian package); best effort:
 # the test skips with its reason when the browser cannot be installed.
