@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-html", action="store_true", help="time the chapters only, not the book build")
     args = parser.parse_args(argv)
 
-    from ser_utils.course.runner import PipelineError, load_report, resolve_parameters, run_book
+    from ser_utils.course.runner import BookRun, PipelineError, load_report, resolve_parameters, run_book
 
     if args.report:
         path = Path(args.report)
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ser-book-bench-") as tmp:
         params = resolve_parameters("demo", None, args.artifacts or str(Path(tmp) / "artifacts"), quick=True)
         try:
-            report = run_book(ROOT, tmp, parameters=params, only=args.only, html=not args.no_html,
+            report = run_book(ROOT, tmp, run=BookRun(params, only=args.only), html=not args.no_html,
                               echo=lambda s: None)
         except PipelineError as exc:
             print(f"error: {exc}", file=sys.stderr)

@@ -408,7 +408,8 @@ def _pretrained_reference(args: argparse.Namespace) -> int:
 @command("transfer")
 def _transfer(args: argparse.Namespace) -> int:
     from .registry import ModelSpec
-    from .transfer import prosody_comparison, reference_runs
+    from .run_context import RunMode
+    from .transfer import ReferenceRuns, prosody_comparison, reference_runs
 
     if args.model or args.train or args.test:
         return _cross_corpus(args)
@@ -430,9 +431,9 @@ def _transfer(args: argparse.Namespace) -> int:
         from .egemaps import smile
 
         smile()  # fails early, with the install command, when opensmile is missing
-    records = reference_runs(args.crema, args.tess, args.artifacts, args.out, jobs=args.jobs,
-                             feature_sets=args.feature_sets, models=args.models, seeds=args.seeds,
-                             n_folds=args.folds, quick=args.quick, epochs=args.epochs)
+    plan = ReferenceRuns(feature_sets=tuple(args.feature_sets), models=tuple(args.models), seeds=tuple(args.seeds),
+                         n_folds=args.folds, mode=RunMode(quick=args.quick, epochs=args.epochs))
+    records = reference_runs(args.crema, args.tess, args.artifacts, args.out, plan, jobs=args.jobs)
     for r in records:
         print(f"{r['model']:24s} {r['protocol']:22s} seed {r['seed']}  UAR {100 * r['metrics']['uar']:5.1f}  "
               f"accuracy {100 * r['metrics']['accuracy']:5.1f}  folds {len(r['folds'])}  {r.get('_path', '')}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -24,6 +25,19 @@ from .quiet import bar_hidden
 TESS_DOI = "doi:10.5683/SP2/E8H2MF"
 TESS_URL = f"https://borealisdata.ca/api/access/dataset/:persistentId/?persistentId={TESS_DOI}"
 _CHUNK = 1 << 16  # small enough that an interrupted transfer keeps most of what arrived
+
+
+@dataclass(frozen=True)
+class Archive:
+    """One downloadable corpus archive: where it is, what it is called once here, how it is checked."""
+
+    url: str
+    archive_name: str  # the zip's file name in the download folder
+    out_name: str  # the folder it is extracted into
+    hashes: dict[str, str | None]  # {"sha256" or "md5": expected digest, None when unknown}
+    what: str  # the corpus name in messages
+    by_hand: str  # how to get it when the download fails
+    nested_zips: bool  # the zip holds zips to unpack too (the Dataverse TESS archive)
 
 
 def download_tess(
@@ -40,11 +54,10 @@ def download_tess(
     A partial ``.part`` file from an interrupted run is resumed, not restarted.
     An archive already downloaded and verified is not fetched again.
     """
-    return _download_archive(
-        dest, url, archive_name, "TESS", hashes={"sha256": check_sha256(sha256)}, what="TESS",
-        by_hand=f"download TESS by hand (Dataverse {TESS_DOI} or Kaggle) and set SER_TESS_DIR",
-        timeout=timeout, progress=progress, nested_zips=True,
-    )
+    archive = Archive(url, archive_name, "TESS", hashes={"sha256": check_sha256(sha256)}, what="TESS",
+                      by_hand=f"download TESS by hand (Dataverse {TESS_DOI} or Kaggle) and set SER_TESS_DIR",
+                      nested_zips=True)
+    return _download_archive(dest, archive, timeout=timeout, progress=progress)
 
 
 #: RAVDESS on Zenodo (Livingstone & Russo, 2018; CC BY-NC-SA 4.0): the audio-only speech archive and
@@ -68,22 +81,19 @@ def download_ravdess(
     HTTP Range request, the record's MD5 and the zip's own CRCs checked before
     anything is unpacked. Returns ``dest/RAVDESS`` (holding ``Actor_01`` ... ``Actor_24``).
     """
-    return _download_archive(
-        dest, url, "Audio_Speech_Actors_01-24.zip", "RAVDESS", hashes={"md5": md5}, what="RAVDESS",
-        by_hand=f"download Audio_Speech_Actors_01-24.zip by hand from {RAVDESS_RECORD}",
-        timeout=timeout, progress=progress, nested_zips=False,
-    )
+    archive = Archive(url, "Audio_Speech_Actors_01-24.zip", "RAVDESS", hashes={"md5": md5}, what="RAVDESS",
+                      by_hand=f"download Audio_Speech_Actors_01-24.zip by hand from {RAVDESS_RECORD}",
+                      nested_zips=False)
+    return _download_archive(dest, archive, timeout=timeout, progress=progress)
 
 
-def _download_archive(dest: str | os.PathLike, url: str, archive_name: str, out_name: str, *,
-                      hashes: dict[str, str | None], what: str, by_hand: str, timeout: float, progress: bool,
-                      nested_zips: bool) -> Path:
-    """Download ``url`` to ``dest/archive_name`` (resumable), verify it, extract into ``dest/out_name``."""
+def _download_archive(dest: str | os.PathLike, spec: Archive, *, timeout: float, progress: bool) -> Path:
+    """Download ``spec.url`` to ``dest/archive_name`` (resumable), verify it, extract into ``dest/out_name``."""
     from .outputs import check_output_path, make_output_dir
 
     dest = check_output_path(Path(dest).expanduser(), kind="dir", what="download folder")
-    archive = dest / archive_name
-    out = dest / out_name
+    archive = dest / spec.archive_name
+    out = dest / spec.out_name
     for path, kind in ((archive, "file"), (archive.with_name(archive.name + ".part"), "file"), (out, "folder")):
         if path.exists() and path.is_dir() != (kind == "folder"):
             raise DownloadError(f"{path} is in the way (a {'file' if kind == 'folder' else 'folder'} where the "
@@ -91,16 +101,16 @@ def _download_archive(dest: str | os.PathLike, url: str, archive_name: str, out_
     make_output_dir(dest, what="download folder")
     if not archive.exists():
         part = archive.with_name(archive.name + ".part")
-        _fetch(url, part, timeout=timeout, progress=progress, what=what, by_hand=by_hand)
-        _verify(part, hashes, fresh=True)
+        _fetch(spec.url, part, timeout=timeout, progress=progress, what=spec.what, by_hand=spec.by_hand)
+        _verify(part, spec.hashes, fresh=True)
         part.replace(archive)
     else:
-        _verify(archive, hashes, fresh=False)
+        _verify(archive, spec.hashes, fresh=False)
     try:
         with zipfile.ZipFile(archive) as zf:
             safe_extract(zf, out, name=archive)
         # The Dataverse zip may itself hold zips (one per uploaded archive): unpack those too.
-        for inner in sorted(out.rglob("*.zip")) if nested_zips else ():
+        for inner in sorted(out.rglob("*.zip")) if spec.nested_zips else ():
             with zipfile.ZipFile(inner) as zf:
                 safe_extract(zf, inner.with_suffix(""), name=inner)
             inner.unlink()

@@ -82,34 +82,46 @@ def run_experiment(
     return record
 
 
+def saved_records(ws: Workspace, models: Sequence[str], protocols: Sequence[str],
+                  seeds: Sequence[int]) -> list[dict]:
+    """The results files of these runs already in the artifacts folder, read back and checked.
+
+    A truncated or malformed file is warned about and left out, so
+    ``run_grid(..., done=saved_records(...))`` trains it again; a chapter
+    opened on its own computes only what is missing.
+    """
+    records = []
+    for m in models:
+        for p in protocols:
+            for s in seeds:
+                path = result_path(ws.artifacts_dir, m, p, s)
+                if (rec := read_valid(path, load_record, what="results file")) is not None:
+                    records.append(rec)
+    return records
+
+
 def run_grid(
     ws: Workspace,
     models: Sequence[str],
     protocols: Sequence[str],
     seeds: Sequence[int],
     *,
-    skip_existing: bool = False,
     done: Sequence[dict] = (),
     **kwargs,
 ) -> list[dict]:
     """:func:`run_experiment` over every model x protocol x seed; returns the records in that order.
 
-    Records in ``done`` (e.g. the run a chapter trained a few cells earlier)
-    are reused for their (model, protocol, seed). With ``skip_existing`` a run
-    whose results file is already in the artifacts folder is read back
-    instead of trained again (a chapter opened on its own computes only what
-    is missing).
+    Records in ``done`` (e.g. the run a chapter trained a few cells earlier,
+    or the :func:`saved_records` of an earlier session) are reused for their
+    (model, protocol, seed) instead of trained again.
     """
     have = {(r["model"], r["protocol"], r["seed"]): r for r in done}
     records = []
     for m in models:
         for p in protocols:
             for s in seeds:
-                path = result_path(ws.artifacts_dir, m, p, s)
                 if (m, p, s) in have:
                     records.append(have[(m, p, s)])
-                elif skip_existing and (rec := read_valid(path, load_record, what="results file")) is not None:
-                    records.append(rec)  # a truncated or malformed file is warned about and retrained instead
                 else:
                     records.append(run_experiment(ws, m, p, s, **kwargs))
     return records

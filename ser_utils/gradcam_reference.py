@@ -54,7 +54,7 @@ def ensure_model(ws: Workspace, model: str, protocol: str, seed: int, *,
     its fold's test clips standardised as in training (train-only statistics).
     """
     from .evaluation import result_path
-    from .experiments import run_grid
+    from .experiments import run_grid, saved_records
     from .registry import ModelSpec
     from .keras_io import bundle_problem, load_model_bundle, model_path, prepare_inputs
 
@@ -67,7 +67,8 @@ def ensure_model(ws: Workspace, model: str, protocol: str, seed: int, *,
     fresh = problem is None
     trained_now = not (fresh and rec_path.exists())
     # The canonical variant name carries the options, so the results file and the model file agree.
-    record = run_grid(ws, [name], [protocol], [seed], skip_existing=fresh, progress=False)[0]
+    saved = saved_records(ws, [name], [protocol], [seed]) if fresh else ()
+    record = run_grid(ws, [name], [protocol], [seed], done=saved, progress=False)[0]
     net, sidecar = load_model_bundle(path)
     fs = ws.features
     idx = fs.index(split.test)

@@ -165,8 +165,17 @@ def selected_fold(emb: EmbeddingSet, split: Split, emotions: Sequence[str] = EMO
     return fold
 
 
+@dataclass(frozen=True)
+class WeightedHead:
+    """The recipe of :func:`weighted_fold`: its input (each layer's mean, and its std when ``with_std``) and stopping."""
+
+    with_std: bool = True
+    epochs: int = 200  # at most
+    patience: int = 20  # epochs without a lower validation loss before stopping
+
+
 def weighted_fold(emb: EmbeddingSet, split: Split, emotions: Sequence[str] = EMOTIONS, *, seed: int = 0,
-                  with_std: bool = True, epochs: int = 200, patience: int = 20) -> FoldResult:
+                  recipe: WeightedHead = WeightedHead()) -> FoldResult:
     """SUPERB's read-out: softmax layer weights and a linear classifier learned together, on the training clips.
 
     Each layer is standardised with the training clips' statistics; the
@@ -180,7 +189,7 @@ def weighted_fold(emb: EmbeddingSet, split: Split, emotions: Sequence[str] = EMO
     import torch
 
     tr, va, te = (_rows(emb, ids, emotions) for ids in (split.train, split.val, split.test))
-    x = np.concatenate([emb.mean, emb.std], axis=2) if with_std else emb.mean  # (clips, layers, dim)
+    x = np.concatenate([emb.mean, emb.std], axis=2) if recipe.with_std else emb.mean  # (clips, layers, dim)
     mu, sd = x[tr].mean(axis=0), x[tr].std(axis=0) + 1e-6
     classes = sorted(EMOTIONS.index(e) for e in emotions)
     remap = {c: i for i, c in enumerate(classes)}
@@ -204,7 +213,7 @@ def weighted_fold(emb: EmbeddingSet, split: Split, emotions: Sequence[str] = EMO
             return head(torch.einsum("l,nld->nd", torch.softmax(logits_w, dim=0), inp))
 
         best, best_state, waited = float("inf"), None, 0
-        for _ in range(epochs):
+        for _ in range(recipe.epochs):
             head.train()
             for b in torch.randperm(len(tr), generator=g).split(64):
                 opt.zero_grad()
@@ -218,7 +227,7 @@ def weighted_fold(emb: EmbeddingSet, split: Split, emotions: Sequence[str] = EMO
                 best_state = (logits_w.detach().clone(), {k: v.clone() for k, v in head.state_dict().items()})
             else:
                 waited += 1
-                if waited >= patience:
+                if waited >= recipe.patience:
                     break
         with torch.no_grad():
             logits_w.copy_(best_state[0])

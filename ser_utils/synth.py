@@ -131,6 +131,7 @@ def synthesize_clip(
     loud_db = k * prof.loudness_db + rng.normal(0, 2.5)
     tilt = float(np.clip(prof.tilt + rng.normal(0, 0.06), 0.3, 0.95))
 
+    voicing = Voicing(pitch, excursion, tilt, spk.formant_scale, prof)
     vowels = list(_CARRIER) + [_word_vowel(word)]
     syl_dur = np.array([0.18, 0.10, 0.20, 0.36 + 0.03 * len(word)]) / rate
     syl_dur *= rng.normal(1, 0.08, size=len(syl_dur))
@@ -139,10 +140,9 @@ def synthesize_clip(
     t0 = 0.0
     for i, (vowel, dur) in enumerate(zip(vowels, syl_dur, strict=True)):
         onset = _consonant(rng, sr, dur=0.035 / rate, bright=1 - tilt)
-        voiced = _syllable(
-            rng, sr, dur, vowel, spk.formant_scale, pitch, excursion, prof, tilt,
-            t_start=t0 / t_total, t_end=(t0 + dur) / t_total, stressed=(i == len(vowels) - 1),
-        )
+        shape = SyllableShape(vowel, dur, t_start=t0 / t_total, t_end=(t0 + dur) / t_total,
+                              stressed=(i == len(vowels) - 1))
+        voiced = _syllable(rng, sr, voicing, shape)
         pieces += [onset, voiced, _noise_floor(rng, 0.03 / rate, sr)]
         t0 += dur
     pieces.append(_noise_floor(rng, rng.uniform(0.15, 0.55), sr))
@@ -188,23 +188,34 @@ def _contour(shape: str, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.zeros_like(t)
 
 
-def _syllable(
-    rng: np.random.Generator,
-    sr: int,
-    dur: float,
-    vowel: str,
-    formant_scale: float,
-    pitch: float,
-    excursion: float,
-    prof: EmotionProfile,
-    tilt: float,
-    *,
-    t_start: float,
-    t_end: float,
-    stressed: bool,
-) -> np.ndarray:
+@dataclass(frozen=True)
+class Voicing:
+    """How one clip is voiced, the same for each of its syllables: pitch, excursion, tilt, formants, emotion."""
+
+    pitch: float  # Hz
+    excursion: float  # pitch excursion, a fraction of ``pitch``
+    tilt: float  # spectral tilt of the glottal source (one-pole coefficient)
+    formant_scale: float  # the speaker's vocal-tract scaling of the vowel formants
+    profile: EmotionProfile
+
+
+@dataclass(frozen=True)
+class SyllableShape:
+    """One syllable of a clip: its vowel, duration (s), place in the utterance (``t`` in [0, 1]), stress."""
+
+    vowel: str
+    dur: float
+    t_start: float
+    t_end: float
+    stressed: bool
+
+
+def _syllable(rng: np.random.Generator, sr: int, voicing: Voicing, shape: SyllableShape) -> np.ndarray:
+    """A voiced syllable: a sawtooth source along the emotion's pitch contour, filtered by the vowel's formants."""
+    dur, vowel, prof = shape.dur, shape.vowel, voicing.profile
+    pitch, excursion, tilt = voicing.pitch, voicing.excursion, voicing.tilt
     n = int(dur * sr)
-    t = np.linspace(t_start, t_end, n)
+    t = np.linspace(shape.t_start, shape.t_end, n)
     f0 = pitch * (1 + excursion * _contour(prof.contour, t, rng))
     f0 *= 1 + prof.jitter * rng.standard_normal(n).cumsum() / np.sqrt(np.arange(1, n + 1))
     f0 *= 1 + prof.tremor * np.sin(2 * np.pi * 6.0 * np.arange(n) / sr)
@@ -215,9 +226,9 @@ def _syllable(
     source = source + prof.breath * rng.normal(0, 1, n)
     out = source
     for formant, bandwidth in zip(_VOWELS[vowel], (80, 100, 140), strict=True):
-        out = _resonator(out, formant * formant_scale, bandwidth, sr)
+        out = _resonator(out, formant * voicing.formant_scale, bandwidth, sr)
     env = np.minimum(1, np.minimum(np.arange(n), np.arange(n)[::-1]) / (0.02 * sr))
-    gain = 1.0 if stressed else 0.7
+    gain = 1.0 if shape.stressed else 0.7
     return (gain * env * out / (np.max(np.abs(out)) + 1e-9)).astype(np.float32)
 
 

@@ -37,6 +37,7 @@ from .baselines import vector_fold
 from .evaluation import FoldResult, compute_metrics, make_record, save_record_in
 from .features import FeatureSet
 from .labels import EMOTIONS
+from .run_context import RunMode
 from .registry import ModelSpec
 from .splits import Split
 
@@ -90,10 +91,10 @@ def baseline_folds(fs: FeatureSet, splits: Sequence[Split], kind: str, emotions:
     return out
 
 
-def transfer_record(model: str, splits: Sequence[Split], folds: list[FoldResult], *, dataset: dict,
-                    wall_time: float, features_key: str, seed: int = 0) -> dict:
+def transfer_record(model: str, protocol: TransferProtocol, folds: list[FoldResult], *, wall_time: float,
+                    features_key: str, seed: int = 0) -> dict:
     """The results record of one baseline under one many-speaker or cross-corpus protocol."""
-    return make_record(model, splits[0].protocol, seed, folds, dataset=dataset, wall_time=wall_time,
+    return make_record(model, protocol.name, seed, folds, dataset=dict(protocol.dataset), wall_time=wall_time,
                        config={"features": features_key, "epochs": None})
 
 
@@ -130,14 +131,23 @@ class TransferProtocol:
         return self.splits[0].protocol
 
 
-def transfer_protocols(m_crema: pd.DataFrame, m_tess: pd.DataFrame, *, crema_label: str = "crema-d",
-                       tess_label: str = "tess", synthetic: bool = False, quick: bool = False,
+@dataclass(frozen=True)
+class CorpusNotes:
+    """How the records of chapter 9 describe its two corpora: their folder names, synthetic or not, quick mode."""
+
+    crema_label: str = "crema-d"
+    tess_label: str = "tess"
+    synthetic: bool = False
+    quick: bool = False
+
+
+def transfer_protocols(m_crema: pd.DataFrame, m_tess: pd.DataFrame, notes: CorpusNotes = CorpusNotes(), *,
                        seed: int = 0, n_folds: int | None = None) -> list[TransferProtocol]:
     """Leave-actors-out on CREMA-D, then TESS -> CREMA-D and CREMA-D -> TESS over the shared emotions.
 
     ``n_folds`` None: leave one actor out; otherwise grouped K-fold
     (:func:`~ser_utils.splits.actor_folds`). The dataset blocks name the
-    corpora, their size and whether they are synthetic or a subset.
+    corpora, their size and whether they are synthetic or a subset (``notes``).
     """
     from .corpora import get_corpus, shared_emotions
     from .data import summarise_corpus, usable
@@ -146,11 +156,12 @@ def transfer_protocols(m_crema: pd.DataFrame, m_tess: pd.DataFrame, *, crema_lab
     crema, tess = get_corpus("crema-d"), get_corpus("tess")
     n_crema, n_tess = len(usable(m_crema)), len(usable(m_tess))
     n_actors = summarise_corpus(m_crema, crema).counts.shape[0]
+    crema_label, tess_label, synthetic = notes.crema_label, notes.tess_label, notes.synthetic
     kind = "SYNTHETIC stand-in for " if synthetic else ""
     crema_desc = (f"{crema_label}: {kind}CREMA-D, all clips of {n_actors} of its {crema.n_speakers} actors "
                   f"({n_crema} clips); a {n_actors}-actor subset, not comparable with full-corpus figures")
     tess_desc = f"{tess_label}: {kind}TESS, {n_tess} of its 2800 clips"
-    common = {"synthetic": synthetic, "partial": True, "quick": quick}
+    common = {"synthetic": synthetic, "partial": True, "quick": notes.quick}
     shared = shared_emotions(crema, tess)
     out = [TransferProtocol(actor_folds(m_crema, n_folds=n_folds, seed=seed), crema.emotions, {
         "name": "crema-d", "corpus": "crema-d", "n_clips": n_crema, "n_actors": n_actors, "subset": crema_desc,
@@ -199,8 +210,7 @@ def run_baselines(fs: FeatureSet, protocols: Sequence[TransferProtocol],
         for kind in kinds:
             start = time.perf_counter()
             folds = baseline_folds(fs, p.splits, kind, p.emotions, seed)
-            rec = transfer_record(view_name(kind, view), p.splits, folds, dataset=dict(p.dataset),
-                                  wall_time=time.perf_counter() - start,
+            rec = transfer_record(view_name(kind, view), p, folds, wall_time=time.perf_counter() - start,
                                   features_key=fs.config.key() if view == "vector" else view, seed=seed)
             if out is not None:
                 rec["_path"] = str(save_record_in(rec, out))
@@ -208,36 +218,50 @@ def run_baselines(fs: FeatureSet, protocols: Sequence[TransferProtocol],
     return records
 
 
-def deep_runs(fs: FeatureSet, manifest: pd.DataFrame, models: Sequence[str] = ("cnn", "hybrid"),
-              seeds: Sequence[int] = (0,), *, dataset: dict, n_folds: int | None = None, max_folds: int | None = None,
-              epochs: int | None = None, quick: bool = False, out: str | os.PathLike | None = None,
-              progress: bool = False) -> list[dict]:
-    """Train each Keras model (chapters 3-5) leave-actors-out on one corpus, once per seed; one record each.
+@dataclass(frozen=True)
+class DeepRuns:
+    """Which Keras models (chapters 3-5) are trained leave-actors-out, with which seeds, on how many folds, how long.
+
+    ``n_folds`` None: leave one actor out, else grouped K-fold; ``max_folds``
+    keeps only the first folds (a cheap check); ``mode`` is the run's quick
+    mode and epoch cap.
+    """
+
+    models: tuple[str, ...] = ("cnn", "hybrid")
+    seeds: tuple[int, ...] = (0,)
+    n_folds: int | None = None
+    max_folds: int | None = None
+    mode: RunMode = RunMode()
+
+
+def deep_runs(fs: FeatureSet, manifest: pd.DataFrame, runs: DeepRuns = DeepRuns(), *, dataset: dict,
+              out: str | os.PathLike | None = None, progress: bool = False) -> list[dict]:
+    """Train each of ``runs.models`` leave-actors-out on one corpus, once per seed; one record each.
 
     The folds are :func:`~ser_utils.splits.actor_folds` with the run's seed
-    (which picks the validation actors); ``max_folds`` keeps only the first
-    folds (a cheap check, recorded as ``partial_folds``). Scores cover the
+    (which picks the validation actors); ``runs.max_folds`` keeps only the first
+    folds (recorded as ``folds_run`` of ``folds_in_protocol``). Scores cover the
     corpus's own emotions.
     """
     from .corpora import get_corpus
     from .splits import actor_folds
     from .registry import FoldJob
-    from .run_context import RunMode
     from .training import keras_fold
 
     emotions = get_corpus(dataset.get("corpus", "crema-d")).emotions
     fs = only_emotions(fs, emotions)
     classes = sorted(EMOTIONS.index(e) for e in emotions)
     records = []
-    for model in models:
-        for seed in seeds:
-            splits = actor_folds(manifest, n_folds=n_folds, seed=seed)
+    quick, epochs = runs.mode.quick, runs.mode.epochs
+    for model in runs.models:
+        for seed in runs.seeds:
+            splits = actor_folds(manifest, n_folds=runs.n_folds, seed=seed)
             n_all = len(splits)
-            splits = splits[:max_folds] if max_folds else splits
+            splits = splits[:runs.max_folds] if runs.max_folds else splits
             start = time.perf_counter()
             folds = []
             for s in splits:
-                job = FoldJob.of(model, seed=seed, mode=RunMode(quick=quick, epochs=epochs), progress=progress)
+                job = FoldJob.of(model, seed=seed, mode=runs.mode, progress=progress)
                 fold = keras_fold(fs, s, job)
                 fold.classes = classes
                 folds.append(fold)
@@ -251,16 +275,34 @@ def deep_runs(fs: FeatureSet, manifest: pd.DataFrame, models: Sequence[str] = ("
     return records
 
 
+@dataclass(frozen=True)
+class ReferenceRuns:
+    """What :func:`reference_runs` computes: each baseline on each feature view, then the Keras models per seed.
+
+    ``n_folds`` (None: leave one actor out) applies to both; ``mode`` (quick
+    mode, epoch cap) picks the feature configuration and the models' epochs.
+    """
+
+    kinds: tuple[str, ...] = ("logreg", "logreg-spknorm")
+    feature_sets: tuple[str, ...] = ("vector",)
+    models: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = (0,)
+    n_folds: int | None = None
+    mode: RunMode = RunMode()
+
+    def deep(self) -> DeepRuns:
+        """The Keras part of the run, on every fold."""
+        return DeepRuns(self.models, self.seeds, n_folds=self.n_folds, mode=self.mode)
+
+
 def reference_runs(crema_dir: str | os.PathLike, tess_dir: str | os.PathLike, artifacts: str | os.PathLike,
-                   out: str | os.PathLike | None, *, jobs: int | None = None,
-                   kinds: Sequence[str] = ("logreg", "logreg-spknorm"), feature_sets: Sequence[str] = ("vector",),
-                   models: Sequence[str] = (), seeds: Sequence[int] = (0,), n_folds: int | None = None,
-                   quick: bool = False, epochs: int | None = None) -> list[dict]:
+                   out: str | os.PathLike | None, plan: ReferenceRuns = ReferenceRuns(), *,
+                   jobs: int | None = None) -> list[dict]:
     """Leave-one-actor-out on CREMA-D and TESS <-> CREMA-D transfer, for each baseline and feature view.
 
     Features are extracted (or read from the cache) under ``artifacts/<folder name>``.
-    ``models`` (``cnn``, ``hybrid``...) are also trained on CREMA-D
-    leave-actors-out, once per seed in ``seeds``. Records are written to
+    ``plan.models`` (``cnn``, ``hybrid``...) are also trained on CREMA-D
+    leave-actors-out, once per seed in ``plan.seeds``. Records are written to
     ``out`` when given, and returned.
     """
     from .corpora import get_corpus
@@ -268,27 +310,26 @@ def reference_runs(crema_dir: str | os.PathLike, tess_dir: str | os.PathLike, ar
     from .features import FeatureConfig, ensure_features, quick_config
     from .synth import is_demo_corpus
 
-    cfg = quick_config() if quick else FeatureConfig()
+    cfg = quick_config() if plan.mode.quick else FeatureConfig()
     m_crema = build_manifest(crema_dir, corpus=get_corpus("crema-d"), progress=False)
     m_tess = build_manifest(tess_dir, corpus=get_corpus("tess"), progress=False)
     art_c, art_t = Path(artifacts) / Path(crema_dir).name, Path(artifacts) / Path(tess_dir).name
     fs_crema = ensure_features(m_crema, art_c, cfg, jobs=jobs, progress=False)
     fs_tess = ensure_features(m_tess, art_t, cfg, jobs=jobs, progress=False)
     synthetic = is_demo_corpus(crema_dir) or is_demo_corpus(tess_dir)
-    protocols = transfer_protocols(m_crema, m_tess, crema_label=Path(crema_dir).name,
-                                   tess_label=Path(tess_dir).name, synthetic=synthetic, quick=quick, n_folds=n_folds)
+    notes = CorpusNotes(Path(crema_dir).name, Path(tess_dir).name, synthetic=synthetic, quick=plan.mode.quick)
+    protocols = transfer_protocols(m_crema, m_tess, notes, n_folds=plan.n_folds)
     both = combine_features(fs_tess, fs_crema)
     records = []
-    for view in feature_sets:
+    for view in plan.feature_sets:
         if view == "vector":
             fs = both
         else:
             table = pd.concat([view_table(m_tess, art_t, view, jobs=jobs), view_table(m_crema, art_c, view, jobs=jobs)])
             fs = with_view(both, table)
-        records += run_baselines(fs, protocols, kinds, view=view, out=out)
-    if models:
-        records += deep_runs(fs_crema, m_crema, models, seeds, dataset=protocols[0].dataset, n_folds=n_folds,
-                             epochs=epochs, quick=quick, out=out)
+        records += run_baselines(fs, protocols, plan.kinds, view=view, out=out)
+    if plan.models:
+        records += deep_runs(fs_crema, m_crema, plan.deep(), dataset=protocols[0].dataset, out=out)
     return records
 
 

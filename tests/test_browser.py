@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from ser_utils.course.runner import read_toc, resolve_parameters, run_book
+from ser_utils.course.runner import BookRun, read_toc, resolve_parameters, run_book
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.browser
@@ -160,7 +160,7 @@ def book_html(tmp_path_factory) -> Path:
     # make test sets SER_ARTIFACTS_DIR (shared with nbval); otherwise keep the repository clean.
     art = None if os.environ.get("SER_ARTIFACTS_DIR") else str(out / "artifacts")
     params = resolve_parameters("demo", None, art, quick=True)
-    report = run_book(ROOT, out, parameters=params, only="01", progress=False, echo=lambda s: None)
+    report = run_book(ROOT, out, run=BookRun(params, only="01"), progress=False, echo=lambda s: None)
     return Path(report.html).parent
 
 

@@ -154,13 +154,13 @@ def test_a_test_speaker_changes_nothing_in_the_choice():
 
 
 def test_layer_weighted_head_learns_to_weight_the_signal_layer():
-    from ser_utils.probes import weighted_fold
+    from ser_utils.probes import WeightedHead, weighted_fold
 
     emb = _planted(per=40)
     ids = emb.meta.set_index("clip_id")["speaker"]
     split = Split("actor-loo", "test s3", 0, tuple(ids.index[ids.isin(["s0", "s1"])]),
                   tuple(ids.index[ids == "s2"]), tuple(ids.index[ids == "s3"]))
-    fold = weighted_fold(emb, split, EMOTIONS[:4], seed=0, with_std=False)
+    fold = weighted_fold(emb, split, EMOTIONS[:4], seed=0, recipe=WeightedHead(with_std=False))
     w = fold.extra["layer_weights"]
     assert int(np.argmax(w)) == 2 and len(w) == 4
     assert np.mean(np.array(fold.y_true) == np.array(fold.y_pred)) > 0.5  # chance 0.25; the voice is new

@@ -58,7 +58,7 @@ def clean_env(monkeypatch, tmp_path):
 
 
 def test_case01_book_reruns_a_chapter_when_clips_are_removed(tmp_path):
-    from ser_utils.course.runner import run_book
+    from ser_utils.course.runner import BookRun, run_book
     from tests.test_pipeline import STANDARD, write_book
 
     data = small_corpus(tmp_path / "data")
@@ -68,10 +68,10 @@ def test_case01_book_reruns_a_chapter_when_clips_are_removed(tmp_path):
               "corpus_dir": str(data)}
     quiet = {"html": False, "progress": False, "echo": lambda s: None}
     status = lambda r: r.chapters[0].status  # noqa: E731
-    assert status(run_book(tmp_path / "b", parameters=params, **quiet)) == "executed"
-    assert status(run_book(tmp_path / "b", parameters=params, **quiet)) == "cached"
+    assert status(run_book(tmp_path / "b", run=BookRun(params), **quiet)) == "executed"
+    assert status(run_book(tmp_path / "b", run=BookRun(params), **quiet)) == "cached"
     next(data.rglob("*.wav")).unlink()
-    assert status(run_book(tmp_path / "b", parameters=params, **quiet)) == "executed"  # was "cached": stale page
+    assert status(run_book(tmp_path / "b", run=BookRun(params), **quiet)) == "executed"  # was "cached": stale page
     page = (tmp_path / "b/_build/src/book/01_a.ipynb").read_text()
     assert f"{len(list(data.rglob('*.wav')))} clips" in page
 

@@ -19,6 +19,7 @@ from ser_utils.course import runner
 from ser_utils.__main__ import main
 from ser_utils.course.runner import (
     BookBuildFailed,
+    BookRun,
     BookSetupError,
     ChapterFailed,
     ChapterSelectionError,
@@ -140,8 +141,8 @@ def test_parameters_reach_only_the_chapters_declaring_them(tmp_path, capfd):
                      "    time.sleep(0.01)",
                      "for i in tqdm(range(3), disable=False, desc='kept', mininterval=0):\n    time.sleep(0.01)"),
     })
-    report = run_book(tmp_path, parameters=params(epochs=3, protocols=["speaker", "word"], seeds=[1, 2]),
-                      html=False, progress=False, echo=lambda s: None)
+    run = BookRun(params(epochs=3, protocols=["speaker", "word"], seeds=[1, 2]))
+    report = run_book(tmp_path, run=run, html=False, progress=False, echo=lambda s: None)
     assert statuses(report) == {"01_std": "executed", "02_extra": "executed"}
     out1 = outputs_text(tmp_path / "_build/src/book/01_std.ipynb")
     out2 = outputs_text(tmp_path / "_build/src/book/02_extra.ipynb")
@@ -168,32 +169,33 @@ def test_parameters_reach_only_the_chapters_declaring_them(tmp_path, capfd):
 def test_resume_skips_up_to_date_chapters_and_reruns_changed_ones(tmp_path):
     write_book(tmp_path, {"01_a": (STANDARD, "print(quick)"), "02_b": (STANDARD, "print(quick)")})
     quiet = {"html": False, "progress": False, "echo": lambda s: None}
-    first = run_book(tmp_path, parameters=params(), **quiet)
+    first = run_book(tmp_path, run=BookRun(params()), **quiet)
     assert set(statuses(first).values()) == {"executed"}
     copy = tmp_path / "_build/src/book/01_a.ipynb"
     mtime = copy.stat().st_mtime_ns
 
-    again = run_book(tmp_path, parameters=params(), **quiet)
+    again = run_book(tmp_path, run=BookRun(params()), **quiet)
     assert statuses(again) == {"01_a": "cached", "02_b": "cached"}
     assert copy.stat().st_mtime_ns == mtime
 
     # A changed source notebook, changed parameters or --force re-execute.
     write_notebook(tmp_path / "book" / "02_b.ipynb", STANDARD, "print('edited', quick)")
-    assert statuses(run_book(tmp_path, parameters=params(), **quiet)) == {"01_a": "cached", "02_b": "executed"}
+    assert statuses(run_book(tmp_path, run=BookRun(params()), **quiet)) == {"01_a": "cached", "02_b": "executed"}
     assert "edited True" in outputs_text(tmp_path / "_build/src/book/02_b.ipynb")
-    changed = run_book(tmp_path, parameters=params(quick=False), only="01", **quiet)
+    changed = run_book(tmp_path, run=BookRun(params(quick=False), only="01"), **quiet)
     assert statuses(changed) == {"01_a": "executed", "02_b": "kept"}
     assert "False" in outputs_text(copy)
-    assert statuses(run_book(tmp_path, parameters=params(quick=False), only="1", force=True, **quiet))["01_a"] == "executed"
+    forced = run_book(tmp_path, run=BookRun(params(quick=False), only="1", force=True), **quiet)
+    assert statuses(forced)["01_a"] == "executed"
 
 
 def test_a_change_to_the_package_code_makes_every_stamp_stale(tmp_path, monkeypatch):
     write_book(tmp_path, {"01_a": (STANDARD, "print(quick)")})
     quiet = {"html": False, "progress": False, "echo": lambda s: None}
-    assert statuses(run_book(tmp_path, parameters=params(), **quiet)) == {"01_a": "executed"}
-    assert statuses(run_book(tmp_path, parameters=params(), **quiet)) == {"01_a": "cached"}
+    assert statuses(run_book(tmp_path, run=BookRun(params()), **quiet)) == {"01_a": "executed"}
+    assert statuses(run_book(tmp_path, run=BookRun(params()), **quiet)) == {"01_a": "cached"}
     monkeypatch.setattr(runner, "package_hash", lambda *_: "edited ser_utils")
-    assert statuses(run_book(tmp_path, parameters=params(), **quiet)) == {"01_a": "executed"}
+    assert statuses(run_book(tmp_path, run=BookRun(params()), **quiet)) == {"01_a": "executed"}
 
 
 def test_failing_chapter_stops_the_run_naming_chapter_and_cell(tmp_path):
@@ -204,7 +206,7 @@ def test_failing_chapter_stops_the_run_naming_chapter_and_cell(tmp_path):
     })
     quiet = {"html": False, "progress": False, "echo": lambda s: None}
     with pytest.raises(ChapterFailed) as info:
-        run_book(tmp_path, parameters=params(), **quiet)
+        run_book(tmp_path, run=BookRun(params()), **quiet)
     err = info.value
     assert err.chapter == "02_bad"
     # Cells of 02_bad: 1 title, 2 parameters, 3 "x = 1", 4 "y = x / 0" (the injected cell not counted).
@@ -218,7 +220,7 @@ def test_failing_chapter_stops_the_run_naming_chapter_and_cell(tmp_path):
 
     # The fix: the next run resumes at the failed chapter, reusing the first one.
     write_notebook(tmp_path / "book" / "02_bad.ipynb", STANDARD, "print('fixed')")
-    resumed = run_book(tmp_path, parameters=params(), **quiet)
+    resumed = run_book(tmp_path, run=BookRun(params()), **quiet)
     assert statuses(resumed) == {"01_ok": "cached", "02_bad": "executed", "03_after": "executed"}
 
 
@@ -239,13 +241,13 @@ def test_two_runs_never_share_a_build_folder(tmp_path):
     write_book(tmp_path, {"01_a": (STANDARD, "print('a')")})
     with runner.build_lock(tmp_path / "_build"):
         with pytest.raises(runner.BuildFolderBusy, match=str(os.getpid())):
-            run_book(tmp_path, parameters=params(), html=False, progress=False, echo=lambda s: None)
+            run_book(tmp_path, run=BookRun(params()), html=False, progress=False, echo=lambda s: None)
     assert not (tmp_path / "_build/src/book/01_a.ipynb").exists()
 
 
 def test_only_stages_unselected_chapters_unexecuted(tmp_path):
     write_book(tmp_path, {"01_a": (STANDARD, "print('a')"), "02_b": (STANDARD, "print('b')")})
-    report = run_book(tmp_path, parameters=params(), only="02", html=False, progress=False, echo=lambda s: None)
+    report = run_book(tmp_path, run=BookRun(params(), only="02"), html=False, progress=False, echo=lambda s: None)
     assert statuses(report) == {"01_a": "not-run", "02_b": "executed"}
     staged = nbformat.read(str(tmp_path / "_build/src/book/01_a.ipynb"), as_version=4)
     assert "not executed in this build" in staged.cells[1].source
@@ -273,8 +275,7 @@ def test_build_html_with_citation_image_and_placeholder_root(tmp_path):
         "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
         "1f15c4890000000d4944415478da63f8cfc0f01f0005000201a5b1e1a20000000049454e44ae426082"))
     messages = []
-    report = run_book(book, tmp_path / "out", parameters=params(), only="01", progress=False,
-                      echo=messages.append)
+    report = run_book(book, tmp_path / "out", run=BookRun(params(), only="01"), progress=False, echo=messages.append)
     html = tmp_path / "out/_build/html"
     assert report.html == str(html / "index.html") and (html / "index.html").exists()
     assert statuses(report) == {"01_plot": "executed", "02_unrun": "not-run"}
@@ -294,7 +295,7 @@ def test_stderr_stays_out_of_the_pages_and_is_reported_as_a_note(tmp_path):
     (book / "_config.yml").write_text(config + "sphinx:\n  config:\n    nb_merge_streams: true\n"
                                       "    nb_output_stderr: remove-warn\n")
     messages = []
-    report = run_book(book, parameters=params(), progress=False, echo=messages.append)
+    report = run_book(book, run=BookRun(params()), progress=False, echo=messages.append)
     page = (tmp_path / "_build/html/book/01_noisy.html").read_text()
     assert "to the page" in page and "a library notice" not in page
     assert any("01_noisy" in m and "mystnb.stderr" in m for m in messages), messages
@@ -305,7 +306,7 @@ def test_build_fails_on_any_warning(tmp_path):
     book = write_book(tmp_path, {"01_a": (STANDARD, "print(1)")},
                       intro="# Intro\n\nSee {ref}`no-such-label` and {cite}`nobody1999`.\n")
     with pytest.raises(BookBuildFailed) as info:
-        run_book(book, parameters=params(), progress=False, echo=lambda s: None)
+        run_book(book, run=BookRun(params()), progress=False, echo=lambda s: None)
     text = str(info.value)
     assert "no-such-label" in text and "nobody1999" in text
     assert any(w.startswith("book/intro.md") for w in info.value.warnings)
@@ -335,7 +336,7 @@ def test_full_reaches_only_chapters_declaring_it_and_per_model_times_are_reporte
                  "(p / 'cnn__random__seed0.json').write_text(json.dumps({'wall_time_s': 12.5}))" % results)
     write_book(tmp_path, {"01_a": (STANDARD, "print('full' in dir())"),
                           "02_b": (STANDARD + "\nfull = False", "print(f'full={full}')", write_rec)})
-    report = run_book(tmp_path, parameters=params(full=True, results_dir=str(results)), html=False,
+    report = run_book(tmp_path, run=BookRun(params(full=True, results_dir=str(results))), html=False,
                       progress=False, echo=lambda s: None)
     assert "False" in outputs_text(tmp_path / "_build/src/book/01_a.ipynb")
     assert "full=True" in outputs_text(tmp_path / "_build/src/book/02_b.ipynb")
@@ -347,7 +348,7 @@ def test_full_reaches_only_chapters_declaring_it_and_per_model_times_are_reporte
 def test_publish_refuses_demo_data_and_quick_runs(tmp_path):
     write_book(tmp_path, {"01_a": (STANDARD, "print(1)")})
     with pytest.raises(BookSetupError, match="real TESS"):
-        run_book(tmp_path, parameters=params(), publish=tmp_path / "published", echo=lambda s: None)
+        run_book(tmp_path, run=BookRun(params(), publish=tmp_path / "published"), echo=lambda s: None)
     assert not (tmp_path / "published").exists()
 
 
@@ -355,7 +356,7 @@ def test_published_chapters_lose_audio_and_build_without_execution(tmp_path):
     audio = ("from IPython.display import Audio, display\nimport numpy as np\n"
              "display(Audio(np.zeros(800), rate=8000))\nprint('after the clip')")
     write_book(tmp_path, {"01_a": (STANDARD, audio)})
-    report = run_book(tmp_path, parameters=params(), html=False, progress=False, echo=lambda s: None)
+    report = run_book(tmp_path, run=BookRun(params()), html=False, progress=False, echo=lambda s: None)
     root, entries = read_toc(tmp_path)
     folder = runner.publish_chapters(entries, tmp_path / "_build", tmp_path / "published", report,
                                        data_dir="/data/TESS")
@@ -371,7 +372,7 @@ def test_published_chapters_lose_audio_and_build_without_execution(tmp_path):
         runner.publish_chapters(entries, tmp_path / "_build", blocked, report)
     # Building from the published folder executes nothing: a chapter source that would fail is never run.
     write_notebook(tmp_path / "book" / "01_a.ipynb", STANDARD, "raise RuntimeError('must not run')")
-    staged = run_book(tmp_path, parameters=params(), from_published=folder, html=False, echo=lambda s: None)
+    staged = run_book(tmp_path, run=BookRun(params(), from_published=folder), html=False, echo=lambda s: None)
     assert statuses(staged) == {"01_a": "published"}
     assert "after the clip" in outputs_text(tmp_path / "_build/src/book/01_a.ipynb")
 

@@ -22,13 +22,14 @@ from ..errors import UserError
 def _book(args: argparse.Namespace) -> int:
     from ..run_context import project_root
     from .publish import published_parameters
-    from .runner import PipelineError, require_book_root, resolve_parameters, run_book
+    from .plan import Coverage
+    from .runner import BookRun, PipelineError, require_book_root, resolve_parameters, run_book
 
     book_root = require_book_root(args.book_root or project_root())  # before any folder is made
     if args.from_published is not None:  # nothing is executed: no data or artifacts folder is resolved
         try:
-            run_book(book_root, args.path_output, parameters=published_parameters(
-                args.from_published), from_published=args.from_published, html=not args.no_html)
+            run_book(book_root, args.path_output, run=BookRun(published_parameters(
+                args.from_published), from_published=args.from_published), html=not args.no_html)
         except PipelineError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
@@ -38,18 +39,18 @@ def _book(args: argparse.Namespace) -> int:
     split = lambda values: [v for item in values for v in item.split(",") if v]  # noqa: E731
     try:
         seeds = None if args.seeds is None else [_seed(s) for s in split(args.seeds)]
+        coverage = Coverage(None if args.protocols is None else split(args.protocols), seeds, full=args.full)
         params = resolve_parameters(
-            args.dataset, args.data_dir, args.artifacts, True if args.quick else None, args.epochs,
-            None if args.protocols is None else split(args.protocols), seeds, full=args.full,
+            args.dataset, args.data_dir, args.artifacts, True if args.quick else None, args.epochs, coverage,
         )
     except ValueError as exc:  # a malformed --seeds or --protocols value
         if isinstance(exc, UserError):
             raise
         raise UserError(str(exc)) from exc
     try:
-        run_book(book_root, args.path_output, parameters=params, only=args.only,
-                 force=args.force, html=not args.no_html, publish=args.publish,
-                 from_published=args.from_published)
+        run = BookRun(params, only=args.only, force=args.force, publish=args.publish,
+                      from_published=args.from_published)
+        run_book(book_root, args.path_output, run=run, html=not args.no_html)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

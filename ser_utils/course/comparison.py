@@ -468,11 +468,11 @@ def ensure_cheap_results(ch, protocols: Sequence[str], seeds: Sequence[int],
     Returns the ``model/protocol/seed`` names it computed (empty when all existed).
     """
     from ..evaluation import result_path
-    from ..experiments import run_grid
+    from ..experiments import run_grid, saved_records
 
     missing = [f"{m}/{p}/seed{s}" for m in models for p in protocols for s in seeds
                if not result_path(ch.artifacts_dir, m, p, s).exists()]
-    run_grid(ch, models, protocols, seeds, skip_existing=True, progress=False)
+    run_grid(ch, models, protocols, seeds, done=saved_records(ch, models, protocols, seeds), progress=False)
     return missing
 
 

@@ -13,6 +13,21 @@ expensive runs it discusses from the committed reference files
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What a model chapter trains beyond its own run: its optional ``protocols``, ``seeds`` and ``full`` parameters.
+
+    None means the chapter's default (:func:`default_protocols`; seed 0).
+    ``full`` trains the expensive runs the chapter would otherwise quote from
+    the committed reference runs.
+    """
+
+    protocols: Sequence[str] | None = None
+    seeds: Sequence[int] | None = None
+    full: bool = False
 
 
 def default_protocols(ch, protocols: Sequence[str] | None = None, full: bool = False, *,
@@ -33,8 +48,8 @@ def default_protocols(ch, protocols: Sequence[str] | None = None, full: bool = F
     return [ch.protocol] if deep and not ch.mode.quick else ["random", "speaker"]
 
 
-def chapter_runs(ch, models: Sequence[str], protocols: Sequence[str] | None, seeds: Sequence[int] = (0,),
-                 full: bool = False, *, baselines: Sequence[str] = ("logreg",), done: Sequence[dict] = ()) -> list[dict]:
+def chapter_runs(ch, models: Sequence[str], coverage: Coverage = Coverage(), *,
+                 baselines: Sequence[str] = ("logreg",), done: Sequence[dict] = ()) -> list[dict]:
     """A model chapter's comparison: its deep ``models`` and the ``baselines``, each on its default protocols.
 
     The baselines (seconds) run on :func:`default_protocols`; the deep models on
@@ -44,6 +59,8 @@ def chapter_runs(ch, models: Sequence[str], protocols: Sequence[str] | None, see
     """
     from ..experiments import run_grid
 
+    protocols, full = coverage.protocols, coverage.full
+    seeds = (0,) if coverage.seeds is None else coverage.seeds
     deep = run_grid(ch, models, default_protocols(ch, protocols, full, deep=True), seeds, done=done, progress=False)
     return deep + run_grid(ch, baselines, default_protocols(ch, protocols, full), seeds, progress=False)
 

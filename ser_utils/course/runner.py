@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from unittest import mock
@@ -49,6 +50,7 @@ from ..errors import BookSetupError
 from ..outputs import atomic_write
 from ..quiet import QUIET_ENVIRONMENT
 from .pages import prepare_staged_pages, repository_url
+from .plan import Coverage
 from .publish import describe_published, publish_chapters, stage_published, strip_audio  # noqa: F401  (strip_audio: runner.strip_audio)
 from .timings import BookReport, ChapterTiming, format_report, load_report, models_trained_since, report_path  # noqa: F401
 from .timings import _write_report
@@ -474,13 +476,12 @@ def resolve_parameters(
     artifacts_dir: str | os.PathLike | None = None,
     quick: bool | None = None,
     epochs: int | None = None,
-    protocols: Sequence[str] | None = None,
-    seeds: Sequence[int] | None = None,
-    full: bool = False,
+    coverage: Coverage = Coverage(),
 ) -> dict:
     """The parameters of a run, resolved once for every chapter.
 
-    ``full`` asks the chapters that declare it to train every variant, protocol
+    ``coverage`` gives the chapters that declare them their ``protocols``,
+    ``seeds`` and ``full``: ``full`` asks them to train every variant, protocol
     and seed they discuss instead of quoting the committed reference runs for
     the expensive ones (see ARCHITECTURE.md, "what the default run trains").
 
@@ -493,6 +494,7 @@ def resolve_parameters(
     from ..run_context import is_quick, resolve_data
     from ..splits import PROTOCOLS
 
+    protocols, seeds = coverage.protocols, coverage.seeds
     if bad := [p for p in protocols or () if p not in PROTOCOLS]:
         raise ValueError(f"unknown protocol(s) {', '.join(bad)}; choose from {', '.join(PROTOCOLS)}")
     quick = is_quick(quick)
@@ -505,7 +507,7 @@ def resolve_parameters(
         "epochs": None if epochs is None else int(epochs),
         "protocols": None if protocols is None else list(protocols),
         "seeds": None if seeds is None else [int(s) for s in seeds],
-        "full": True if full else None,
+        "full": True if coverage.full else None,
         # Not chapter parameters (no chapter declares them): where the timing report finds results files,
         # and the corpus folder whose content is part of every resume stamp.
         "results_dir": str(ctx.artifacts_dir / "results"),
@@ -545,35 +547,46 @@ def require_book_root(book_root: str | os.PathLike) -> Path:
     return book_root
 
 
+@dataclass(frozen=True)
+class BookRun:
+    """What one book run executes: its parameters, which chapters, and where its executed chapters go or come from.
+
+    ``parameters`` is the dict of :func:`resolve_parameters` (each chapter gets
+    the subset it declares). ``only`` restricts execution to some chapters;
+    ``force`` re-executes chapters that are up to date. ``publish``: after a
+    complete run on real TESS (not quick), copy the executed chapters into
+    that folder (:func:`publish_chapters`). ``from_published``: execute
+    nothing; build the HTML from the executed chapters stored in that folder
+    by an earlier ``publish``.
+    """
+
+    parameters: dict
+    only: str | Sequence[str] | None = None
+    force: bool = False
+    publish: str | os.PathLike | None = None
+    from_published: str | os.PathLike | None = None
+
+
 def run_book(
     book_root: str | os.PathLike,
     output_root: str | os.PathLike | None = None,
     *,
-    parameters: dict,
-    only: str | Sequence[str] | None = None,
-    force: bool = False,
+    run: BookRun,
     html: bool = True,
     progress: bool = True,
     echo: Echo | None = None,
-    publish: str | os.PathLike | None = None,
-    from_published: str | os.PathLike | None = None,
 ) -> BookReport:
-    """Execute the chapters of ``<book_root>/_toc.yml`` and build the book; see the module docstring.
+    """Execute the chapters of ``<book_root>/_toc.yml`` as ``run`` says and build the book; see the module docstring.
 
-    ``parameters`` is the dict of :func:`resolve_parameters` (each chapter gets
-    the subset it declares). Executed copies, stamps and the timing report go
-    under ``<output_root>/_build`` (default: the book root), the HTML into
-    ``<output_root>/_build/html``. ``only`` restricts execution to some
-    chapters; ``force`` re-executes chapters that are up to date; ``html``
-    false skips the book build. Raises :class:`ChapterFailed` at the first
-    failing chapter, :class:`BookBuildFailed` when the build warns, and
+    Executed copies, stamps and the timing report go under
+    ``<output_root>/_build`` (default: the book root), the HTML into
+    ``<output_root>/_build/html``; ``html`` false skips the book build.
+    ``progress`` shows papermill's progress bar, ``echo`` prints the run's
+    messages. Raises :class:`ChapterFailed` at the first failing chapter,
+    :class:`BookBuildFailed` when the build warns, and
     :class:`BuildFolderBusy` when another run is using the same build folder.
-
-    ``publish``: after a complete run on real TESS (not quick), copy the
-    executed chapters into that folder (:func:`publish_chapters`).
-    ``from_published``: execute nothing; build the HTML from the executed
-    chapters stored in that folder by an earlier ``publish``.
     """
+    parameters, only, publish, from_published = run.parameters, run.only, run.publish, run.from_published
     t_start = time.perf_counter()
     echo = echo or (lambda s: print(s, flush=True))
     book_root = Path(book_root).resolve()
@@ -609,10 +622,12 @@ def run_book(
                 report.chapters.append(stage_published(entry, Path(from_published), output_root / "_build",
                                                        echo=echo))
                 continue
+            label = f"[{i}/{len(notebooks)}] {entry.stem}"
+            if entry not in selected:
+                report.chapters.append(keep_unselected(entry, output_root / "_build", label=label, echo=echo))
+                continue
             try:
-                report.chapters.append(run_chapter(entry, output_root / "_build", parameters,
-                                                   label=f"[{i}/{len(notebooks)}] {entry.stem}",
-                                                   selected=entry in selected, force=force,
+                report.chapters.append(run_chapter(entry, output_root / "_build", run, label=label,
                                                    progress=progress, echo=echo))
             except ChapterFailed as exc:
                 report.chapters.append(exc.timing)
@@ -635,37 +650,44 @@ def run_book(
     return report
 
 
-def run_chapter(entry: TocEntry, build: Path, parameters: dict, *, label: str, selected: bool = True,
-                force: bool = False, progress: bool = True, echo: Echo = print) -> ChapterTiming:
-    """Bring one chapter's executed copy in ``<build>/src`` up to date; return its timing row.
-
-    Unselected chapters keep their last good copy ("kept") or are staged
-    unexecuted ("not-run"); a chapter whose stamp matches its source,
-    parameters and package code is skipped ("cached"); otherwise it is
-    executed and stamped ("executed"). A failure raises :class:`ChapterFailed`
-    carrying its "failed" row as ``timing``.
-    """
+def keep_unselected(entry: TocEntry, build: Path, *, label: str, echo: Echo = print) -> ChapterTiming:
+    """A chapter left out by ``--only``: keep its last good copy in ``<build>/src`` ("kept") or stage it unexecuted
+    ("not-run"); return its timing row."""
     out = build / "src" / entry.relpath()
     stamp_file = build / "stamps" / f"{entry.stem}.json"
     stamp = read_stamp(stamp_file)
-    if not selected:
-        if out.exists() and stamp is not None and stamp.get("status") == "ok":
-            changed = stamp.get("source_sha256") != file_hash(entry.path)
-            echo(f"{label}: kept from an earlier run (not selected by --only)"
-                 + ("; its source has changed since, re-run it to update" if changed else ""))
-            return ChapterTiming(entry.stem, entry.docname, "kept", stamp.get("wall_s"), stamp.get("cells"),
-                                 stamp.get("parameters", {}))
-        write_placeholder(entry, out, "This chapter was not executed in this build of the book "
-                          "(it was built with `--only`). Run `make book` to execute it.")
-        stamp_file.unlink(missing_ok=True)
-        echo(f"{label}: not executed (not selected by --only); staged unexecuted")
-        return ChapterTiming(entry.stem, entry.docname, "not-run", None)
+    if out.exists() and stamp is not None and stamp.get("status") == "ok":
+        changed = stamp.get("source_sha256") != file_hash(entry.path)
+        echo(f"{label}: kept from an earlier run (not selected by --only)"
+             + ("; its source has changed since, re-run it to update" if changed else ""))
+        return ChapterTiming(entry.stem, entry.docname, "kept", stamp.get("wall_s"), stamp.get("cells"),
+                             stamp.get("parameters", {}))
+    write_placeholder(entry, out, "This chapter was not executed in this build of the book "
+                      "(it was built with `--only`). Run `make book` to execute it.")
+    stamp_file.unlink(missing_ok=True)
+    echo(f"{label}: not executed (not selected by --only); staged unexecuted")
+    return ChapterTiming(entry.stem, entry.docname, "not-run", None)
+
+
+def run_chapter(entry: TocEntry, build: Path, run: BookRun, *, label: str, progress: bool = True,
+                echo: Echo = print) -> ChapterTiming:
+    """Bring one selected chapter's executed copy in ``<build>/src`` up to date; return its timing row.
+
+    A chapter whose stamp matches its source, parameters and package code is
+    skipped ("cached") unless ``run.force``; otherwise it is executed and
+    stamped ("executed"). A failure raises :class:`ChapterFailed` carrying its
+    "failed" row as ``timing``. Unselected chapters: :func:`keep_unselected`.
+    """
+    parameters = run.parameters
+    out = build / "src" / entry.relpath()
+    stamp_file = build / "stamps" / f"{entry.stem}.json"
+    stamp = read_stamp(stamp_file)
     params, missing = chapter_parameters(entry.path, parameters)
     if missing:
         echo(f"note: {entry.stem} does not declare the parameter(s) {', '.join(missing)} (not passed)")
     source_hash = file_hash(entry.path)
     environment = _stamp_environment(parameters, entry.path.parent)
-    if not force and is_up_to_date(out, stamp, params, source_hash, environment):
+    if not run.force and is_up_to_date(out, stamp, params, source_hash, environment):
         echo(f"{label}: up to date, skipped (executed earlier in {stamp.get('wall_s', 0):.1f} s)")
         return ChapterTiming(entry.stem, entry.docname, "cached", stamp.get("wall_s"), stamp.get("cells"), params)
     stamp_file.unlink(missing_ok=True)
