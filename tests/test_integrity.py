@@ -77,18 +77,32 @@ def test_case01_book_reruns_a_chapter_when_clips_are_removed(tmp_path):
 
 
 def test_case20_stamp_hashes_the_ser_utils_the_kernel_imports(tmp_path, monkeypatch):
-    from ser_utils.course import runner
+    from ser_utils.course import stamps
 
     other = tmp_path / "clone2" / "ser_utils"
     other.mkdir(parents=True)
     (other / "__init__.py").write_text("# another checkout\n")
-    runner._MEMO.clear()
-    mine = runner.package_hash(tmp_path)
+    nb = ROOT / "book" / "01_data.ipynb"
+    stamps.forget()
+    mine = stamps.code_hash(nb, tmp_path)
     monkeypatch.setenv("PYTHONPATH", str(other.parent))
-    runner._MEMO.clear()
-    assert runner.kernel_package_dir(tmp_path) == other  # what a kernel started there would import
-    assert runner.package_hash(tmp_path) != mine
-    runner._MEMO.clear()
+    stamps.forget()
+    assert stamps.kernel_package_dir(tmp_path) == other  # what a kernel started there would import
+    assert stamps.code_hash(nb, tmp_path) != mine
+    stamps.forget()
+
+
+def test_a_chapter_stamp_covers_the_modules_it_reaches_and_no_others():
+    from ser_utils.course import stamps
+
+    names = lambda nb: {p.relative_to(stamps.PACKAGE_DIR).as_posix()  # noqa: E731
+                        for p in stamps.module_files(stamps.chapter_imports(ROOT / "book" / nb), stamps.PACKAGE_DIR)}
+    ch1, ch8 = names("01_data.ipynb"), names("08_gradcam.ipynb")
+    assert {"__init__.py", "data.py", "course/chapter.py", "course/__init__.py"} <= ch1
+    assert "gradcam.py" in ch8 and "gradcam.py" not in ch1  # an edit to Grad-CAM leaves chapter 1 up to date
+    assert not {"course/runner.py", "course/grading.py"} & (ch1 | ch8)  # the tooling is in no page's stamp
+    # run_experiment reaches the registry, which loads the families by name: so every family module is covered
+    assert {"registry.py", "training.py", "baselines.py", "vision.py", "encoder_family.py"} <= ch1
 
 
 # --- 2, 3: saved models: atomic pair, digest-checked, keyed on the data -----------------------

@@ -189,12 +189,14 @@ def test_resume_skips_up_to_date_chapters_and_reruns_changed_ones(tmp_path):
     assert statuses(forced)["01_a"] == "executed"
 
 
-def test_a_change_to_the_package_code_makes_every_stamp_stale(tmp_path, monkeypatch):
+def test_a_change_to_the_code_a_chapter_imports_makes_its_stamp_stale(tmp_path, monkeypatch):
+    from ser_utils.course import stamps
+
     write_book(tmp_path, {"01_a": (STANDARD, "print(quick)")})
     quiet = {"html": False, "progress": False, "echo": lambda s: None}
     assert statuses(run_book(tmp_path, run=BookRun(params()), **quiet)) == {"01_a": "executed"}
     assert statuses(run_book(tmp_path, run=BookRun(params()), **quiet)) == {"01_a": "cached"}
-    monkeypatch.setattr(runner, "package_hash", lambda *_: "edited ser_utils")
+    monkeypatch.setattr(stamps, "code_hash", lambda *_: "edited ser_utils")
     assert statuses(run_book(tmp_path, run=BookRun(params()), **quiet)) == {"01_a": "executed"}
 
 

@@ -22,22 +22,19 @@ chapter and build the pages, but nothing in them stamps a chapter with the
 parameters, data and code it ran with (resume after an interruption, skip
 what is up to date), stages the sources so a failed run never leaves a half
 book, or turns a kernel failure into "chapter, cell, error" (:class:`ChapterFailed`).
-The table of contents and ``--only`` are in :mod:`.toc`, the timing report in
+The table of contents and ``--only`` are in :mod:`.toc`, the resume stamps in
+:mod:`.stamps`, staging and the HTML build in :mod:`.build`, the timing report in
 :mod:`.timings`, the published run in :mod:`.publish`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import functools
 import json
 import logging
 import os
 import platform
-import re
-import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -49,8 +46,10 @@ from unittest import mock
 from ..errors import BookSetupError
 from ..outputs import atomic_write
 from ..quiet import QUIET_ENVIRONMENT
-from .pages import prepare_staged_pages, repository_url
+from .pages import prepare_staged_pages
 from .plan import Coverage
+from .build import BookBuildFailed, PipelineError, build_html, sphinx_warnings, stage_sources  # noqa: F401
+from .stamps import file_hash, forget, is_up_to_date, normalise, read_stamp, stamp_environment
 from .publish import describe_published, publish_chapters, stage_published, strip_audio  # noqa: F401  (strip_audio: runner.strip_audio)
 from .timings import BookReport, ChapterTiming, format_report, load_report, models_trained_since, report_path  # noqa: F401
 from .timings import _write_report
@@ -58,24 +57,11 @@ from .toc import ChapterSelectionError, TocEntry, read_toc, select_chapters, wri
 
 #: Parameters every chapter has (the ``parameters`` cell, see ARCHITECTURE.md) that the runner may set.
 STANDARD_PARAMETERS = ("dataset", "data_dir", "artifacts_dir", "quick", "epochs")
-#: Environment variables that change what a chapter computes; part of the resume stamp.
-STAMP_ENVIRONMENT = ("SER_ARTIFACTS_DIR", "SER_TESS_DIR", "SER_CREMA_DIR")
-#: The package whose sources are hashed into every stamp (``ser_utils``, this module's parent package).
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
-#: Never copied from the book's folders into the staging copy.
-_SKIP_STAGING = {".ipynb_checkpoints", "__pycache__", "_build", ".DS_Store"}
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-#: myst-nb's tag on the warning it logs for a cell with stderr output (``nb_output_stderr: remove-warn``).
-_STDERR_WARNING = "[mystnb.stderr]"
 
 Echo = Callable[[str], None]
 
 
 # --- errors ---------------------------------------------------------------------------
-
-
-class PipelineError(RuntimeError):
-    """A chapter or the book build failed; the message says where and why."""
 
 
 class ChapterFailed(PipelineError):
@@ -89,14 +75,6 @@ class ChapterFailed(PipelineError):
         if executed_copy is not None:
             text += f"\nThe executed copy, with the error, is at {executed_copy}"
         super().__init__(text)
-
-
-class BookBuildFailed(PipelineError):
-    """``jupyter-book build`` failed or printed warnings (the build must be warning-free)."""
-
-    def __init__(self, message: str, warnings: Sequence[str] = ()):
-        self.warnings = list(warnings)
-        super().__init__(message)
 
 
 class BuildFolderBusy(BookSetupError):
@@ -122,108 +100,6 @@ def chapter_parameters(notebook: str | os.PathLike, run_parameters: dict) -> tup
     chosen = {k: v for k, v in run_parameters.items() if v is not None and k in declared}
     missing = [k for k in STANDARD_PARAMETERS if run_parameters.get(k) is not None and k not in declared]
     return chosen, missing
-
-
-# Resume stamps are ours on purpose: jupyter-cache keys a notebook on its code cells only, so it
-# cannot see papermill parameters, the data environment or a change to ser_utils.
-
-
-def file_hash(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes (the source notebook's identity in a stamp)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-#: Memo of this run's kernel-package and data digests; cleared when a run starts and after each executed chapter.
-_MEMO: dict = {}
-
-
-def kernel_package_dir(cwd: str | os.PathLike | None = None) -> Path:
-    """The ``ser_utils`` folder a chapter kernel started in ``cwd`` actually imports.
-
-    Not necessarily this process's: from a second clone, ``python -m ser_utils book`` imports the
-    clone's package while the kernels (cwd ``book/``) import whatever the editable install points at.
-    Asked once per folder and run, with the kernels' own interpreter and environment.
-    """
-    key = ("kernel", str(cwd))
-    if key not in _MEMO:
-        probe = "import os, ser_utils; print(os.path.dirname(os.path.abspath(ser_utils.__file__)))"
-        try:
-            out = subprocess.run([sys.executable, "-c", probe], cwd=cwd, env=kernel_environment(),
-                                 capture_output=True, text=True, timeout=120)
-            found = out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout.strip() else ""
-        except (OSError, subprocess.SubprocessError):
-            found = ""
-        _MEMO[key] = Path(found) if found else PACKAGE_DIR
-    return _MEMO[key]
-
-
-def package_hash(cwd: str | os.PathLike | None = None) -> str:
-    """SHA-256 over the sources of the ``ser_utils`` the kernels import: a chapter run with other code is stale."""
-    folder = kernel_package_dir(cwd)
-    h = hashlib.sha256(str(folder).encode())
-    for path in sorted(folder.rglob("*.py")):
-        h.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()
-
-
-def data_folders(parameters: dict) -> list[Path]:
-    """The audio folders a chapter may read: the run's corpus, and chapter 9's CREMA-D (real or synthetic)."""
-    folders = [Path(parameters["corpus_dir"])] if parameters.get("corpus_dir") else []
-    crema = os.environ.get("SER_CREMA_DIR")
-    if crema:
-        folders.append(Path(crema).expanduser())
-    elif parameters.get("results_dir"):
-        folders.append(Path(parameters["results_dir"]).parent / "demo_crema")
-    return folders
-
-
-def data_digest(parameters: dict) -> dict:
-    """Digest of every audio file (name and whole content) in :func:`data_folders`, per folder.
-
-    Part of every stamp, so a clip removed, added or edited in place makes the chapters stale
-    (the page would otherwise keep describing the old data).
-    """
-    from ..cache import cache_key
-    from ..data import find_audio_files
-
-    out = {}
-    for folder in data_folders(parameters):
-        key = ("data", str(folder))
-        if key not in _MEMO:
-            files = find_audio_files(folder) if folder.is_dir() else []
-            _MEMO[key] = (cache_key({"folder": 1}, [(str(f.relative_to(folder)), f) for f in files])
-                          if files else "absent")
-        out[str(folder)] = _MEMO[key]
-    return out
-
-
-def _stamp_environment(parameters: dict | None = None, cwd: str | os.PathLike | None = None) -> dict:
-    env = {**{k: os.environ.get(k) for k in STAMP_ENVIRONMENT}, "ser_utils_sha256": package_hash(cwd)}
-    if parameters is not None:
-        env["data"] = data_digest(parameters)
-    return env
-
-
-def _normalise(obj):
-    """JSON round trip, so a stamp read back compares equal to the parameters it stored."""
-    return json.loads(json.dumps(obj, sort_keys=True, default=str))
-
-
-def read_stamp(path: Path) -> dict | None:
-    """The stamp stored next to an executed chapter, or None when absent, unreadable or not a stamp."""
-    try:
-        stamp = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return stamp if isinstance(stamp, dict) else None
-
-
-def is_up_to_date(executed: Path, stamp: dict | None, parameters: dict, source_hash: str,
-                  environment: dict | None = None) -> bool:
-    """True when ``executed`` ran without error with these parameters, source, code and data."""
-    want = {"status": "ok", "source_sha256": source_hash, "parameters": _normalise(parameters),
-            "environment": _normalise(environment if environment is not None else _stamp_environment())}
-    return executed.exists() and stamp is not None and all(stamp.get(k) == v for k, v in want.items())
 
 
 # --- executing one chapter -----------------------------------------------------------
@@ -257,6 +133,7 @@ def kernel_environment(base: dict | None = None) -> dict:
     return env
 
 
+@functools.cache  # one class per process: traitlets configures it by name
 def _logged_kernel_manager():
     """An ``AsyncKernelManager`` whose kernel process writes its own stderr to ``stderr_log``.
 
@@ -264,22 +141,20 @@ def _logged_kernel_manager():
     sockets): on Ctrl-C the runner closes the sockets while the kernel is still replying,
     and ipykernel then logs a ZMQError traceback that used to land on the user's terminal.
     """
-    if "kernel_manager" not in _MEMO:
-        from jupyter_client.manager import AsyncKernelManager
-        from traitlets import Unicode
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import Unicode
 
-        class LoggedKernelManager(AsyncKernelManager):
-            stderr_log = Unicode("", help="file that receives the kernel process's stderr").tag(config=True)
+    class LoggedKernelManager(AsyncKernelManager):
+        stderr_log = Unicode("", help="file that receives the kernel process's stderr").tag(config=True)
 
-            async def _async_launch_kernel(self, kernel_cmd, **kw):
-                if not self.stderr_log:
-                    return await super()._async_launch_kernel(kernel_cmd, **kw)
-                with open(self.stderr_log, "ab") as log:  # the kernel keeps its own copy of the descriptor
-                    kw["stderr"] = log
-                    return await super()._async_launch_kernel(kernel_cmd, **kw)
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            if not self.stderr_log:
+                return await super()._async_launch_kernel(kernel_cmd, **kw)
+            with open(self.stderr_log, "ab") as log:  # the kernel keeps its own copy of the descriptor
+                kw["stderr"] = log
+                return await super()._async_launch_kernel(kernel_cmd, **kw)
 
-        _MEMO["kernel_manager"] = LoggedKernelManager
-    return _MEMO["kernel_manager"]
+    return LoggedKernelManager
 
 
 def _kernel_config(socket_dir: str, log: str | os.PathLike | None = None):
@@ -344,125 +219,6 @@ def execute_chapter(entry: TocEntry, output: Path, parameters: dict, *, progress
     except Exception as exc:  # kernel died, timeout, unreadable notebook...
         raise ChapterFailed(entry.stem, f"{type(exc).__name__}: {exc}") from exc
     return len(nbformat.read(str(output), as_version=4).cells)
-
-
-# --- staging and building ------------------------------------------------------------
-
-
-def stage_sources(book_root: Path, stage: Path, root: TocEntry, entries: Sequence[TocEntry],
-                  echo: Echo = print) -> None:
-    """Copy the book's non-notebook sources into ``stage``.
-
-    That is ``_config.yml``, ``_toc.yml``, every file (Markdown pages,
-    ``references.bib``, images) in the folders holding toc documents, and the
-    bibliography/logo files the config names. A missing root page gets a
-    minimal placeholder in the staging copy only, never in the repository.
-    """
-    import yaml
-
-    stage.mkdir(parents=True, exist_ok=True)
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy2(book_root / name, stage / name)
-    stage_config(stage / "_config.yml", book_root)
-    folders = {(book_root / e.docname).parent for e in (root, *entries)}
-    for folder in sorted(folders):
-        if folder.resolve() == book_root.resolve():
-            # Only the top-level files the book uses; never the whole repository.
-            continue
-        shutil.copytree(folder, stage / folder.relative_to(book_root), dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns(*_SKIP_STAGING, "*.ipynb"))
-    config = yaml.safe_load((book_root / "_config.yml").read_text(encoding="utf-8")) or {}
-    html = config.get("html") or {}
-    logos = [config.get(key) or html.get(key) for key in ("logo", "favicon")]
-    for rel in [*(config.get("bibtex_bibfiles") or []), *filter(None, logos)]:
-        src = book_root / rel
-        if src.is_file():
-            (stage / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, stage / rel)
-    for entry in (root, *entries):
-        target = stage / entry.relpath()
-        if entry.is_notebook:
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if entry.path.exists():
-            shutil.copy2(entry.path, target)  # also pages at the top level, whose folder is not copied
-        else:
-            target.write_text(f"# ser-book\n\nThis page (`{entry.relpath()}`) has not been written yet.\n",
-                              encoding="utf-8")
-            echo(f"note: {entry.relpath()} is missing; staged a placeholder page (the repository is unchanged)")
-
-
-def stage_config(config_file: Path, book_root: Path) -> None:
-    """Adapt the staged ``_config.yml`` to where it is built: the package path, the repository URL.
-
-    The API reference reads ``ser_utils`` from the book root (``autodoc2_packages``, a path
-    relative to the source folder), not from the staging copy. The repository URL (the setting,
-    or ``SER_BOOK_REPOSITORY_URL``) turns on the Colab launch button and the repository and
-    issues buttons; without one (the default until the project has a public repository) the
-    pages get none of them, never a dead link.
-    """
-    import yaml
-
-    config = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
-    sphinx_config = (config.get("sphinx") or {}).get("config") or {}
-    for package in sphinx_config.get("autodoc2_packages") or []:
-        if isinstance(package, dict):  # autodoc2 wants it relative to the (staged) source folder
-            package["path"] = os.path.relpath((book_root / package["path"]).resolve(), config_file.parent.resolve())
-    url = repository_url(book_root)
-    if url:
-        config.setdefault("repository", {})["url"] = url
-        html = config.setdefault("html", {})
-        html["use_repository_button"] = html["use_issues_button"] = True
-    else:  # sphinx-book-theme fails on a launch button without a repository
-        (config.get("launch_buttons") or {}).pop("colab_url", None)
-    config_file.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-
-
-def sphinx_warnings(log: str, stage: Path | None = None) -> list[str]:
-    """The WARNING/ERROR lines of a Sphinx log, paths shown relative to the staging folder."""
-    lines = []
-    for line in _ANSI.sub("", log).splitlines():
-        if re.search(r"(^|: )(WARNING|ERROR|CRITICAL|SEVERE)(:|\b)", line):
-            if stage is not None:
-                line = line.replace(str(stage) + os.sep, "")
-            lines.append(line.strip())
-    return lines
-
-
-def build_html(stage: Path, output_root: Path, *, tolerate: Sequence[str] = ()) -> tuple[Path, list[str]]:
-    """Build the staged book into ``<output_root>/_build/html``; return that folder and ignored warnings.
-
-    Runs ``jupyter-book build --all`` (a full rebuild, so warnings of
-    unchanged pages are reported every time) with ``-W -n --keep-going``:
-    any Sphinx warning, including a broken cross-reference, citation or
-    image, fails the build with :class:`BookBuildFailed` listing every
-    warning. ``tolerate`` names documents (toc names, e.g. ``book/03_cnn``)
-    staged unexecuted in a partial build: warnings located in them (say, a
-    reference to a figure that only exists once the chapter has run) are
-    returned instead of failing the build, as are myst-nb's notes on cells that
-    wrote to stderr; any other warning fails it.
-    """
-    # No -W: the warnings are read from the log, so that stderr notes and tolerated pages can be told apart.
-    # jupyter-book run by this Python, so the venv's Sphinx and extensions are used.
-    jupyter_book = [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.exit(main())"]
-    cmd = [*jupyter_book, "build", str(stage), "--path-output", str(output_root), "--all",
-           "-n", "--keep-going"]
-    env = dict(os.environ, PYTHONWARNINGS="ignore", NO_COLOR="1")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(stage))
-    log = proc.stdout + proc.stderr
-    html = output_root / "_build" / "html"
-    found = sphinx_warnings(log, stage)
-    located = tuple(f"{doc}{sep}" for doc in tolerate for sep in ".:")  # "book/03_cnn.ipynb:12: WARNING..."
-    ignored = [w for w in found if w.startswith(located) or _STDERR_WARNING in w]
-    errors = [w for w in found if w not in ignored]
-    if proc.returncode != 0 or errors:
-        detail = "\n".join(f"  {w}" for w in errors) or "\n".join(log.strip().splitlines()[-25:])
-        raise BookBuildFailed(
-            f"jupyter-book build failed ({len(errors)} warning(s); warnings are errors):\n{detail}", errors
-        )
-    if not (html / "index.html").exists():
-        raise BookBuildFailed(f"jupyter-book build finished but {html / 'index.html'} is missing")
-    return html, ignored
 
 
 # --- the whole run -------------------------------------------------------------------
@@ -598,7 +354,7 @@ def run_book(
         raise BookSetupError(f"no published run at {from_published}; make one with `make publish`")
     require_book_root(book_root)
     with build_lock(output_root / "_build"):
-        _MEMO.clear()  # code and data are looked at afresh by every run
+        forget()  # code and data are looked at afresh by every run
         quiet_environment()
         root, entries = read_toc(book_root)
         selected = select_chapters(entries, only)
@@ -686,7 +442,7 @@ def run_chapter(entry: TocEntry, build: Path, run: BookRun, *, label: str, progr
     if missing:
         echo(f"note: {entry.stem} does not declare the parameter(s) {', '.join(missing)} (not passed)")
     source_hash = file_hash(entry.path)
-    environment = _stamp_environment(parameters, entry.path.parent)
+    environment = stamp_environment(entry.path, parameters, env=kernel_environment())
     if not run.force and is_up_to_date(out, stamp, params, source_hash, environment):
         echo(f"{label}: up to date, skipped (executed earlier in {stamp.get('wall_s', 0):.1f} s)")
         return ChapterTiming(entry.stem, entry.docname, "cached", stamp.get("wall_s"), stamp.get("cells"), params)
@@ -701,13 +457,12 @@ def run_chapter(entry: TocEntry, build: Path, run: BookRun, *, label: str, progr
         raise
     wall = round(time.perf_counter() - t0, 2)
     # The chapter may have made its data (the demo corpus on a first run): digest what it leaves behind.
-    for key in [k for k in _MEMO if k[0] == "data"]:
-        del _MEMO[key]
+    forget("data")
     with atomic_write(stamp_file, what="resume stamp") as tmp:
         tmp.write_text(json.dumps({
             "docname": entry.docname, "status": "ok", "source_sha256": source_hash,
-            "parameters": _normalise(params), "environment": _normalise(_stamp_environment(parameters,
-                                                                                           entry.path.parent)),
+            "parameters": normalise(params),
+            "environment": normalise(stamp_environment(entry.path, parameters, env=kernel_environment())),
             "wall_s": wall, "cells": cells, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }, indent=2), encoding="utf-8")
     models = models_trained_since(parameters.get("results_dir"), started)
