@@ -19,6 +19,7 @@ import soundfile as sf
 
 from .corpora import CORPUS_NAMES, TESS_HELP, Corpus, get_corpus
 from .errors import TessNotFoundError
+from .outputs import is_being_written
 from .labels import EMOTIONS, UnknownLabelError
 from .quiet import bar_hidden
 
@@ -254,7 +255,7 @@ def find_audio_files(root: str | os.PathLike) -> list[Path]:
     """All audio files (``AUDIO_SUFFIXES``) under ``root`` in any TESS layout (per-emotion folders, flat, nested).
 
     The match is case-insensitive (``.WAV``); macOS resource forks
-    (``__MACOSX``, ``._*``) are ignored. Entries that are not regular files
+    (``__MACOSX``, ``._*``) and files still being written by :func:`~ser_utils.outputs.atomic_write` are ignored. Entries that are not regular files
     (a FIFO, a folder or a broken link named ``.wav``) are returned too, so the
     manifest lists them as bad instead of dropping them. Sorted for a
     deterministic order.
@@ -266,6 +267,7 @@ def find_audio_files(root: str | os.PathLike) -> list[Path]:
         if p.suffix.lower() in AUDIO_SUFFIXES
         and "__MACOSX" not in p.parts
         and not p.name.startswith("._")
+        and not is_being_written(p)  # another process's clip, half written (atomic_write's temporary name)
     ]
     return sorted(files, key=lambda p: str(p.relative_to(root)).lower())
 

@@ -127,6 +127,12 @@ def make_output_dir(path: str | os.PathLike, *, what: str = "output folder") -> 
     return p
 
 
+def is_being_written(path: str | os.PathLike) -> bool:
+    """True for a temporary file of :func:`atomic_write` (``.<name>.<random>.tmp<suffix>``): not yet data."""
+    name = Path(path).name
+    return name.startswith(".") and ".tmp" in name[1:] and name.endswith(f".tmp{Path(name).suffix}")
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, *, what: str = "output") -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it over ``path``, else delete it.

@@ -299,21 +299,38 @@ def write_demo_corpus(
     elif root.is_dir() and find_audio_files(root):
         raise UserError(f"{root} already holds audio files that are not a demo corpus; choose an empty folder")
     root.mkdir(parents=True, exist_ok=True)
-    (root / _MARKER).write_text(json.dumps({**params, "complete": False}, indent=2))
+    if old is None:
+        _write_marker(root, {**params, "complete": False})
     jobs = [(s, w, e) for s in speakers for e in EMOTIONS for w in WORDS[:n_words]]
     for spk, word, emo in tqdm(jobs, desc="Synthesising demo corpus", disable=bar_hidden(progress)):
         tag = "ps" if emo == "pleasant_surprise" else emo  # TESS spells it 'ps' in file names
         path = root / f"{spk}_{emo}" / f"{spk}_{word}_{tag}.wav"
         if path.exists():
             continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".part")
-        sf.write(tmp, synthesize_clip(word, emo, spk, seed=seed, sr=sr), sr, subtype="PCM_16", format="WAV")
-        tmp.replace(path)
-    tmp = root / (_MARKER + ".part")
-    tmp.write_text(json.dumps({**params, "complete": True}, indent=2))
-    tmp.replace(root / _MARKER)
+        _write_clip(path, synthesize_clip(word, emo, spk, seed=seed, sr=sr), sr)
+    _write_marker(root, {**params, "complete": True})
     return root
+
+
+def _write_clip(path: Path, audio: np.ndarray, sr: int) -> None:
+    """One 16-bit WAV clip, written atomically under a unique temporary name.
+
+    Two processes may build the same corpus at once (chapters executed in parallel): each writes
+    its own temporary file and the rename makes one of the identical copies win.
+    """
+    from .outputs import atomic_write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, what="demo clip") as tmp:
+        sf.write(tmp, audio, sr, subtype="PCM_16", format="WAV")
+
+
+def _write_marker(root: Path, content: dict) -> None:
+    """The corpus's ``demo_corpus.json``, written atomically (a reader never sees half of it)."""
+    from .outputs import atomic_write
+
+    with atomic_write(root / _MARKER, what="demo corpus marker") as tmp:
+        tmp.write_text(json.dumps(content, indent=2))
 
 
 def ensure_demo_corpus(root: str | os.PathLike, *, n_words: int = 10, seed: int = 0) -> Path:
@@ -404,12 +421,9 @@ def write_demo_crema(root: str | os.PathLike, *, n_actors: int = 8, n_sentences:
         path = root / "AudioWAV" / f"{voice.name}_{code}_{_CREMA_CODES[emo]}_XX.wav"
         if path.exists():
             continue
-        path.parent.mkdir(parents=True, exist_ok=True)
         audio = synthesize_clip(text.lower(), emo, voice.name, seed=seed, sr=DEMO_CREMA_SAMPLE_RATE, voice=voice)
-        tmp = path.with_suffix(".part")
-        sf.write(tmp, audio, DEMO_CREMA_SAMPLE_RATE, subtype="PCM_16", format="WAV")
-        tmp.replace(path)
-    (root / _MARKER).write_text(json.dumps({**params, "complete": True}, indent=2))
+        _write_clip(path, audio, DEMO_CREMA_SAMPLE_RATE)
+    _write_marker(root, {**params, "complete": True})
     return root
 
 

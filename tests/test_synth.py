@@ -68,3 +68,20 @@ def test_speak_makes_a_readable_clip_or_says_it_cannot(tmp_path, monkeypatch):
         assert sr > 8000 and 0.5 < len(audio) / sr < 5 and abs(audio).max() > 0.01
     monkeypatch.setattr(shutil, "which", lambda name: None)
     assert speak("Say the word back", tmp_path / "y.wav") is None and not (tmp_path / "y.wav").exists()
+
+
+def test_two_processes_writing_one_demo_corpus_at_once_both_succeed(tmp_path):
+    """Chapters executed in parallel (make test's nbval) may build the same demo corpus at the same time."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from ser_utils.synth import write_demo_corpus; "
+            f"write_demo_corpus({str(tmp_path / 'corpus')!r}, n_words=4, progress=False)")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    errors = [p.communicate()[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), errors
+    from ser_utils.data import build_manifest
+
+    m = build_manifest(tmp_path / "corpus", progress=False)
+    assert len(m) == 4 * 7 * 2 and (m["status"] == "ok").all()
+    assert not [p for p in (tmp_path / "corpus").rglob("*") if ".tmp" in p.name]
