@@ -4,9 +4,9 @@ Four ways to embed the same clips with the same encoder (the offline Whisper
 tiny.en unless ``--pretrained`` names another checkpoint), all in one process
 and one run so the ratios compare like with like:
 
-- ``sliced, 1 thread``: positions sliced to the clip, ``torch.set_num_threads(1)`` (what
-  ``ensure_embeddings`` does);
-- ``sliced, N threads``: the same with torch's default thread count;
+- ``sliced, 1 thread``: positions sliced to the clip, ``torch.set_num_threads(1)``;
+- ``sliced, N threads``: the same with torch's default thread count (what ``ensure_embeddings``
+  does, while a thread reads the next clips);
 - ``30-s padding``: Whisper's own 30-s input (timed on ``--clips-30s`` clips only: it is slow);
 - ``cache``: ``ensure_embeddings`` a second time on the same clips (reads the cache).
 

