@@ -18,7 +18,7 @@ import pandas as pd
 import soundfile as sf
 
 from .corpora import CORPUS_NAMES, TESS_HELP, Corpus, get_corpus
-from .errors import TessNotFoundError
+from .errors import CorpusNotFoundError, TessNotFoundError
 from .outputs import is_being_written
 from .labels import EMOTIONS, UnknownLabelError
 from .quiet import bar_hidden
@@ -292,19 +292,20 @@ def build_manifest(
     checked (see :func:`probe_audio`). The same clip found twice (the Kaggle
     copy of TESS nests a second full copy) keeps the first file and marks the
     others ``duplicate``; files a corpus leaves out by design (RAVDESS calm)
-    are kept as ``excluded``. Raises :class:`TessNotFoundError` when ``root`` is
+    are kept as ``excluded``. Raises :class:`CorpusNotFoundError` (:class:`TessNotFoundError` for TESS) when ``root`` is
     missing or holds no WAV file at all.
     """
     corpus = get_corpus(corpus)
     root = Path(root).expanduser()
+    missing = TessNotFoundError if corpus.name == "tess" else CorpusNotFoundError
     if root.exists() and not root.is_dir():
-        raise TessNotFoundError(f"data folder {_printable(root)!r} is a file, not a folder: give the folder "
-                                f"that holds the clips (for one clip, use `python -m ser_utils predict CLIP`).")
+        raise missing(f"data folder {_printable(root)!r} is a file, not a folder: give the folder "
+                      f"that holds the clips (for one clip, use `python -m ser_utils predict CLIP`).")
     if not root.is_dir():
-        raise TessNotFoundError(f"data folder {_printable(root)!r} does not exist.\n{corpus.help}")
+        raise missing(f"data folder {_printable(root)!r} does not exist.\n{corpus.help}")
     files = find_audio_files(root)
     if not files:
-        raise TessNotFoundError(f"no .wav files (nor {', '.join(AUDIO_SUFFIXES[1:])}) under "
+        raise missing(f"no .wav files (nor {', '.join(AUDIO_SUFFIXES[1:])}) under "
                                 f"{_printable(root)!r}.\n{corpus.help}")
 
     from tqdm.auto import tqdm

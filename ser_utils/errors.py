@@ -18,8 +18,12 @@ class UserError(SerError):
     """A mistake the user can fix (bad argument, missing or unusable data); the message says how."""
 
 
-class TessNotFoundError(UserError, FileNotFoundError):
-    """No usable TESS folder was found; the message says where we looked and how to get it."""
+class CorpusNotFoundError(UserError, FileNotFoundError):
+    """A corpus folder is missing or holds no audio; the message says where we looked and how to get it."""
+
+
+class TessNotFoundError(CorpusNotFoundError):
+    """No usable TESS folder was found (the book's default corpus)."""
 
 
 class DownloadError(UserError, RuntimeError):
