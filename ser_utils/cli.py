@@ -262,7 +262,7 @@ def _add_grid_parser(sub) -> None:
                    "a path every worker sees")
     p.add_argument("--dataset", choices=("auto", "tess", "demo"), default="auto",
                    help="auto: TESS when found, else the demo corpus (default auto)")
-    p.add_argument("-o", "--artifacts", required=True, metavar="OUT",
+    p.add_argument("--artifacts", required=True, metavar="DIR",
                    help="artifacts folder: features, splits, models and results/ (shared storage on a cluster)")
     p.add_argument("--epochs", type=int, help="maximum epochs (default: 100 with early stopping; 2 in quick mode)")
     p.add_argument("--quick", action="store_true", help="tiny sizes and 1-2 epochs (for testing)")

@@ -77,7 +77,7 @@ def test_a_failed_run_is_reported_and_the_others_finish_then_only_it_is_rerun(
 
     out = artifacts(tmp_path, "art", feature_cache)
     argv = ["grid", "--models", "logreg,duration", "--protocols", "random", "--seeds", "0", "1",
-            "--data-dir", str(demo_dir), "-o", str(out), "--quick"]
+            "--data-dir", str(demo_dir), "--artifacts", str(out), "--quick"]
     monkeypatch.setattr(experiments, "run_experiment", flaky)
     assert main(argv) == 1
     err = capsys.readouterr().err
@@ -111,7 +111,7 @@ def test_bad_grid_arguments_get_one_line(argv, message, tmp_path, capsys):
     from ser_utils.cli import main
 
     options = {"--models": ["logreg"], "--protocols": ["random"], "--seeds": ["0"], argv[0]: argv[1:]}
-    args = ["grid", *[a for k, v in options.items() for a in (k, *v)], "-o", str(tmp_path / "out"), "--quick"]
+    args = ["grid", *[a for k, v in options.items() for a in (k, *v)], "--artifacts", str(tmp_path / "out"), "--quick"]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
@@ -122,7 +122,7 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path, capsys):
     pytest.importorskip("distributed")
     from ser_utils.cli import main
 
-    args = ["grid", "--models", "logreg", "--protocols", "random", "--seeds", "0", "-o", str(tmp_path / "o"),
+    args = ["grid", "--models", "logreg", "--protocols", "random", "--seeds", "0", "--artifacts", str(tmp_path / "o"),
             "--scheduler", "tcp://127.0.0.1:9"]
     assert main(args) == 2
     err = capsys.readouterr().err
