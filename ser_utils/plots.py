@@ -306,11 +306,15 @@ def feature_panels(path: str, *, title: str = "", cfg=None) -> plt.Figure:
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
     kw = dict(sr=cfg.sample_rate, hop_length=cfg.hop_length, x_axis="time")
     for ax, (group, sl) in zip(axes, FEATURE_GROUPS.items(), strict=True):
-        vmin, vmax = np.percentile(per_frame[sl], [2, 98])  # robust limits: MFCC 1 would swamp the rest
-        img = librosa.display.specshow(per_frame[sl], ax=ax, cmap="magma" if group == "mel" else "coolwarm",
+        rows = per_frame[sl]
+        # MFCC 1 (the overall level) is an order of magnitude larger than the others: the colour scale
+        # comes from MFCC 2 on, so their differences stay visible (MFCC 1's row saturates).
+        vmin, vmax = np.percentile(rows[1:] if group == "mfcc" else rows, [2, 98])
+        img = librosa.display.specshow(rows, ax=ax, cmap="magma" if group == "mel" else "coolwarm",
                                        vmin=vmin, vmax=vmax, **kw)
         ax.xaxis.set_major_locator(plt.MaxNLocator(4))
-        ax.set(title=f"{group} ({sl.stop - sl.start} rows)", xlabel="time (s)", ylabel=f"{group} index")
+        note = ", scale from MFCC 2" if group == "mfcc" else ""
+        ax.set(title=f"{group} ({sl.stop - sl.start} rows{note})", xlabel="time (s)", ylabel=f"{group} index")
         fig.colorbar(img, ax=ax, shrink=0.8)
     fig.suptitle(title or "Feature groups of one clip")
     fig.tight_layout()
@@ -324,12 +328,20 @@ def group_profiles(vectors: np.ndarray, emotions: Sequence[str]) -> plt.Figure:
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
     emotions = np.asarray(emotions)
     for ax, (group, sl) in zip(axes, FEATURE_GROUPS.items(), strict=True):
+        # MFCC 1 (the level) lies far below the other coefficients: drawn with it, their differences
+        # between emotions would be flat lines. Its means are given in the title instead.
+        first = 1 if group == "mfcc" else 0
+        index = np.arange(1 + first, sl.stop - sl.start + 1)
         for emo in EMOTIONS:
             rows = vectors[emotions == emo]
             if len(rows):
-                ax.plot(np.arange(1, sl.stop - sl.start + 1), rows[:, sl].mean(axis=0), label=EMOTION_SHORT[emo],
+                ax.plot(index, rows[:, sl][:, first:].mean(axis=0), label=EMOTION_SHORT[emo],
                         color=EMOTION_PALETTE[emo], lw=1.2)
-        ax.set(title=f"{group}: mean per emotion", xlabel=f"{group} index", ylabel="mean value")
+        title = f"{group}: mean per emotion"
+        if first and len(vectors):
+            level = [vectors[emotions == e][:, sl.start].mean() for e in EMOTIONS if (emotions == e).any()]
+            title = f"MFCC 2-{sl.stop - sl.start}: mean per emotion\n(MFCC 1, off scale: {min(level):.0f} to {max(level):.0f})"
+        ax.set(title=title, xlabel=f"{group} index", ylabel="mean value")
     axes[-1].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig
