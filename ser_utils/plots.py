@@ -74,6 +74,7 @@ def word_across_emotions(
         axes[0, j].set(title=emo.replace("_", " "), xlabel="time (s)")
         mel = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, n_mels=128), ref=np.max)
         librosa.display.specshow(mel, sr=sr, x_axis="time", y_axis="mel", ax=axes[1, j], cmap="magma")
+        axes[1, j].grid(False)  # no theme grid lines over an image
         axes[1, j].xaxis.set_major_locator(plt.MaxNLocator(3))
         axes[1, j].set(xlabel="time (s)", ylabel="")
     axes[0, 0].set_ylabel("amplitude")
@@ -173,13 +174,17 @@ def scores_bar(table: pd.DataFrame, *, metric: str = "accuracy_mean", title: str
 # --- comparison (chapter 7) and Grad-CAM (chapter 8) ------------------------------------
 
 
-def confusion_grid(confusions: dict, *, title: str = "Confusion matrices", ncols: int = 4,
+def confusion_grid(confusions: dict, *, title: str = "Confusion matrices", ncols: int = 3,
                    labels: Sequence[str] | None = None) -> plt.Figure:
-    """Row-normalised confusion matrices of several models side by side (``{model: 7x7 counts}``)."""
+    """Row-normalised confusion matrices of several models side by side (``{model: 7x7 counts}``).
+
+    Three to a row at most by default: a page is about 8 inches wide, and four 7x7 grids with their
+    annotations shrank to unreadable there.
+    """
     n = max(1, len(confusions))
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.9 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.4 * nrows), squeeze=False)
     for ax, (name, cm) in zip(axes.flat, confusions.items()):
         confusion_heatmap(cm, title=name, ax=ax, labels=labels)
     for ax in list(axes.flat)[len(confusions):]:
@@ -312,6 +317,7 @@ def feature_panels(path: str, *, title: str = "", cfg=None) -> plt.Figure:
         vmin, vmax = np.percentile(rows[1:] if group == "mfcc" else rows, [2, 98])
         img = librosa.display.specshow(rows, ax=ax, cmap="magma" if group == "mel" else "coolwarm",
                                        vmin=vmin, vmax=vmax, **kw)
+        ax.grid(False)  # no theme grid lines over an image
         ax.xaxis.set_major_locator(plt.MaxNLocator(4))
         note = ", scale from MFCC 2" if group == "mfcc" else ""
         ax.set(title=f"{group} ({sl.stop - sl.start} rows{note})", xlabel="time (s)", ylabel=f"{group} index")
@@ -367,6 +373,7 @@ def image_grid(images: np.ndarray, titles: Sequence[str], *, suptitle: str = "Me
     fig, axes = plt.subplots(1, len(images), figsize=(2.2 * len(images), 2.6))
     for ax, img, t in zip(np.atleast_1d(axes), images, titles, strict=True):
         ax.imshow(img, origin="lower", cmap="magma", aspect="auto")
+        ax.grid(False)  # no theme grid lines over an image
         ax.set(title=t, xticks=[], yticks=[])
     np.atleast_1d(axes)[0].set(ylabel="mel band (low to high)")
     fig.suptitle(f"{suptitle} ({images.shape[1]}x{images.shape[2]}, time-normalised)")
@@ -409,9 +416,11 @@ def attention_rollout_grid(images: Sequence[np.ndarray], maps: Sequence[np.ndarr
     fig, axes = plt.subplots(2, n, figsize=(2.6 * n, 5.0), squeeze=False)
     for j, (img, amap, t) in enumerate(zip(images, maps, titles, strict=True)):
         axes[0, j].imshow(img, origin="lower", cmap="magma", aspect="auto")
+        axes[0, j].grid(False)  # no theme grid lines over an image
         axes[0, j].set(xticks=[], yticks=[])
         axes[0, j].set_title(t.replace("_", " "), fontsize=9)
         axes[1, j].imshow(img, origin="lower", cmap="gray", aspect="auto")
+        axes[1, j].grid(False)  # no theme grid lines over an image
         axes[1, j].imshow(amap, origin="lower", cmap="jet", alpha=0.45, aspect="auto", vmin=0, vmax=1)
         axes[1, j].set(xticks=[], yticks=[], xlabel="time")
     axes[0, 0].set_ylabel("mel band (low to high)")

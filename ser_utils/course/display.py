@@ -192,6 +192,7 @@ def warp_figure(fs, clip_id: str, alphas: Sequence[float] = (1 / 1.15, 1.0, 1.15
     for ax, a in zip(np.atleast_1d(axes), alphas, strict=True):
         mel = warp_frequency(frames, float(a), fs.config)[:, FEATURE_GROUPS["mel"]].T
         ax.imshow(mel, origin="lower", aspect="auto", cmap="magma")
+        ax.grid(False)  # no theme grid lines over a spectrogram
         ax.set(title=f"warp factor {a:.2f}", xlabel="time (normalised frames)")
     np.atleast_1d(axes)[0].set_ylabel("mel band")
     fig.suptitle(f"Frequency warping of {clip_id} (log-mel part of the frames)")
