@@ -372,7 +372,7 @@ class McNemarResult:
 
 
 def mcnemar(rec_a: dict, rec_b: dict) -> McNemarResult:
-    """Exact McNemar test {cite}`mcnemar1947note` between two records of the same protocol and seed.
+    """Exact McNemar test :cite:p:`mcnemar1947note` between two records of the same protocol and seed.
 
     Only the discordant clips count: under equal error rates each is a fair coin,
     so the p-value is the two-sided binomial test of ``only_a`` of them at 0.5.

@@ -3,8 +3,8 @@
 A spectrogram image (:attr:`FeatureSet.images`, ``(N, S, S)`` uint8, row 0 =
 lowest mel band, columns = time) is cut into ``P x P`` patches; each patch is
 flattened, linearly projected to a token, given a position, and the sequence
-of tokens goes through a transformer encoder {cite}`dosovitskiy2021vit`.
-BEiT {cite}`bao2022beit` has the same backbone with relative position biases
+of tokens goes through a transformer encoder :cite:p:`dosovitskiy2021vit`.
+BEiT :cite:p:`bao2022beit` has the same backbone with relative position biases
 and layer scale, and is pre-trained by masked image modelling.
 
 Two ways in, one code path (:func:`build_model`):
@@ -36,9 +36,9 @@ Training (:func:`vision_fold`) is a plain PyTorch loop rather than the HF
 ``Trainer``: it needs no ``accelerate``, and keeps early stopping, best-weights
 restore, seeding and the Keras-style history (``loss``, ``accuracy``,
 ``val_loss``, ``val_accuracy``) in a few visible lines. Optional
-SpecAugment-style masking {cite}`park2019specaugment` (:func:`spec_augment`)
+SpecAugment-style masking :cite:p:`park2019specaugment` (:func:`spec_augment`)
 is off by default so the comparison with the paper stays like for like.
-:func:`attention_rollout` {cite}`abnar2020attention` maps where a trained
+:func:`attention_rollout` :cite:p:`abnar2020attention` maps where a trained
 model looks on a spectrogram.
 """
 
@@ -271,7 +271,7 @@ class Preprocess:
 
 def spec_augment(images: np.ndarray, rng: np.random.Generator, *, n_freq: int = 2, n_time: int = 2,
                  max_width: float = 0.125) -> np.ndarray:
-    """SpecAugment-style masking {cite}`park2019specaugment` of (B, S, S) spectrogram images.
+    """SpecAugment-style masking :cite:p:`park2019specaugment` of (B, S, S) spectrogram images.
 
     Each image gets ``n_freq`` horizontal bands (rows = mel bands) and
     ``n_time`` vertical stripes (columns = time), each of random width up to
@@ -566,7 +566,7 @@ FAMILY = VisionFamily()
 
 
 def rollout(attentions, head_fusion: str = "mean"):
-    """Attention rollout {cite}`abnar2020attention` of one image: (T, T) flow from input to output tokens.
+    """Attention rollout :cite:p:`abnar2020attention` of one image: (T, T) flow from input to output tokens.
 
     ``attentions`` holds one (heads, T, T) tensor per layer. Per layer the heads
     are fused (``"mean"`` or ``"max"``), the residual path is added as
