@@ -46,8 +46,10 @@ test: $(STAMP) browser-deps
 
 # Both test runs spread over every core (pytest-xdist; a file's tests stay on one worker, so module
 # fixtures are built once): TEST_JOBS=1 runs them in one process.
+# tests/parallel.py gives each worker its own numba cache (numba's shared one is not safe for two
+# processes compiling librosa's helpers at once).
 TEST_JOBS ?= auto
-XDIST := $(if $(filter 1,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile)
+XDIST := $(if $(filter 1,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile -p tests.parallel)
 
 unit: $(STAMP)
 	SER_QUICK=1 SER_ARTIFACTS_DIR=$(TEST_ARTIFACTS) $(BIN)/python -m pytest $(XDIST) tests $(PYTEST_ARGS)
