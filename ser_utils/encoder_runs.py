@@ -286,6 +286,10 @@ def comparison_lines(reference: Sequence[dict], reference_root: Path) -> list[st
         lines.append(f"- **{label}** (UAR, strict):")
         for model, what in ((f"{PREFIX}-probe-crema", "probe, layer chosen on CREMA-D's actors"),
                             (f"{PREFIX}-probe-select", "probe, layer chosen on the training speakers"),
+                            (f"{PREFIX}-probe30s-crema", "probe on Whisper's 30-s padded input, layer chosen on "
+                                                         "CREMA-D's actors (padded alike)"),
+                            (f"{PREFIX}-probe30s-select", "probe on Whisper's 30-s padded input, layer chosen on "
+                                                          "the training speakers"),
                             (f"{PREFIX}-weighted", "learned layer weights")):
             v = _mean_sd(reference, model, protocol)
             if v is not None:
