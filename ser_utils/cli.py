@@ -558,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", metavar="ID_OR_PATH",
                    help="hub id or checkpoint folder (default: the offline Whisper tiny.en)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the learned head (default 0 1 2)")
-    p.add_argument("--padding-30s", action="store_true", help="also embed CREMA-D with 30-s padding (slow)")
+    p.add_argument("--padding-30s", action="store_true", help="also embed both corpora with 30-s padding (slow: about 4 clips/s)")
 
     p = sub.add_parser("predict", help="classify one audio file with a saved model (7 probabilities)")
     p.add_argument("clip", help="audio file (WAV/FLAC/AIFF, any rate, mono or stereo)")

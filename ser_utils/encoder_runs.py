@@ -211,8 +211,9 @@ def reference_run(run: ReferenceRun, *, progress: bool = True) -> list[Path]:
 
     Also writes, on the same TESS speaker folds, the logistic regression on the
     187 values (the yardstick of chapters 7 and 9), and with ``"30s"`` in
-    ``paddings`` the per-layer probes of CREMA-D embedded with Whisper's
-    30-s padding (model names unchanged, ``config.padding`` says which).
+    ``paddings`` the per-layer probes of CREMA-D and of TESS's speaker protocol
+    embedded with Whisper's 30-s padding (``whisper-probe30s-...``; TESS's layer
+    chosen on CREMA-D's padded actors).
     """
     from .data import build_manifest, usable
     from .encoders import ensure_embeddings, load_encoder
@@ -248,6 +249,13 @@ def reference_run(run: ReferenceRun, *, progress: bool = True) -> list[Path]:
         padded = run_readouts(emb_30, loo, seeds=(), source=source, progress=progress)
         records += [dict(r, model=r["model"].replace("probe-", "probe30s-")) for r in padded
                     if "-layer" in r["model"]]
+        # TESS padded alike, its layer chosen on CREMA-D's padded actors (the strict rule of the sliced run).
+        tess_30 = ensure_embeddings(m_tess, run.artifacts / "tess", enc, padding="30s", progress=progress)
+        chosen_30, _ = crema_layer(emb_30, get_corpus("crema-d").emotions)
+        speaker = [p for p in protocols if p.name == "speaker"]
+        padded = run_readouts(combine(tess_30, emb_30), speaker, crema_choice=chosen_30, seeds=(), source=source,
+                              progress=progress)
+        records += [dict(r, model=r["model"].replace("probe-", "probe30s-")) for r in padded]
     return save_records(records, run.out)
 
 

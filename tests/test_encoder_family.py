@@ -113,3 +113,24 @@ def test_a_probe_runs_across_corpora_through_transfer(demo_dir, tiny_encoder, tm
     fold = rec["folds"][0]
     assert rec["protocol"] == "cross-tess-to-crema" and fold["chosen_layer"] == 1
     assert set(fold["predictions"]["y_pred"]) <= {0, 1, 2, 3, 4, 6}  # the probe never saw ps: it cannot answer it
+
+
+def test_the_reference_run_with_30s_padding_scores_both_corpora(tiny_encoder, tmp_path):
+    """``pretrained-reference --padding-30s``: the padded read-outs of CREMA-D and of TESS's speaker protocol,
+    TESS's layer chosen on CREMA-D's padded actors; every file names its padding."""
+    import json
+
+    from ser_utils.encoder_runs import ReferenceRun, reference_run
+    from ser_utils.synth import write_demo_corpus, write_demo_crema
+
+    tess = write_demo_corpus(tmp_path / "tess", n_words=9, progress=False)  # small (the speaker split needs 9): 30-s padding is slow
+    crema = write_demo_crema(tmp_path / "crema", n_actors=3, n_sentences=1)
+    run = ReferenceRun(tess, crema, tmp_path / "art", tmp_path / "out", source=tiny_encoder, seeds=(),
+                       paddings=("clip", "30s"))  # seeds=(): no learned head, only the deterministic probes
+    paths = reference_run(run, progress=False)
+    records = {p.name: json.loads(p.read_text()) for p in paths}
+    padded = {n for n in records if n.startswith("whisper-probe30s-")}
+    assert "whisper-probe30s-crema__speaker__seed0.json" in padded
+    assert "whisper-probe30s-layer0__actor-loo__seed0.json" in padded
+    assert all(records[n]["config"]["padding"] == "30s" for n in padded)
+    assert records["whisper-probe-crema__speaker__seed0.json"]["config"]["padding"] == "clip"
