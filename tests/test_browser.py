@@ -164,13 +164,18 @@ def book_html(tmp_path_factory) -> Path:
     return Path(report.html).parent
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
+def _chromium(tmp_path_factory, name: str, **options) -> DevTools:
+    """A headless Chromium in its own profile folder; the test skips with the reason when there is none."""
     exe = find_chromium()
     if exe is None:
         pytest.skip("Chromium not found: install it with `make browser-deps` (Debian package chromium)")
-    tmp = tmp_path_factory.mktemp("chromium")
-    client = DevTools(exe, tmp / "profile", tmp / "chromium.log")
+    tmp = tmp_path_factory.mktemp(name)
+    return DevTools(exe, tmp / "profile", tmp / "chromium.log", **options)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    client = _chromium(tmp_path_factory, "chromium")
     yield client
     client.close()
 
@@ -276,11 +281,7 @@ def published_html(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def offline_browser(tmp_path_factory):
-    exe = find_chromium()
-    if exe is None:
-        pytest.skip("Chromium not found: install it with `make browser-deps` (Debian package chromium)")
-    tmp = tmp_path_factory.mktemp("chromium-offline")
-    client = DevTools(exe, tmp / "profile", tmp / "chromium.log", extra_flags=OFFLINE_FLAGS)
+    client = _chromium(tmp_path_factory, "chromium-offline", extra_flags=OFFLINE_FLAGS)
     client.send("Network.enable")
     yield client
     client.close()
