@@ -156,6 +156,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.artifacts:
         make_output_dir(check_output_path(args.artifacts, kind="dir", data_dir=args.data_dir, what="--artifacts"),
                         what="artifacts folder")
+    if args.protocol == "actors":
+        return _train_actor_folds(args, name, options)
+    if args.folds is not None or args.corpus:
+        raise UserError("--folds and --corpus apply to --protocol actors (a many-speaker corpus such as CREMA-D)")
     ws = _workspace(args)
     records = []
     for seed in args.seeds:
@@ -175,6 +179,39 @@ def _train(args: argparse.Namespace) -> int:
     table = scores_table(records, PAPER_ACCURACY if args.protocol == "random" else None)
     print(f"\n{name} under the {args.protocol!r} protocol, seeds {args.seeds} (scores in %, mean and sd over seeds):")
     print(table.to_string(index=False))
+    print("\nResults written to:")
+    for rec in records:
+        print(f"  {rec.get('_path')}")
+    return 0
+
+
+def _train_actor_folds(args: argparse.Namespace, name: str, options: dict) -> int:
+    """``train MODEL --data-dir DIR --protocol actors``: leave-actors-out folds on a many-speaker corpus.
+
+    The folder is ``--data-dir``, else ``SER_CREMA_DIR``, else a synthetic CREMA-D-shaped corpus (marked so).
+    """
+    from .cross_corpus import ActorFoldsRun, actor_fold_records
+    from .experiments import scores_table
+    from .quiet import quiet_libraries
+    from .run_context import RunMode, default_artifacts_root, resolve_crema
+
+    if args.dataset != "auto":
+        raise UserError("--dataset applies to TESS runs; with --protocol actors give the corpus folder with --data-dir")
+    if args.folds is not None and args.folds < 2:
+        raise UserError(f"--folds must be at least 2 (or left out for leave-one-actor-out), not {args.folds}")
+    mode = RunMode.resolve(True if args.quick else None, args.epochs)
+    artifacts = Path(args.artifacts) if args.artifacts else \
+        default_artifacts_root() / ("actors" + ("-quick" if mode.quick else ""))
+    source = resolve_crema(args.data_dir, artifacts, quick=mode.quick)
+    quiet_libraries()
+    run = ActorFoldsRun(name, source.path, artifacts, seeds=tuple(args.seeds), n_folds=args.folds,
+                        corpus=args.corpus, options=options, mode=mode)
+    records = actor_fold_records(run)
+    d = records[0]["dataset"]
+    banner = "DEMO DATA (synthetic CREMA-D-shaped corpus, not real speech): " if d["synthetic"] else ""
+    print(f"\n{banner}{name} leave-actors-out on {d['corpus']} ({d['n_clips']} clips, {d['n_speakers']} actors), "
+          f"seeds {args.seeds} (scores in %, mean over folds; mean and sd over seeds):")
+    print(scores_table(records).to_string(index=False))
     print("\nResults written to:")
     for rec in records:
         print(f"  {rec.get('_path')}")
@@ -515,7 +552,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=("auto", "tess", "demo"), default="auto",
                    help="auto: TESS when found, else the demo corpus (default auto)")
     p.add_argument("--artifacts", help="artifacts folder (default artifacts/<dataset>)")
-    p.add_argument("--protocol", choices=("random", "speaker", "word"), default="random")
+    p.add_argument("--protocol", choices=("random", "speaker", "word", "actors"), default="random",
+                   help="TESS's protocols, or actors: leave-one-actor-out on a many-speaker corpus folder "
+                        "(--data-dir CREMA-D or RAVDESS; default SER_CREMA_DIR, else a synthetic one)")
+    p.add_argument("--folds", type=int, help="--protocol actors: grouped K-fold over actors instead of leave-one-out")
+    p.add_argument("--corpus", choices=("crema-d", "ravdess"),
+                   help="--protocol actors: the folder's corpus (default: recognised from the file names)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed (default 0)")
     p.add_argument("--epochs", type=int, help="maximum epochs (default: 100 with early stopping; 2 in quick mode)")
     p.add_argument("--input", choices=("vector", "frames"), help="Keras models: the 187-d vector or frame sequences")

@@ -1,4 +1,5 @@
-"""Train on one or more corpus folders, test on another: ``python -m ser_utils transfer MODEL --train ... --test ...``.
+"""Runs on any corpus folder: across corpora (``transfer MODEL --train DIR... --test DIR``) and leave-actors-out
+within one (``train MODEL --data-dir DIR --protocol actors``).
 
 Any model of the registry runs here (the baselines, the Keras models, the
 pretrained-encoder probes): the folders' clips of the emotions *all* corpora
@@ -9,11 +10,15 @@ folder's corpus is recognised by its file names (TESS, CREMA-D, RAVDESS) or
 forced with ``corpus``. Everything is checked before anything is computed or
 written: a folder that matches no corpus, or corpora with no emotion in common,
 is one clear error.
+
+:func:`actor_fold_records` is the within-corpus counterpart for many-speaker
+corpora (CREMA-D, RAVDESS): :func:`~ser_utils.splits.actor_folds` gives
+leave-one-actor-out (or grouped K-fold) folds, validation actors drawn from the
+training side, and the same families train every fold.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +42,20 @@ class CrossCorpusRun:
     artifacts: Path  # feature and embedding caches (content-keyed, shared between runs)
     seeds: tuple[int, ...] = (0,)
     corpus: str | None = None  # force this corpus for every folder (default: recognised by file names)
+    options: Mapping = field(default_factory=dict)
+    mode: RunMode = RunMode()
+
+
+@dataclass(frozen=True)
+class ActorFoldsRun:
+    """One ``train MODEL --protocol actors`` run: leave-actors-out folds over one many-speaker corpus folder."""
+
+    model: str
+    data_dir: Path
+    artifacts: Path  # caches, and the results files under <artifacts>/results/
+    seeds: tuple[int, ...] = (0,)
+    n_folds: int | None = None  # None: leave one actor out; K: grouped K-fold over actors
+    corpus: str | None = None
     options: Mapping = field(default_factory=dict)
     mode: RunMode = RunMode()
 
@@ -82,20 +101,11 @@ def cross_corpus_records(run: CrossCorpusRun, *, progress: bool = True) -> list[
     speaker counts per folder) and the emotions scored; its metrics are over
     those emotions, with the per-class recall in ``per_class_recall``.
     """
-    from sklearn.metrics import recall_score
-
-    from .data import summarise_manifest
-    from .evaluation import make_record, save_record_in
-    from .features import FeatureConfig, quick_config
+    from .evaluation import save_record_in
     from .splits import CORPUS_SHORT, cross_corpus_split
     from .synth import is_demo_corpus, is_demo_speaker
-    from .workspace import Workspace
 
-    try:
-        spec = ModelSpec.parse(run.model)
-        spec.family.check(spec, run.options)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    spec = _checked_spec(run.model, run.options)
     train_corpora = [corpus_of(d, run.corpus) for d in run.train_dirs]
     test_corpus = corpus_of(run.test_dir, run.corpus)
     emotions = shared_emotions(*train_corpora, test_corpus)
@@ -114,9 +124,7 @@ def cross_corpus_records(run: CrossCorpusRun, *, progress: bool = True) -> list[
     # Demo clips anywhere make the whole run synthetic (never presented as real), even inside a real folder.
     synthetic = any(is_demo_corpus(d) for d in (*run.train_dirs, run.test_dir)) or \
         bool(manifest["speaker"].map(is_demo_speaker).any())
-    data = DataContext("demo" if synthetic else "cross-corpus", Path(run.test_dir), Path(run.artifacts))
-    ws = Workspace(data, manifest, summarise_manifest(manifest, expected_size=len(manifest)),
-                   quick_config() if run.mode.quick else FeatureConfig(), run.mode, feature_progress=progress)
+    ws = _workspace(manifest, "demo" if synthetic else "cross-corpus", run.test_dir, run.artifacts, run.mode, progress)
     dataset = {"name": "cross-corpus", "synthetic": synthetic, "train": train_about, "test": test_about[0],
                "emotions": list(emotions), "n_clips": int(len(manifest)), "quick": run.mode.quick}
     classes = sorted(EMOTIONS.index(e) for e in emotions)
@@ -125,14 +133,88 @@ def cross_corpus_records(run: CrossCorpusRun, *, progress: bool = True) -> list[
         split = cross_corpus_split(train_m, test_m, train_corpus=train_name, test_corpus=test_corpus.name,
                                    emotions=emotions, seed=seed)
         job = FoldJob(spec, seed=seed, mode=run.mode, options=dict(run.options), progress=progress)
-        start = time.perf_counter()
-        fold = spec.family.train_fold(ws, split, job)
-        fold.classes = classes
-        rec = make_record(spec.name, split.protocol, seed, [fold], dataset=dataset,
-                          wall_time=time.perf_counter() - start, n_params=fold.extra.get("n_params"),
-                          config={"features": ws.feature_config.key(), "epochs": run.mode.epochs, **run.options})
-        recall = recall_score(fold.y_true, fold.y_pred, labels=classes, average=None, zero_division=0)
-        rec["per_class_recall"] = {EMOTIONS[c]: float(r) for c, r in zip(classes, recall, strict=True)}
+        rec = _scored_record(ws, [split], job, classes, dataset)
         rec["_path"] = str(save_record_in(rec, run.out))
         records.append(rec)
     return records
+
+
+def actor_fold_records(run: ActorFoldsRun, *, progress: bool = True) -> list[dict]:
+    """Train ``run.model`` on leave-actors-out folds of one corpus folder, once per seed; one record each.
+
+    The record is saved as ``<artifacts>/results/<model>__actor-loo__seed<k>.json``
+    (``actor-kfold`` with ``n_folds``); its ``dataset`` names the corpus, clip and
+    actor counts and the actors. Its metrics are the mean over folds (each fold's
+    test actors scored alone, as everywhere in the book); ``per_class_recall``
+    pools every fold's test clips.
+    """
+    from .evaluation import save_record_in
+    from .splits import actor_folds
+    from .synth import is_demo_corpus, is_demo_speaker
+
+    spec = _checked_spec(run.model, run.options)
+    corpus = corpus_of(run.data_dir, run.corpus)
+    manifest, about = _side((run.data_dir,), [corpus], corpus.emotions)
+    actors = sorted(manifest["speaker"].astype(str).unique())
+    if len(actors) < 3:
+        raise UserError(f"the actors protocol needs at least 3 speakers; {run.data_dir} has {len(actors)} "
+                        f"({', '.join(actors)}): for TESS's two actresses use --protocol speaker")
+    synthetic = is_demo_corpus(run.data_dir) or bool(manifest["speaker"].map(is_demo_speaker).any())
+    ws = _workspace(manifest, "demo" if synthetic else corpus.name, run.data_dir, run.artifacts, run.mode, progress)
+    dataset = {"name": f"demo-{corpus.name}" if synthetic else corpus.name, "synthetic": synthetic, **about[0], "actors": actors,
+               "emotions": list(corpus.emotions), "quick": run.mode.quick}
+    classes = sorted(EMOTIONS.index(e) for e in corpus.emotions)
+    records = []
+    for seed in run.seeds:
+        try:
+            splits = actor_folds(manifest, n_folds=run.n_folds, seed=seed)
+        except ValueError as exc:
+            raise UserError(f"cannot make leave-actors-out folds of {run.data_dir}: {exc}") from None
+        job = FoldJob(spec, seed=seed, mode=run.mode, options=dict(run.options), progress=progress)
+        rec = _scored_record(ws, splits, job, classes, dataset)
+        rec["_path"] = str(save_record_in(rec, ws.results_dir))
+        records.append(rec)
+    return records
+
+
+def _checked_spec(model: str, options: Mapping) -> ModelSpec:
+    """The parsed model name, its options checked by its family (a bad one is a :class:`UserError`)."""
+    try:
+        spec = ModelSpec.parse(model)
+        spec.family.check(spec, options)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    return spec
+
+
+def _workspace(manifest: pd.DataFrame, name: str, data_dir: Path, artifacts: Path, mode: RunMode, progress: bool):
+    """A workspace over an already-built manifest (clips of one or more corpus folders)."""
+    from .data import summarise_manifest
+    from .features import FeatureConfig, quick_config
+    from .workspace import Workspace
+
+    data = DataContext(name, Path(data_dir), Path(artifacts))
+    return Workspace(data, manifest, summarise_manifest(manifest, expected_size=len(manifest)),
+                     quick_config() if mode.quick else FeatureConfig(), mode, feature_progress=progress)
+
+
+def _scored_record(ws, splits: list, job: FoldJob, classes: list[int], dataset: dict) -> dict:
+    """Train ``job`` on every split; the results record with metrics over ``classes`` and their recalls."""
+    from sklearn.metrics import recall_score
+
+    from .evaluation import make_record, run_folds
+
+    def fit_predict(split):
+        fold = job.spec.family.train_fold(ws, split, job)
+        fold.classes = classes
+        return fold
+
+    folds, wall = run_folds(splits, fit_predict, progress=job.progress)
+    rec = make_record(job.spec.name, splits[0].protocol, job.seed, folds, dataset=dataset, wall_time=wall,
+                      n_params=next((f.extra.get("n_params") for f in folds if f.extra.get("n_params")), None),
+                      config={"features": ws.feature_config.key(), "epochs": job.mode.epochs, **job.options})
+    y_true = [y for f in folds for y in f.y_true]
+    y_pred = [y for f in folds for y in f.y_pred]
+    recall = recall_score(y_true, y_pred, labels=classes, average=None, zero_division=0)
+    rec["per_class_recall"] = {EMOTIONS[c]: float(r) for c, r in zip(classes, recall, strict=True)}
+    return rec

@@ -74,3 +74,47 @@ def test_corpora_without_a_shared_emotion_are_refused(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="no emotion in common"):
         cross_corpus.cross_corpus_records(run, progress=False)
     assert not (tmp_path / "out").exists()
+
+
+# --- train MODEL --data-dir DIR --protocol actors: leave-actors-out within one many-speaker corpus -----------
+
+
+def test_train_protocol_actors_leaves_each_actor_out_once(crema_dir, tmp_path, capsys):
+    art = tmp_path / "art"
+    assert main(["train", "logreg", "--data-dir", str(crema_dir), "--protocol", "actors", "--artifacts", str(art),
+                 "--quick"]) == 0
+    rec = json.loads((art / "results" / "logreg__actor-loo__seed0.json").read_text())
+    d = rec["dataset"]
+    assert d["synthetic"] and d["name"] == "demo-crema-d" and d["n_speakers"] == 4 and len(d["actors"]) == 4
+    tested = [f["fold"] for f in rec["folds"]]
+    assert sorted(tested) == [f"test {a}" for a in d["actors"]]  # every actor is the test set exactly once
+    ids = [i for f in rec["folds"] for i in f["predictions"]["ids"]]
+    assert len(ids) == len(set(ids)) == d["n_clips"]
+    assert set(rec["per_class_recall"]) == set(d["emotions"]) and len(d["emotions"]) == 6
+    out = capsys.readouterr().out
+    assert "DEMO DATA" in out and "actor-loo" in out
+
+
+def test_train_protocol_actors_kfold(crema_dir, tmp_path):
+    from ser_utils.cross_corpus import ActorFoldsRun, actor_fold_records
+    from ser_utils.run_context import RunMode
+
+    run = ActorFoldsRun("logreg", crema_dir, tmp_path / "art", seeds=(0, 1), n_folds=2, mode=RunMode(quick=True))
+    recs = actor_fold_records(run, progress=False)
+    assert [r["protocol"] for r in recs] == ["actor-kfold"] * 2 and all(len(r["folds"]) == 2 for r in recs)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "logreg", "--data-dir", "{demo}", "--protocol", "actors"], "at least 3 speakers"),
+    (["train", "logreg", "--data-dir", "{crema}", "--protocol", "actors", "--folds", "1"], "--folds must be"),
+    (["train", "logreg", "--data-dir", "{crema}", "--protocol", "actors", "--dataset", "tess"], "--dataset applies"),
+    (["train", "logreg", "--protocol", "speaker", "--folds", "3"], "apply to --protocol actors"),
+    (["train", "logreg", "--data-dir", "{missing}", "--protocol", "actors"], "no CREMA-D audio"),
+])
+def test_train_protocol_actors_bad_input(argv, message, demo_dir, crema_dir, tmp_path, capsys):
+    paths = {"crema": crema_dir, "demo": demo_dir, "missing": tmp_path / "nope"}
+    art = tmp_path / "art"
+    assert main([a.format(**paths) for a in argv] + ["--artifacts", str(art), "--quick"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and err.startswith("error: ")
+    assert not (art / "results").exists()
