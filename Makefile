@@ -25,12 +25,14 @@ install: $(STAMP)
 # [pretrained] the Whisper chapter, [grid] dask). JupyterLab is `pip install -e .[lab]`.
 EXTRAS ?= book,test,pretrained,grid
 
+# --no-compile: Python compiles the modules it imports on first use instead of pip compiling all of
+# TensorFlow, torch and transformers up front (measured here: 41 s instead of 96 s for the install).
 # Re-install whenever the dependency list changes. torch==2.13.0 is whatever build pip finds first:
 # install it from PyTorch's CPU or CUDA index before running make on a new machine (README, "Run it").
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install --quiet --no-compile -e ".[$(EXTRAS)]"
 	@touch $@
 
 book: $(STAMP) browser-deps

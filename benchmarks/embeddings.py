@@ -1,12 +1,13 @@
 """Benchmark: pretrained-encoder embeddings (chapter 10), clips per second, side by side.
 
-Four ways to embed the same clips with the same encoder (the offline Whisper
+Five ways to embed the same clips with the same encoder (the offline Whisper
 tiny.en unless ``--pretrained`` names another checkpoint), all in one process
 and one run so the ratios compare like with like:
 
 - ``sliced, 1 thread``: positions sliced to the clip, ``torch.set_num_threads(1)``;
-- ``sliced, N threads``: the same with torch's default thread count (what ``ensure_embeddings``
-  does, while a thread reads the next clips);
+- ``sliced, N threads``: the same with torch's default thread count;
+- ``sliced, batches of 32``: clips sorted by length and run 32 at a time, masked
+  (``batch_layer_states``, what ``ensure_embeddings`` does for Whisper);
 - ``30-s padding``: Whisper's own 30-s input (timed on ``--clips-30s`` clips only: it is slow);
 - ``cache``: ``ensure_embeddings`` a second time on the same clips (reads the cache).
 
@@ -40,7 +41,7 @@ def main() -> None:
     import torch
 
     from ser_utils.data import build_manifest, load_clip, usable
-    from ser_utils.encoders import SAMPLE_RATE, ensure_embeddings, layer_states, load_encoder
+    from ser_utils.encoders import BATCH_SIZE, SAMPLE_RATE, batch_layer_states, ensure_embeddings, layer_states, load_encoder
     from ser_utils.synth import write_demo_corpus
     from ser_utils.whisper_offline import CHECKPOINT_NAME, convert
 
@@ -67,6 +68,11 @@ def main() -> None:
 
     timed("sliced, 1 thread", audio, 1)
     timed(f"sliced, {torch.get_num_threads()} threads", audio, None)
+    by_length = sorted(audio, key=len)
+    start = time.perf_counter()
+    for i in range(0, len(by_length), BATCH_SIZE):
+        batch_layer_states(enc, by_length[i: i + BATCH_SIZE])
+    rows.append((f"sliced, batches of {BATCH_SIZE}", len(audio), time.perf_counter() - start))
     timed("30-s padding, 1 thread", audio[: args.clips_30s], 1, "30s")
     for label in ("ensure_embeddings (computes)", "ensure_embeddings (cache)"):
         start = time.perf_counter()

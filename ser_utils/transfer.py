@@ -156,6 +156,7 @@ def transfer_protocols(m_crema: pd.DataFrame, m_tess: pd.DataFrame, notes: Corpu
     crema, tess = get_corpus("crema-d"), get_corpus("tess")
     n_crema, n_tess = len(usable(m_crema)), len(usable(m_tess))
     n_actors = summarise_corpus(m_crema, crema).counts.shape[0]
+    actors = sorted(usable(m_crema)["speaker"].astype(str).unique())  # named, so a reader can rebuild the subset
     crema_label, tess_label, synthetic = notes.crema_label, notes.tess_label, notes.synthetic
     kind = "SYNTHETIC stand-in for " if synthetic else ""
     crema_desc = (f"{crema_label}: {kind}CREMA-D, all clips of {n_actors} of its {crema.n_speakers} actors "
@@ -164,14 +165,14 @@ def transfer_protocols(m_crema: pd.DataFrame, m_tess: pd.DataFrame, notes: Corpu
     common = {"synthetic": synthetic, "partial": True, "quick": notes.quick}
     shared = shared_emotions(crema, tess)
     out = [TransferProtocol(actor_folds(m_crema, n_folds=n_folds, seed=seed), crema.emotions, {
-        "name": "crema-d", "corpus": "crema-d", "n_clips": n_crema, "n_actors": n_actors, "subset": crema_desc,
-        **common})]
+        "name": "crema-d", "corpus": "crema-d", "n_clips": n_crema, "n_actors": n_actors, "actors": actors,
+        "subset": crema_desc, **common})]
     for (ma, a), (mb, b) in (((m_tess, "tess"), (m_crema, "crema-d")), ((m_crema, "crema-d"), (m_tess, "tess"))):
         split = cross_corpus_split(ma, mb, train_corpus=a, test_corpus=b, emotions=shared, seed=seed)
         out.append(TransferProtocol([split], shared, {
             "name": "tess+crema-d", "train_corpus": a, "test_corpus": b,
             "n_clips": len(split.train) + len(split.val) + len(split.test), "emotions": list(shared),
-            "subset": f"{tess_desc}; {crema_desc}", **common}))
+            "n_tess_clips": n_tess, "crema_actors": actors, "subset": f"{tess_desc}; {crema_desc}", **common}))
     return out
 
 

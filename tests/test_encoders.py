@@ -66,6 +66,41 @@ def test_short_clip_keeps_its_own_frames_and_long_clip_is_refused(tiny_whisper):
         layer_states(enc, _tone(2.5))
 
 
+def test_a_batch_of_clips_of_different_lengths_equals_each_clip_alone(tiny_whisper):
+    """Padding, the convolution mask and the attention mask: odd and even frame counts, the longest unpadded."""
+    from ser_utils.encoders import batch_layer_states
+
+    enc = load_encoder(tiny_whisper)
+    clips = [_tone(s, f0) for s, f0 in ((0.37, 150.0), (1.2, 220.0), (0.5, 300.0), (1.99, 120.0), (0.03, 200.0))]
+    batched = batch_layer_states(enc, clips)
+    for alone, together in zip([layer_states(enc, a) for a in clips], batched, strict=True):
+        assert alone.shape == together.shape
+        np.testing.assert_allclose(together, alone, atol=1e-4)
+
+
+def test_embedding_batches_keep_the_order_and_fail_only_the_bad_clips(tiny_whisper, tmp_path):
+    """A too-long and an unreadable clip inside a batch fail alone, with their reason; the rest are embedded."""
+    enc = load_encoder(tiny_whisper)
+    (tmp_path / "clips").mkdir()
+    m = _manifest(tmp_path / "clips")
+    sf.write(m["path"][3], _tone(2.5), 16000)  # over the tiny encoder's 2-s window
+    with open(m["path"][5], "wb") as fh:
+        fh.write(b"RIFF\x00\x00")  # not audio
+    emb = ensure_embeddings(m, tmp_path / "art", enc, progress=False)
+    assert list(emb.failed["clip_id"]) == [m["clip_id"][3], m["clip_id"][5]]
+    assert "longer than" in emb.failed["reason"][0]
+    assert list(emb.ids) == [c for i, c in enumerate(m["clip_id"]) if i not in (3, 5)]  # the manifest's order
+    for k, cid in enumerate(emb.ids):
+        alone = layer_states(enc, _read(m["path"][list(m["clip_id"]).index(cid)]))
+        np.testing.assert_allclose(emb.mean[k], alone.mean(axis=1), atol=1e-4)
+
+
+def _read(path) -> np.ndarray:
+    from ser_utils.data import load_clip
+
+    return load_clip(path, 16000)
+
+
 def test_missing_checkpoint_folder_is_one_clear_error(tmp_path):
     with pytest.raises(EncoderError, match="no checkpoint folder"):
         load_encoder(tmp_path / "nowhere" / "model")
