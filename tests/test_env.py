@@ -10,7 +10,7 @@ from .conftest import ROOT
 
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 EXTRAS = PROJECT["optional-dependencies"]
-#: The command that builds the HTML from the recorded run: the Pages workflow and tests/test_browser.py both run it.
+#: The command that builds the HTML from the recorded run: the Pages workflow and tests/test_browser_published.py both run it.
 PUBLISHED_BUILD = "python -m ser_utils book --from-published published"
 
 
@@ -82,7 +82,7 @@ def test_make_installs_the_extras_the_targets_need():
     makefile = (ROOT / "Makefile").read_text()
     extras = re.search(r"^EXTRAS \?= (.+)$", makefile, re.M).group(1).split(",")
     assert {"book", "test"} <= set(extras) and set(extras) <= set(EXTRAS)
-    assert 'pip install --quiet -e ".[$(EXTRAS)]"' in makefile
+    assert 'pip install --quiet --no-compile -e ".[$(EXTRAS)]"' in makefile
 
 
 def test_ci_runs_make_test():
@@ -99,7 +99,7 @@ def test_pages_workflow_builds_with_the_tested_command():
     assert PUBLISHED_BUILD in runs
     assert 'pip install -e ".[book]"' in runs or "pip install -e .[book]" in runs
     assert any(s.get("uses", "").startswith("actions/deploy-pages") for s in steps)
-    browser = (ROOT / "tests" / "test_browser.py").read_text()
+    browser = (ROOT / "tests" / "test_browser_published.py").read_text()
     assert "PUBLISHED_BUILD" in browser
 
 
