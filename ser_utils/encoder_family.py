@@ -39,15 +39,23 @@ class EncoderFamily(ModelFamily):
     name = "encoder"
     bases = ("whisper",)
     suffixes = {"probe": ("flag", "probe"), "probe30s": ("flag", "probe30s"), "weighted": ("flag", "weighted"),
+                "finetune": ("flag", "finetune"),
                 **{f"layer{k}": ("flag", f"layer{k}") for k in range(MAX_LAYER + 1)},
                 "select": ("flag", "select"), "crema": ("flag", "crema")}
-    options = frozenset({"encoder"})
+    options = frozenset({"encoder", "top_layers"})
 
     def __init__(self) -> None:
         self._last: tuple[tuple, object] | None = None  # (key, EmbeddingSet): folds of one run share it
 
     def check(self, spec: ModelSpec, options) -> None:
         super().check(spec, options)
+        if "finetune" in spec.flags:
+            if spec.flags != {"finetune"}:
+                raise ValueError(f"{spec.name!r}: whisper-finetune takes no other suffix (the layers it trains are "
+                                 "--option top_layers=K, default 2)")
+            return
+        if "top_layers" in options:
+            raise ValueError(f"option top_layers applies to whisper-finetune, not {spec.name}")
         pooling = spec.flags & {"probe", "probe30s", "weighted"}
         layer = {f for f in spec.flags if f.startswith("layer")} | (spec.flags & {"select", "crema"})
         if "weighted" in pooling or "crema" in layer:
@@ -79,6 +87,8 @@ class EncoderFamily(ModelFamily):
         return ws.summary.n_ok
 
     def train_fold(self, ws, split: Split, job: FoldJob) -> FoldResult:
+        if "finetune" in job.spec.flags:
+            return self._finetune_fold(ws, split, job)
         from .encoder_model import ProbeModel
         from .probes import fit_readout, select_layer
 
@@ -111,6 +121,43 @@ class EncoderFamily(ModelFamily):
         return FoldResult(split.fold, list(emb.ids[test_rows]), emb.meta["emotion"].map(EMOTIONS.index).to_numpy()[test_rows].tolist(),
                           proba.argmax(axis=1).tolist(), len(train_rows), len(emb.index(split.val)),
                           classes=classes, extra=extra)
+
+    def _finetune_fold(self, ws, split: Split, job: FoldJob) -> FoldResult:
+        """``whisper-finetune``: the top blocks trained with a head (:mod:`ser_utils.finetune`); nothing is saved."""
+        from dataclasses import asdict, replace
+
+        from .data import load_clip, usable
+        from .encoders import SAMPLE_RATE, load_encoder
+        from .finetune import FinetuneSettings, finetune_fold
+        from .whisper_offline import CHECKPOINT_NAME, convert
+
+        source = job.options.get("encoder") or str(convert(ws.artifacts_dir / "pretrained" / CHECKPOINT_NAME).folder)
+        enc = load_encoder(source)
+        ok = usable(ws.manifest).set_index("clip_id")
+        emotions = tuple(e for e in EMOTIONS if e in set(ok["emotion"]))
+        settings = FinetuneSettings(top_layers=int(job.options.get("top_layers", 2)))
+        if job.mode.quick:
+            settings = replace(settings, max_epochs=1, max_train_clips=48, batch_size=8)
+        if job.mode.epochs:
+            settings = replace(settings, max_epochs=job.mode.epochs)
+
+        def side(ids):
+            ids = [i for i in ids if i in ok.index and ok.at[i, "emotion"] in emotions]
+            return ids, [load_clip(ok.at[i, "path"], SAMPLE_RATE) for i in ids], \
+                np.array([emotions.index(ok.at[i, "emotion"]) for i in ids])
+
+        (_, x_tr, y_tr), (_, x_va, y_va), (test_ids, x_te, y_te) = side(split.train), side(split.val), side(split.test)
+        try:
+            out = finetune_fold(enc, (x_tr, y_tr), (x_va, y_va), x_te, len(emotions), settings, seed=job.seed,
+                                progress=job.progress)
+        except ValueError as e:
+            raise UserError(f"{job.spec.name}: {e}") from None
+        to_label = np.array([EMOTIONS.index(e) for e in emotions])
+        classes = None if len(emotions) == len(EMOTIONS) else sorted(to_label.tolist())
+        extra = {"encoder": str(source), "settings": asdict(settings)}
+        return FoldResult(split.fold, test_ids, to_label[y_te].tolist(), to_label[np.array(out.y_pred, dtype=int)].tolist(),
+                          len(x_tr), len(x_va), epochs=out.best_epoch, history=out.history, classes=classes,
+                          extra=extra)
 
     def save(self, model, path: Path, sidecar: dict) -> Path:
         from dataclasses import replace
