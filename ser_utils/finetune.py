@@ -123,8 +123,10 @@ def _network(enc: Encoder, n_classes: int, settings: FinetuneSettings):
             return self.out((w[:, :, None] * x).sum(dim=1))
 
     net = FineTuned()
-    for p in net.bottom.parameters():
-        p.requires_grad_(False)
+    # The bottom runs under no_grad and is left out of the optimiser: the caller's encoder is not modified
+    # (its own requires_grad flags included, which the copies must not inherit).
+    for m in (net.top, net.norm):
+        m.requires_grad_(True)
     return net
 
 
