@@ -67,8 +67,8 @@ browser-deps:
 	@command -v chromium >/dev/null 2>&1 && command -v espeak-ng >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium espeak-ng >/dev/null) \
-			|| echo "warning: could not install chromium/espeak-ng; the browser test and chapter 10.11's new voice are skipped"; \
-		else echo "note: chromium or espeak-ng not found and not root; the browser test and chapter 10.11's new voice are skipped"; fi; }
+			|| echo "warning: could not install chromium/espeak-ng; the browser test and chapter 10.12's new voice are skipped"; \
+		else echo "note: chromium or espeak-ng not found and not root; the browser test and chapter 10.12's new voice are skipped"; fi; }
 
 clean:
 	rm -rf _build

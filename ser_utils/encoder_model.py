@@ -82,7 +82,7 @@ def load_probe(folder: str | os.PathLike) -> ProbeModel:
         raise
     except (OSError, ValueError, KeyError, EOFError) as e:
         raise ProbeModelError(f"{folder} is not a readable saved probe ({e.__class__.__name__}: {e}); "
-                              "refit it (chapter 10.11)") from e
+                              "refit it (chapter 10.12)") from e
     if sorted(map(str, getattr(clf, "classes_", []))) != sorted(meta["emotions"]):
         raise ProbeModelError(f"{folder}: the classifier's classes do not match probe.json; refit it")
     return ProbeModel(meta["source"], int(meta["layer"]), tuple(meta["emotions"]), clf, meta.get("trained_on", {}))

@@ -16,7 +16,7 @@ an input would be padding, and attention cost grows with the square of the
 length. :func:`whisper_states` instead runs the encoder's own modules on the
 clip's frames with the position embeddings sliced to its length: the same
 weights and the same arithmetic per frame, about 15x cheaper on a 2-s clip.
-Chapter 10.10 measures what it costs in accuracy (``padding="30s"`` is the
+Chapter 10.11 measures what it costs in accuracy (``padding="30s"`` is the
 faithful variant).
 """
 

@@ -1,4 +1,4 @@
-"""Fine-tuning the top layers of a pretrained Whisper encoder (chapter 10.9), with SpecAugment, in PyTorch.
+"""Fine-tuning the top layers of a pretrained Whisper encoder (chapter 10.8), with SpecAugment, in PyTorch.
 
 The probes of :mod:`ser_utils.probes` leave the encoder frozen. Here the top
 ``top_layers`` blocks are trained together with a small head: attentive
@@ -59,7 +59,13 @@ def _mels(enc: Encoder, clips: list[np.ndarray]) -> list:
 
 
 def spec_augment(batch, lengths, settings: FinetuneSettings, rng: np.random.Generator):
-    """Zero random time spans and mel bands of a padded log-mel batch (B, 80, T), only inside each clip."""
+    """Zero random time spans and mel bands of a padded log-mel batch (B, 80, T), only inside each clip.
+
+    The spans are drawn as ``WhisperModel`` draws them when ``apply_spec_augment``
+    is set (``transformers``' ``_compute_mask_indices``, from NumPy's global
+    generator, which is seeded from ``rng`` and restored after). Saved from
+    chapter 10, section 10.8 (book/10_pretrained.ipynb).
+    """
     import torch
     from transformers.models.whisper.modeling_whisper import _compute_mask_indices
 

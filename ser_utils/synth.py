@@ -444,7 +444,7 @@ def ensure_demo_crema(root: str | os.PathLike, *, n_actors: int = 8, n_sentences
 def speak(text: str, out: str | os.PathLike, *, voice: str = "en-us", words_per_minute: int = 140) -> Path | None:
     """``text`` spoken by the espeak-ng formant synthesiser into the WAV file ``out``; None without espeak-ng.
 
-    A voice that is in no corpus of the book (chapter 10.11). espeak-ng is a
+    A voice that is in no corpus of the book (chapter 10.12). espeak-ng is a
     Debian/Ubuntu package (``apt install espeak-ng``), installed by ``make``
     where it can be; the output is the program's, so nothing is committed.
     """

@@ -55,7 +55,7 @@ def test_emotions_are_learnable_from_features(quick_chapter):
 
 
 def test_speak_makes_a_readable_clip_or_says_it_cannot(tmp_path, monkeypatch):
-    """chapter 10.11's new voice: espeak-ng's WAV when installed, None (never a crash) when not."""
+    """chapter 10.12's new voice: espeak-ng's WAV when installed, None (never a crash) when not."""
     import shutil
 
     import soundfile as sf
