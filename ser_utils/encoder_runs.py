@@ -298,7 +298,8 @@ def comparison_lines(reference: Sequence[dict], reference_root: Path) -> list[st
                                                          "CREMA-D's actors (padded alike)"),
                             (f"{PREFIX}-probe30s-select", "probe on Whisper's 30-s padded input, layer chosen on "
                                                           "the training speakers"),
-                            (f"{PREFIX}-weighted", "learned layer weights")):
+                            (f"{PREFIX}-weighted", "learned layer weights"),
+                            (f"{PREFIX}-finetune", "top two blocks fine-tuned with attentive pooling (10.8)")):
             v = _mean_sd(reference, model, protocol)
             if v is not None:
                 lines.append(f"  - Whisper tiny.en, {what}: {_fmt(v)}{data_of(reference, model, protocol)}")
