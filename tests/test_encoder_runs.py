@@ -27,3 +27,18 @@ def test_crema_chosen_layer_runs_only_where_tess_is_tested():
     assert crema == {"speaker"} and "speaker" in TESS_TESTED and "actor-loo" not in TESS_TESTED
     assert {r["model"] for r in records if r["protocol"] == "actor-loo"} >= {"whisper-probe-select",
                                                                             "whisper-probe-layer0"}
+
+
+def test_comparison_lines_quote_each_read_out_with_its_seeds_and_data(tmp_path):
+    from ser_utils.encoder_runs import comparison_lines
+
+    def rec(model, uar, seed=0):
+        return {"model": model, "protocol": "speaker", "seed": seed, "metrics": {"uar": uar},
+                "dataset": {"name": "tess", "n_clips": 2800}}
+
+    reference = [rec("whisper-probe-crema", 0.719)] + [rec("whisper-finetune", u, s) for s, u in
+                                                       enumerate((0.55, 0.57, 0.53))]
+    text = "\n".join(comparison_lines(reference, tmp_path))
+    assert "layer chosen on CREMA-D's actors: 71.9 % (one run: deterministic) [tess, 2800 clips]" in text
+    assert "fine-tuned with attentive pooling (10.8): 55.0 % ± 2.0 (3 seeds) [tess, 2800 clips]" in text
+    assert "30-s padded" not in text  # a read-out without records is not listed
