@@ -422,3 +422,83 @@ def bootstrap_difference(y_true, pred_a, pred_b, score: Callable = uar, *, n_boo
     boots = [diff(rng.integers(0, len(y_true), len(y_true))) for _ in range(n_boot)]
     low, high = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
     return float(diff(np.arange(len(y_true)))), float(low), float(high)
+
+
+# --- the book's one inference rule ----------------------------------------------------------------
+
+#: The rule every comparison of the book states (chapter 7.7): A beats B when, on every seed both were
+#: run with, the paired bootstrap interval of UAR(A) - UAR(B) over the test clips lies above 0 (test-set
+#: sampling), and the mean difference over seeds exceeds twice the larger seed sd (training randomness).
+INFERENCE_RULE = ("A beats B when every seed's 95 % paired-bootstrap interval of the UAR difference lies above 0 "
+                  "and the mean difference exceeds twice the larger of their seed sds")
+
+
+@dataclass
+class SeededComparison:
+    """Two models under one protocol, compared by :data:`INFERENCE_RULE`; differences in UAR points."""
+
+    model_a: str
+    model_b: str
+    protocol: str
+    seeds: list[int]
+    per_seed: list[tuple[float, float, float]]  # (difference, low, high) of each seed's paired bootstrap
+    mean_difference: float
+    sd_a: float
+    sd_b: float
+    verdict: str  # "a", "b" or "tie"
+
+    def sentence(self) -> str:
+        """One line: the verdict with the numbers it rests on."""
+        who = {"a": f"{self.model_a} beats {self.model_b}", "b": f"{self.model_b} beats {self.model_a}",
+               "tie": f"{self.model_a} and {self.model_b} are not told apart"}[self.verdict]
+        intervals = ", ".join(f"[{lo:+.1f}, {hi:+.1f}]" for _, lo, hi in self.per_seed)
+        return (f"{who} ({self.protocol}): mean UAR difference {self.mean_difference:+.1f} points over "
+                f"{len(self.seeds)} seed(s), seed sds {self.sd_a:.1f} and {self.sd_b:.1f}, paired-bootstrap "
+                f"95 % intervals {intervals}")
+
+
+def seeded_comparison(records_a: Sequence[dict], records_b: Sequence[dict], *, n_boot: int = 2000,
+                      boot_seed: int = 0) -> SeededComparison:
+    """Compare two models' records of one protocol by the book's rule (:data:`INFERENCE_RULE`).
+
+    Records are paired by seed. A side with a single record (a deterministic
+    model, run once) is paired with every seed of the other, provided its test
+    clips are the other's (true of the speaker and actor protocols, whose test
+    sets do not depend on the seed); otherwise ``ValueError``.
+    """
+    by_a, by_b = ({int(r["seed"]): r for r in recs} for recs in (records_a, records_b))
+    protocols = {r["protocol"] for r in (*records_a, *records_b)}
+    if len(protocols) != 1 or not by_a or not by_b:
+        raise ValueError(f"seeded_comparison needs records of one protocol on both sides, not {sorted(protocols)}")
+    if len(by_b) == 1 and len(by_a) > 1:
+        only = next(iter(by_b.values()))
+        by_b = {s: dict(only, seed=s) for s in by_a}
+    elif len(by_a) == 1 and len(by_b) > 1:
+        only = next(iter(by_a.values()))
+        by_a = {s: dict(only, seed=s) for s in by_b}
+    seeds = sorted(set(by_a) & set(by_b))
+    if not seeds:
+        raise ValueError("the two models share no seed")
+    per_seed = []
+    for s in seeds:
+        y, pa, pb = paired_predictions(by_a[s], by_b[s])
+        n_test = sum(f["n_test"] for f in by_a[s]["folds"])
+        if len(y) != n_test:
+            raise ValueError(f"seed {s}: the records share {len(y)} of {n_test} test clips: they are not the same "
+                             "test set (a single-seed model pairs only where the test clips do not depend on the seed)")
+        d, lo, hi = bootstrap_difference(y, pa, pb, n_boot=n_boot, seed=boot_seed)
+        per_seed.append((100 * d, 100 * lo, 100 * hi))
+    ua = [100 * by_a[s]["metrics"]["uar"] for s in seeds]
+    ub = [100 * by_b[s]["metrics"]["uar"] for s in seeds]
+    sd = lambda v: float(np.std(v, ddof=1)) if len(set(v)) > 1 else 0.0  # noqa: E731
+    mean = float(np.mean(ua) - np.mean(ub))
+    margin = 2 * max(sd(ua), sd(ub))
+    if all(lo > 0 for _, lo, _ in per_seed) and mean > margin:
+        verdict = "a"
+    elif all(hi < 0 for _, _, hi in per_seed) and -mean > margin:
+        verdict = "b"
+    else:
+        verdict = "tie"
+    return SeededComparison(by_a[seeds[0]]["model"], by_b[seeds[0]]["model"], protocols.pop(), seeds, per_seed,
+                            mean, sd(ua), sd(ub), verdict)
+
