@@ -58,34 +58,26 @@ def _mels(enc: Encoder, clips: list[np.ndarray]) -> list:
             for a in clips]
 
 
-def spec_augment(batch, lengths, settings: FinetuneSettings, rng: np.random.Generator):
-    """Zero random time spans and mel bands of a padded log-mel batch (B, 80, T), only inside each clip.
+def spec_augment(batch, lengths, p: FinetuneSettings, rng: np.random.Generator):
+    """Zero random time spans and mel bands of a padded log-mel batch (B, 80, T), inside each clip only.
 
-    The spans are drawn as ``WhisperModel`` draws them when ``apply_spec_augment``
-    is set (``transformers``' ``_compute_mask_indices``, from NumPy's global
-    generator, which is seeded from ``rng`` and restored after). Saved from
-    chapter 10, section 10.8 (book/10_pretrained.ipynb).
+    Saved from chapter 10, section 10.8 (book/10_pretrained.ipynb).
     """
     import torch
-    from transformers.models.whisper.modeling_whisper import _compute_mask_indices
-
-    b, n_mels, t = batch.shape
-    out = batch.clone()
-    state = np.random.get_state()  # _compute_mask_indices draws from NumPy's global generator
-    np.random.seed(int(rng.integers(2**31)))
+    from transformers.models.whisper.modeling_whisper import _compute_mask_indices as spans
+    (b, n_mels, t), state = batch.shape, np.random.get_state()
+    own = torch.arange(t)[None, :] < lengths[:, None]
+    time, band = np.zeros((b, t), bool), np.zeros((b, n_mels), bool)
+    np.random.seed(int(rng.integers(2**31)))  # spans() is Whisper's sampler; it draws from NumPy's global state
     try:
-        own = torch.arange(t)[None, :] < lengths[:, None]
-        if settings.mask_time_prob > 0 and t >= settings.mask_time_length:
-            time = _compute_mask_indices((b, t), settings.mask_time_prob, settings.mask_time_length,
-                                         attention_mask=own.long(), min_masks=1)
-            out[torch.from_numpy(time)[:, None, :].expand(-1, n_mels, -1)] = 0.0
-        if settings.mask_feature_prob > 0:
-            feat = _compute_mask_indices((b, n_mels), settings.mask_feature_prob, settings.mask_feature_length,
-                                         min_masks=1)
-            out[torch.from_numpy(feat)[:, :, None].expand(-1, -1, t)] = 0.0
+        if p.mask_time_prob > 0 and t >= p.mask_time_length:
+            time = spans((b, t), p.mask_time_prob, p.mask_time_length, attention_mask=own.long(), min_masks=1)
+        if p.mask_feature_prob > 0:
+            band = spans((b, n_mels), p.mask_feature_prob, p.mask_feature_length, min_masks=1)
     finally:
         np.random.set_state(state)
-    return out * own[:, None, :]  # padding stays zero
+    keep = own[:, None, :] & ~torch.from_numpy(time)[:, None, :] & ~torch.from_numpy(band)[:, :, None]
+    return batch.masked_fill(~keep, 0.0)  # padding stays zero
 
 
 def _network(enc: Encoder, n_classes: int, settings: FinetuneSettings):
