@@ -182,16 +182,13 @@ def layer_states(enc: Encoder, audio: np.ndarray, *, padding: str = "clip") -> n
         return torch.cat([s for s in states]).numpy()
 
 
-def whisper_batch_states(encoder, mels: list) -> list:
-    """:func:`whisper_states` for several clips at once: ``mels`` is a list of (80, T_i) log-mel tensors.
+def whisper_batch_input(encoder, mels: list):
+    """A padded batch of log-mels (each (80, T_i)) up to the input of Whisper's first block.
 
-    The clips are padded to the longest with zeros and run as one batch. Three
-    masks keep each clip's arithmetic what it is alone: the first convolution's
-    outputs past a clip's end are zeroed (alone, the second convolution sees its
-    zero padding there), attention ignores the padded frames as keys, and each
-    clip's states are cut back to its own frames. Returns one (layers + 1,
-    frames_i, d) tensor per clip; equal to :func:`whisper_states` up to float
-    rounding (``tests/test_encoders.py`` checks 1e-4).
+    Returns ``(x, mask, own)``: the (clips, frames, d) input, the additive
+    attention mask that hides each clip's padded frames as keys, and each
+    clip's own frame count. The first convolution's outputs past a clip's end
+    are zeroed, because alone the second convolution sees its zero padding there.
     """
     import torch
     from torch.nn.functional import gelu, pad
@@ -206,12 +203,33 @@ def whisper_batch_states(encoder, mels: list) -> list:
     x = x + encoder.embed_positions.weight[: x.shape[1]]
     keys = torch.arange(x.shape[1])[None, :] < own[:, None]
     mask = torch.zeros(keys.shape, dtype=x.dtype).masked_fill(~keys, torch.finfo(x.dtype).min)[:, None, None, :]
-    states = [x]
-    for layer in encoder.layers:
-        x = layer(x, mask)
-        x = x[0] if isinstance(x, tuple) else x
-        states.append(x)
-    states[-1] = encoder.layer_norm(x)
+    return x, mask, own
+
+
+def run_blocks(blocks, x, mask) -> list:
+    """``x`` through each encoder block in turn (with ``mask``); every block's output, in order."""
+    out = []
+    for block in blocks:
+        x = block(x, mask)
+        x = x[0] if isinstance(x, tuple) else x  # older transformers return (hidden, attention)
+        out.append(x)
+    return out
+
+
+def whisper_batch_states(encoder, mels: list) -> list:
+    """:func:`whisper_states` for several clips at once: ``mels`` is a list of (80, T_i) log-mel tensors.
+
+    The clips are padded to the longest with zeros and run as one batch; the
+    masks of :func:`whisper_batch_input` keep each clip's arithmetic what it is
+    alone, and each clip's states are cut back to its own frames. Returns one
+    (layers + 1, frames_i, d) tensor per clip; equal to :func:`whisper_states`
+    up to float rounding (``tests/test_encoders.py`` checks 1e-4).
+    """
+    import torch
+
+    x, mask, own = whisper_batch_input(encoder, mels)
+    states = [x, *run_blocks(encoder.layers, x, mask)]
+    states[-1] = encoder.layer_norm(states[-1])
     stacked = torch.stack(states, dim=1)  # (clips, layers + 1, frames, d)
     return [stacked[i, :, : int(n)] for i, n in enumerate(own)]
 

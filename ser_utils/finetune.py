@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .encoders import SAMPLE_RATE, Encoder
+from .encoders import SAMPLE_RATE, Encoder, run_blocks, whisper_batch_input
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,6 @@ def _network(enc: Encoder, n_classes: int, settings: FinetuneSettings):
     """The frozen bottom (the encoder's own modules), trainable copies of the top blocks, and the head."""
     import torch
     from torch import nn
-    from torch.nn.functional import gelu, pad
 
     n_blocks = len(enc.model.layers)
     if not 1 <= settings.top_layers <= n_blocks:
@@ -100,23 +99,12 @@ def _network(enc: Encoder, n_classes: int, settings: FinetuneSettings):
             self.out = nn.Linear(enc.dim, n_classes)
 
         def forward(self, mels: list, lengths):
-            e = self.bottom
-            t_max = int(lengths.max())
-            with torch.no_grad():
-                x = torch.stack([pad(m, (0, t_max - m.shape[-1])) for m in mels])
-                x = gelu(e.conv1(x)) * (torch.arange(t_max)[None, :] < lengths[:, None])[:, None, :]
-                x = gelu(e.conv2(x)).permute(0, 2, 1)
-                x = x + e.embed_positions.weight[: x.shape[1]]
-                own = (lengths + 1) // 2
-                keys = torch.arange(x.shape[1])[None, :] < own[:, None]
-                mask = torch.zeros(keys.shape).masked_fill(~keys, torch.finfo(x.dtype).min)[:, None, None, :]
-                for block in e.layers[: n_blocks - settings.top_layers]:
-                    x = block(x, mask)
-                    x = x[0] if isinstance(x, tuple) else x
-            for block in self.top:
-                x = block(x, mask)
-                x = x[0] if isinstance(x, tuple) else x
-            x = self.norm(x)
+            """Logits of clips given as log-mels (possibly padded) and their own frame counts."""
+            with torch.no_grad():  # the frozen convolutions and lower blocks
+                x, mask, own = whisper_batch_input(self.bottom, [m[:, : int(n)] for m, n in zip(mels, lengths)])
+                x = (run_blocks(self.bottom.layers[: n_blocks - settings.top_layers], x, mask) or [x])[-1]
+            x = self.norm(run_blocks(self.top, x, mask)[-1])
+            keys = torch.arange(x.shape[1])[None, :] < own[:, None]
             w = self.score(x).squeeze(-1).masked_fill(~keys, float("-inf")).softmax(dim=1)
             return self.out((w[:, :, None] * x).sum(dim=1))
 
