@@ -32,3 +32,21 @@ def fold_job(model: str, *, seed: int = 0, epochs: int | None = None, quick: boo
 
     return FoldJob.of(model, seed=seed, mode=RunMode(quick=quick, epochs=epochs), options=dict(options or {}),
                       model_dir=model_dir, progress=progress)
+
+
+def save_tiny_whisper(folder: Path, *, window_s: int | None = 2) -> Path:
+    """A random 2-layer, 16-d Whisper saved with ``save_pretrained`` (the ``from_pretrained`` path, no hub).
+
+    ``window_s=2``: 2-s windows (100 positions); ``None``: Whisper's full 30-s window.
+    """
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+
+    window = {} if window_s is None else {"max_source_positions": 50 * window_s}
+    cfg = WhisperConfig(vocab_size=60, num_mel_bins=80, d_model=16, encoder_layers=2, decoder_layers=1,
+                        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
+                        decoder_ffn_dim=32, max_target_positions=20, pad_token_id=1, bos_token_id=2,
+                        eos_token_id=1, decoder_start_token_id=2, **window)
+    WhisperModel(cfg).save_pretrained(folder)
+    WhisperFeatureExtractor(feature_size=80, **({} if window_s is None else {"chunk_length": window_s})
+                            ).save_pretrained(folder)
+    return folder

