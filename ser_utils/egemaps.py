@@ -26,7 +26,7 @@ from .cache import cache_key, check, read_valid
 from .outputs import atomic_write
 from .prosody import read_table
 from .quiet import bar_hidden
-from .workers import stop_if_orphaned
+from .workers import stop_if_orphaned, worker_executor
 
 #: Number of eGeMAPSv02 functionals.
 N_EGEMAPS = 88
@@ -97,7 +97,6 @@ def ensure_egemaps(manifest: pd.DataFrame, artifacts_dir: str | os.PathLike, *, 
     ``table.attrs["failed"]`` (clip id -> reason) and in a ``.failed.csv`` beside
     the cache, so a bad clip is reported rather than crashing the run.
     """
-    from joblib.executor import get_memmapping_executor
     from tqdm.auto import tqdm
 
     from .data import usable
@@ -128,7 +127,7 @@ def ensure_egemaps(manifest: pd.DataFrame, artifacts_dir: str | os.PathLike, *, 
     # test suite), and a worker that dies is reported as failed clips instead of ending the run.
     # joblib's own flavour of loky's process-wide executor: a later joblib.Parallel (the feature
     # extraction) reuses it; the bare loky one made Parallel fail ("no attribute _temp_folder_manager").
-    executor = get_memmapping_executor(n_jobs)
+    executor = worker_executor(n_jobs)
     futures = [executor.submit(_chunk, c, os.getpid()) for c in chunks]
     parts = []
     for chunk, future in tqdm(zip(chunks, futures, strict=True), total=n_jobs, desc="eGeMAPS",

@@ -51,7 +51,7 @@ from .cache import cache_key, check, read_valid, write_json
 from .labels import EMOTIONS
 from .outputs import atomic_write
 from .quiet import bar_hidden
-from .workers import stop_if_orphaned
+from .workers import stop_if_orphaned, worker_pool
 
 N_CHROMA, N_MELS, N_CONTRAST, N_MFCC = 12, 128, 7, 40
 #: Column slices of the 187-d vector (and of each frame), by feature group.
@@ -263,11 +263,13 @@ def ensure_features(
             todo.append((c, p))
     if todo:
         jobs = jobs or os.cpu_count() or 1
-        runner = Parallel(n_jobs=min(jobs, len(todo)), return_as="generator_unordered")
         parent = os.getpid()
-        work = runner(delayed(_extract_chunk)(c[["clip_id", "path"]], cfg, p, parent) for c, p in todo)
-        for _ in tqdm(work, total=len(todo), desc="Extracting features", unit="chunk", disable=bar_hidden(progress)):
-            pass
+        with worker_pool():  # Parallel reads the pool settings when it is made: inside
+            runner = Parallel(n_jobs=min(jobs, len(todo)), return_as="generator_unordered")
+            work = runner(delayed(_extract_chunk)(c[["clip_id", "path"]], cfg, p, parent) for c, p in todo)
+            for _ in tqdm(work, total=len(todo), desc="Extracting features", unit="chunk",
+                          disable=bar_hidden(progress)):
+                pass
         for c, p in todo:  # what the workers wrote passes the same checks as what a later run reads
             loaded[p] = _load_chunk(p, list(c["clip_id"]), cfg)
     fs = _assemble(ok, paths, cfg, loaded)

@@ -42,7 +42,7 @@ import pandas as pd
 from .cache import cache_key, check, read_valid
 from .outputs import atomic_write
 from .quiet import bar_hidden
-from .workers import stop_if_orphaned
+from .workers import stop_if_orphaned, worker_pool
 
 PROSODY_NAMES: tuple[str, ...] = (
     "f0_mean", "f0_sd", "f0_p5", "f0_p95", "f0_range", "f0_slope", "voiced_frac",
@@ -174,9 +174,10 @@ def ensure_prosody(
             return np.full(len(PROSODY_NAMES), np.nan, np.float32)
 
     paths = list(ok["path"])
-    runner = Parallel(n_jobs=jobs or os.cpu_count() or 1, return_as="generator")
-    rows = list(tqdm(runner(delayed(one)(p) for p in paths), total=len(paths), desc="Prosody",
-                     unit="clip", disable=bar_hidden(progress)))
+    with worker_pool():  # Parallel reads the pool settings when it is made: inside
+        runner = Parallel(n_jobs=jobs or os.cpu_count() or 1, return_as="generator")
+        rows = list(tqdm(runner(delayed(one)(p) for p in paths), total=len(paths), desc="Prosody",
+                         unit="clip", disable=bar_hidden(progress)))
     table = pd.DataFrame(np.array(rows).reshape(-1, len(PROSODY_NAMES)), columns=list(PROSODY_NAMES),
                          index=pd.Index(ok["clip_id"], name="clip_id"))
     with atomic_write(cache, what="prosody cache") as tmp:

@@ -7,13 +7,20 @@ the parent's process id, so a worker whose parent is gone stops within one
 clip and writes nothing more. On Linux the first call also asks the kernel to
 SIGKILL the worker the moment its parent dies (``prctl(PR_SET_PDEATHSIG)``),
 so it does not even finish the clip it is on.
+
+A worker still starting (importing librosa, unpickling its first task) would
+outlive its parent until that first check, seconds on a slow machine: so the
+pools are started through :func:`worker_pool` and :func:`worker_executor`,
+whose workers arm the signal the moment they start, before any task.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
+from collections.abc import Iterator
 
 _ARMED: set[int] = set()
 
@@ -65,3 +72,28 @@ def _die_with_parent() -> None:
         libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # no libc symbol: the per-clip check still stops the worker
         pass
+
+
+def _armed_now() -> dict:
+    """The loky arguments that run :func:`stop_if_orphaned` in each worker as it starts (this process as parent)."""
+    return {"initializer": stop_if_orphaned, "initargs": (os.getpid(),)}
+
+
+@contextlib.contextmanager
+def worker_pool() -> Iterator[None]:
+    """Run the ``joblib.Parallel`` calls inside on loky workers that die with this process from their first moment.
+
+    The same initializer as :func:`worker_executor`, so the two share joblib's
+    process-wide pool instead of restarting it.
+    """
+    from joblib import parallel_config
+
+    with parallel_config(backend="loky", **_armed_now()):
+        yield
+
+
+def worker_executor(n_jobs: int):
+    """joblib's process-wide loky executor with ``n_jobs`` workers that die with this process from their first moment."""
+    from joblib.executor import get_memmapping_executor
+
+    return get_memmapping_executor(n_jobs, **_armed_now())

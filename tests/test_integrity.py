@@ -629,6 +629,28 @@ def test_case21_feature_workers_get_the_parent_pid(tmp_path, monkeypatch):
     assert calls == [os.getpid()] * 3
 
 
+def _death_signal() -> int:
+    """This process's parent-death signal (``prctl(PR_GET_PDEATHSIG)``), 0 when none is set."""
+    import ctypes
+
+    sig = ctypes.c_int(0)
+    ctypes.CDLL(None).prctl(2, ctypes.byref(sig), 0, 0, 0)  # 2 = PR_GET_PDEATHSIG
+    return sig.value
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
+def test_case21_pool_workers_die_with_the_parent_before_their_first_task():
+    """A worker still importing when its parent is killed must not outlive it: the signal is set as it starts."""
+    from joblib import Parallel, delayed
+
+    from ser_utils.workers import worker_executor, worker_pool
+
+    with worker_pool():
+        signals = Parallel(n_jobs=2)(delayed(_death_signal)() for _ in range(4))
+    assert signals == [signal.SIGKILL] * 4
+    assert worker_executor(2).submit(_death_signal).result() == signal.SIGKILL
+
+
 # --- 23: Ctrl-C in book ------------------------------------------------------------------------------------
 
 
