@@ -25,8 +25,9 @@ install: $(STAMP)
 # [pretrained] the Whisper chapter, [grid] dask). JupyterLab is `pip install -e .[lab]`.
 EXTRAS ?= book,test,pretrained,grid
 
-# pip compiles every module at install (about 55 s of the install here): keep it. With --no-compile
-# the install is faster, but where PYTHONDONTWRITEBYTECODE is set (as on this machine) no process ever
+# Every module is compiled at install, on all cores (pip compiles one file after another: about 55 s
+# of the install here; compileall -j0 after --no-compile: about 35 s). Skipping the compilation would
+# be faster still, but where PYTHONDONTWRITEBYTECODE is set (as on this machine) no process ever
 # caches what it compiles, and each of the tests' ~50 fresh interpreters recompiles TensorFlow and
 # torch on import: the unit tests took 10.9 min instead of about 7.6.
 # Re-install whenever the dependency list changes. torch==2.13.0 is whatever build pip finds first:
@@ -34,7 +35,8 @@ EXTRAS ?= book,test,pretrained,grid
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install --quiet --no-compile -e ".[$(EXTRAS)]"
+	$(BIN)/python -m compileall -q -j0 $$($(BIN)/python -c "import sysconfig; print(sysconfig.get_path('purelib'))") >/dev/null || true
 	@touch $@
 
 book: $(STAMP) browser-deps
@@ -49,7 +51,9 @@ test: $(STAMP) browser-deps
 	$(MAKE) unit notebooks
 
 # Both test runs spread over every core (pytest-xdist; a file's tests stay on one worker, so module
-# fixtures are built once): TEST_JOBS=1 runs them in one process.
+# fixtures are built once): TEST_JOBS=1 runs them in one process. They stay two runs: nbval reuses the
+# demo corpus and feature caches the unit tests left in TEST_ARTIFACTS (one run of both, tried at
+# 0029f6b, took 10.4 min against 9.8 for the two, and SER_DATASET=demo broke two unit tests).
 # tests/parallel.py gives each worker its own numba cache (numba's shared one is not safe for two
 # processes compiling librosa's helpers at once).
 TEST_JOBS ?= auto
