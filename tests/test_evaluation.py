@@ -26,8 +26,17 @@ def _noisy(p_right: float, seed: int) -> np.ndarray:
 def test_numpy_uar_equals_scikit_learn_including_absent_classes():
     for pred in (_noisy(0.7, 1), _noisy(0.2, 2)):
         assert evaluation.uar(TRUTH, pred) == pytest.approx(evaluation.compute_metrics(TRUTH, pred)["uar"])
-    y, p = np.array([0, 0, 1]), np.array([0, 1, 1])  # classes 2-6 absent: they count as 0
-    assert evaluation.uar(y, p) == pytest.approx(evaluation.compute_metrics(y, p)["uar"]) == pytest.approx(1.5 / 7)
+    y, p = np.array([0, 0, 1]), np.array([0, 1, 1])  # classes 2-6 absent: averaged over the two present
+    assert evaluation.uar(y, p) == pytest.approx(evaluation.compute_metrics(y, p, classes=[0, 1])["uar"]) == 0.75
+
+
+def test_uar_of_a_six_emotion_corpus_is_over_its_six_classes():
+    """CREMA-D has no pleasant surprise: a seventh class with recall 0 would scale every difference by 6/7."""
+    y = np.array([0, 1, 2, 3, 4, 6] * 10)
+    p = y.copy()
+    p[:6] = np.roll(p[:6], 1)
+    assert evaluation.uar(y, p) == pytest.approx(evaluation.compute_metrics(y, p, classes=[0, 1, 2, 3, 4, 6])["uar"])
+    assert evaluation.uar(y, p) == pytest.approx(0.9)
 
 
 def test_paired_predictions_match_clips_and_refuse_other_seeds():
