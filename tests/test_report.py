@@ -217,7 +217,7 @@ def test_key_findings_call_models_the_seeds_cannot_tell_apart_a_tie(records):
     near = [_record("hybrid-frames", "speaker", seed=0, wrong=31, folds=2),
             _record("hybrid-frames", "speaker", seed=1, wrong=41, folds=2)]
     text = "\n".join(comparison.key_findings([*records, *near]))
-    assert "Unseen speaker, UAR: not told apart by the seeds" in text and "`hybrid-frames` 48.6 %" in text
+    assert "Unseen speaker, UAR: not told apart by the book's rule" in text and "`hybrid-frames` 48.6 %" in text
 
 
 def test_models_using_the_test_speaker_are_reported_apart_from_strict_ones(records):
@@ -287,3 +287,13 @@ def test_recall_by_direction_pools_seeds_per_fold(records):
     from ser_utils.labels import EMOTIONS
 
     assert (hybrid.loc["f0", list(EMOTIONS)] == 50).all() and (hybrid.loc["f1", list(EMOTIONS)] == 100).all()
+
+
+def test_key_findings_apply_the_paired_bootstrap_not_only_the_seed_spread():
+    # Three seeds each, no spread at all, 2 clips of 70 apart: the seeds alone would crown `a`;
+    # the paired bootstrap over the test clips does not.
+    close = [_record(m, "speaker", seed=s, wrong=w, folds=2) for m, w in (("a", 20), ("b", 22)) for s in range(3)]
+    assert "not told apart by the book's rule" in "\n".join(comparison.key_findings(close))
+    far = [_record(m, "speaker", seed=s, wrong=w, folds=2) for m, w in (("a", 5), ("b", 40)) for s in range(3)]
+    assert "the best is `a`" in "\n".join(comparison.key_findings(far))
+    assert comparison.rule_verdict(far[:3], far[3:]) == "a" and comparison.rule_verdict(close[:3], close[3:]) == "tie"

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..data import FULL_TESS_SIZE
-from ..evaluation import load_records, mcnemar, score_summary
+from ..evaluation import load_records, mcnemar, score_summary, seeded_comparison
 from ..paper import PAPER_ACCURACY, PAPER_PROTOCOL
 from ..registry import BASELINES, KERAS_MODELS, VISION_MODELS, ModelSpec
 from ..splits import PROTOCOLS
@@ -476,14 +476,34 @@ def ensure_cheap_results(ch, protocols: Sequence[str], seeds: Sequence[int],
     return missing
 
 
+def rule_verdict(records_a: Sequence[dict], records_b: Sequence[dict]) -> str:
+    """``"a"``, ``"b"`` or ``"tie"`` by :data:`~ser_utils.evaluation.INFERENCE_RULE`, on the seeds both ran.
+
+    A model run once (seed 0) and a three-seed model on the random split, whose
+    test clips change with the seed, are compared on seed 0 alone; records that
+    share no test set at all are a tie (nothing shows a difference).
+    """
+    try:
+        return seeded_comparison(records_a, records_b).verdict
+    except ValueError:
+        shared = {r["seed"] for r in records_a} & {r["seed"] for r in records_b}
+        try:
+            return seeded_comparison([r for r in records_a if r["seed"] in shared],
+                                     [r for r in records_b if r["seed"] in shared]).verdict
+        except ValueError:
+            return "tie"
+
+
 def key_findings(records: Sequence[dict]) -> list[str]:
     """Plain sentences stating the main comparisons, with every number read from ``records``.
 
     Covers, where results exist: the best model on the random split (beside
     the paper's best figure), the duration-only leak against chance, the best
     simple baseline against the best deep model, and how much of the
-    random-split score survives for an unseen speaker. Uses the dataset with
-    the most results if several are present.
+    random-split score survives for an unseen speaker. "The best" is said
+    only of a model that beats every other by the book's rule (:func:`rule_verdict`);
+    otherwise the models it does not beat are listed. Uses the dataset with the
+    most results if several are present.
     """
     if not records:
         return ["No results yet."]
@@ -499,17 +519,14 @@ def key_findings(records: Sequence[dict]) -> list[str]:
         return float(table.loc[(model, protocol), f"{metric}_mean"]) if (model, protocol) in table.index else None
 
     def top(models: list[str], protocol: str, metric: str = "accuracy") -> str:
-        """The best model, or every model the seeds cannot tell from it (difference within two of their sds)."""
-        def sd(m: str) -> float:
-            v = float(table.loc[(m, protocol), f"{metric}_sd"])
-            return 0.0 if np.isnan(v) else v
-
+        """The best model, or every model the book's rule (chapter 7.7) does not tell from it."""
         best = max(models, key=lambda m: score(m, protocol, metric))
-        tied = sorted((m for m in models if score(best, protocol, metric) - score(m, protocol, metric)
-                       <= 2 * max(sd(m), sd(best))), key=lambda m: -score(m, protocol, metric))
+        of = {m: [r for r in recs if r["model"] == m and r["protocol"] == protocol] for m in models}
+        tied = sorted((m for m in models if m == best or rule_verdict(of[best], of[m]) != "a"),
+                      key=lambda m: -score(m, protocol, metric))
         if len(tied) == 1:
             return f"the best is `{best}` with {score(best, protocol, metric):.1f} %"
-        return ("not told apart by the seeds (within two sds of the best): "
+        return ("not told apart by the book's rule (chapter 7.7): "
                 + ", ".join(f"`{m}` {score(m, protocol, metric):.1f} %" for m in tied))
 
     random_models = [m for m, p in table.index if p == "random" and m != "duration"]
