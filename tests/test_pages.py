@@ -66,3 +66,27 @@ def test_pages_cli_reports_a_chapter_without_the_pattern(tmp_path, capsys):
     assert "no Colab cell" in capsys.readouterr().out
     assert pages.main(["--write", str(path)]) == 0
     assert pages.main([str(path)]) == 0
+
+
+def _texts(cell) -> list[str]:
+    """A code cell's source and every text its outputs show."""
+    out = [cell.source]
+    for o in cell.get("outputs", []):
+        out.append(o.get("text", ""))
+        out += ["".join(v) if isinstance(v, list) else v for k, v in o.get("data", {}).items() if k.startswith("text/")]
+    return out
+
+
+def test_published_chapters_hold_no_local_path_and_no_injected_cell():
+    """What a reader of the repository opens in published/: no path of the machine that ran it."""
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "published"
+    notebooks = sorted(folder.glob("*.ipynb"))
+    assert notebooks
+    for path in notebooks:
+        nb = nbformat.read(str(path), as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert not [c for c in code if "injected-parameters" in c.metadata.get("tags", [])], path.name
+        found = [m for c in code for t in _texts(c) for m in pages._ABS_PATH.findall(t or "")]
+        assert not found, f"{path.name}: {found[:3]}"

@@ -354,6 +354,33 @@ def test_publish_refuses_demo_data_and_quick_runs(tmp_path):
     assert not (tmp_path / "published").exists()
 
 
+def test_publish_refuses_a_checkout_with_local_changes(tmp_path, monkeypatch):
+    import ser_utils.evaluation as evaluation
+
+    write_book(tmp_path, {"01_a": (STANDARD, "print(1)")})
+    monkeypatch.setattr(evaluation, "git_commit", lambda: "0123abc-dirty")
+    run = BookRun(params(dataset="tess", data_dir=str(tmp_path), quick=False), publish=tmp_path / "published")
+    with pytest.raises(BookSetupError, match="clean checkout"):
+        run_book(tmp_path, run=run, echo=lambda s: None)
+    monkeypatch.setattr(evaluation, "git_commit", lambda: None)
+    with pytest.raises(BookSetupError, match="git checkout"):
+        run_book(tmp_path, run=run, echo=lambda s: None)
+    assert not (tmp_path / "published").exists()
+
+
+def test_published_copy_has_no_injected_cell_and_no_local_path():
+    from ser_utils.course.publish import published_copy
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("data_dir = None", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell('data_dir = "/home/me/data/TESS"', metadata={"tags": ["injected-parameters"]}),
+        nbformat.v4.new_code_cell("print(ch)", outputs=[nbformat.v4.new_output(
+            "stream", name="stdout", text="Data: /home/me/data/TESS (2800 clips)\n")])])
+    published_copy(nb)
+    assert [c.source for c in nb.cells] == ["data_dir = None", "print(ch)"]
+    assert nb.cells[1].outputs[0]["text"] == "Data: …/data/TESS (2800 clips)\n"
+
+
 def test_published_chapters_lose_audio_and_build_without_execution(tmp_path):
     audio = ("from IPython.display import Audio, display\nimport numpy as np\n"
              "display(Audio(np.zeros(800), rate=8000))\nprint('after the clip')")

@@ -39,9 +39,41 @@ def strip_audio(nb) -> int:
     return n
 
 
+def published_copy(nb) -> None:
+    """Ready an executed chapter for ``published/`` in place: what a reader of the repository opens.
+
+    Audio players removed (:func:`strip_audio`), papermill's ``injected-parameters`` cell dropped (it
+    holds the paths of the machine that ran it; ``run.json`` records the run), and absolute paths in
+    outputs cut to their last two parts (:func:`~ser_utils.course.pages.prepare_page`).
+    """
+    from .pages import prepare_page
+
+    strip_audio(nb)
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    prepare_page(nb)
+
+
+def require_clean_checkout() -> str:
+    """The commit a published run is made at; ``BookSetupError`` when tracked files have local changes.
+
+    The published pages and ``run.json`` name the commit that made them: with local changes that
+    name would not be the code that ran.
+    """
+    from ..errors import BookSetupError
+    from ..evaluation import git_commit
+
+    commit = git_commit()
+    if commit is None:
+        raise BookSetupError("--publish needs a git checkout of ser-book: the published run names its commit")
+    if commit.endswith("-dirty"):
+        raise BookSetupError("--publish needs a clean checkout: commit (or stash) the changes to tracked files "
+                             "first, so that the published pages name the code that made them (git status)")
+    return commit
+
+
 def publish_chapters(notebooks: Sequence[TocEntry], build: Path, folder: Path, report: BookReport, *,
                      data_dir: str | None = None) -> Path:
-    """Copy the executed chapters of ``build`` into ``folder`` (audio players removed) with a ``run.json``.
+    """Copy the executed chapters of ``build`` into ``folder`` (:func:`published_copy`) with a ``run.json``.
 
     ``run.json`` names the commit, the date, the data and the timing rows, so a
     reader can tell which code made the published numbers and whether it is stale.
@@ -54,7 +86,7 @@ def publish_chapters(notebooks: Sequence[TocEntry], build: Path, folder: Path, r
     make_output_dir(folder, what="published run folder")
     for entry in notebooks:  # each file replaced whole or not at all (an interrupted copy keeps the old one)
         nb = nbformat.read(build / "src" / entry.relpath(), as_version=4)
-        strip_audio(nb)
+        published_copy(nb)
         with atomic_write(folder / f"{entry.stem}.ipynb", what="published chapter") as tmp:
             nbformat.write(nb, tmp)
     run = {"commit": git_commit(), "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -50,7 +50,7 @@ from .pages import prepare_staged_pages
 from .plan import Coverage
 from .build import BookBuildFailed, PipelineError, build_html, sphinx_warnings, stage_sources  # noqa: F401
 from .stamps import file_hash, forget, is_up_to_date, normalise, read_stamp, stamp_environment
-from .publish import describe_published, publish_chapters, stage_published, strip_audio  # noqa: F401  (strip_audio: runner.strip_audio)
+from .publish import describe_published, publish_chapters, require_clean_checkout, stage_published
 from .timings import BookReport, ChapterTiming, format_report, load_report, models_trained_since, report_path  # noqa: F401
 from .timings import _write_report
 from .toc import ChapterSelectionError, TocEntry, read_toc, select_chapters, write_placeholder  # noqa: F401
@@ -350,6 +350,8 @@ def run_book(
     if publish is not None and (parameters["dataset"] != "tess" or parameters.get("quick") or only):
         raise BookSetupError("--publish records a complete run on real TESS: give the data (SER_TESS_DIR or "
                              "--data-dir), and leave out --quick and --only")
+    if publish is not None:
+        require_clean_checkout()
     if from_published is not None and not Path(from_published).is_dir():
         raise BookSetupError(f"no published run at {from_published}; make one with `make publish`")
     require_book_root(book_root)
