@@ -157,12 +157,16 @@ def make_record(
     }
 
 
-def dataset_info(data, *, n_clips: int, quick: bool) -> dict:
-    """The dataset block of a results record, from a :class:`~ser_utils.run_context.DataContext`."""
+def dataset_info(data, *, n_clips: int, quick: bool, n_speakers: int | None = None) -> dict:
+    """The dataset block of a results record, from a :class:`~ser_utils.run_context.DataContext`.
+
+    ``n_speakers``: the speakers of the usable clips (both TESS actresses on the full corpus).
+    """
     return {
         "name": data.dataset,
         "synthetic": data.is_demo,
         "n_clips": int(n_clips),
+        **({"n_speakers": int(n_speakers)} if n_speakers is not None else {}),
         "partial": (not data.is_demo) and n_clips < FULL_TESS_SIZE,
         "quick": bool(quick),
     }

@@ -73,7 +73,7 @@ def run_experiment(
     n_params = next((f.extra.get("n_params") for f in folds if f.extra.get("n_params")), None)
     record = make_record(
         model, protocol, seed, folds,
-        dataset=dataset_info(ws.data, quick=mode.quick, n_clips=family.n_clips(ws, spec)),
+        dataset=dataset_info(ws.data, quick=mode.quick, n_clips=family.n_clips(ws, spec), n_speakers=len(ws.summary.counts)),
         wall_time=wall, n_params=n_params,
         config={"features": ws.feature_config.key(), "epochs": mode.epochs, **options},
     )

@@ -155,7 +155,8 @@ def explain_reference(ws: Workspace, name: str, seed: int, settings: ReferenceSe
               "control": res.control}
     rec = {
         "schema": REFERENCE_SCHEMA, "kind": "gradcam-reference", "model": em.name, "protocol": protocol,
-        "seed": int(seed), "input": em.input_kind, "dataset": dataset_info(ws.data, n_clips=len(ws.features), quick=ws.mode.quick),
+        "seed": int(seed), "input": em.input_kind,
+        "dataset": dataset_info(ws.data, n_clips=len(ws.features), quick=ws.mode.quick, n_speakers=len(ws.summary.counts)),
         "artifacts_dir": str(ws.artifacts_dir), "model_file": em.path.name, "trained_now": em.trained_now, "n_test": int(len(em.y_test)),
         "test_accuracy": round(float((probs.argmax(axis=1) == em.y_test).mean()), 4), "explained_class": "true",
         "deletion": {**res.summary(), "steps": steps, "n_random": n_random, "baseline": 0.0,

@@ -303,7 +303,7 @@ def prepare_data(data: GridData, runs: Sequence[tuple[str, int]], *, threads: in
     n = len(ws.features)
     for protocol, seed in dict.fromkeys(runs):
         ws.splits(protocol, seed)
-    return {**dataset_info(ws.data, n_clips=n, quick=ws.mode.quick), "artifacts_dir": str(ws.artifacts_dir),
+    return {**dataset_info(ws.data, n_clips=n, quick=ws.mode.quick, n_speakers=len(ws.summary.counts)), "artifacts_dir": str(ws.artifacts_dir),
             "chunks_computed": ws.features.chunks_computed}
 
 

@@ -327,6 +327,7 @@ def test_results_json_schema(quick_chapter):
         assert key in saved, key
     assert (saved["model"], saved["protocol"], saved["seed"]) == ("cnn", "speaker", 0)
     assert saved["dataset"]["name"] == "demo" and saved["dataset"]["synthetic"] is True
+    assert saved["dataset"]["n_speakers"] == quick_chapter.manifest["speaker"].nunique()
     assert set(METRICS) <= set(saved["metrics"])
     assert np.array(saved["confusion"]).shape == (7, 7)
     assert saved["n_params"] > 0
