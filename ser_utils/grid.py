@@ -39,8 +39,10 @@ if TYPE_CHECKING:
 
 #: Environment variable that fixes the threads of every job (e.g. when a cluster's workers share hosts oddly).
 THREADS_ENV = "SER_GRID_THREADS"
-#: Thread-count environment variables our libraries read when they start (set for a job, then restored).
-_THREAD_ENV = ("SER_TORCH_THREADS",)
+#: Thread-count environment variables read at call time (set for a job, then restored): ours for torch
+#: (:func:`ser_utils.vision.set_threads`), and joblib's core count, which sizes every ``n_jobs=-1``
+#: (the random forest's trees would otherwise take every core of the host in each worker).
+_THREAD_ENV = ("SER_TORCH_THREADS", "LOKY_MAX_CPU_COUNT")
 #: Which framework each model family starts (its thread pools are pinned before the job runs).
 _FRAMEWORKS = {"baseline": (), "keras": ("tensorflow",), "vision": ("torch",)}
 
@@ -230,13 +232,14 @@ def _pin_tensorflow(n: int) -> None:
 
 @contextlib.contextmanager
 def pinned_threads(n: int, frameworks: Iterable[str] = ()) -> Iterator[int]:
-    """Run a block with at most ``n`` threads in TensorFlow, torch and the BLAS/OpenMP pools; yields ``n``.
+    """Run a block with at most ``n`` threads in TensorFlow, torch, BLAS/OpenMP and joblib; yields ``n``.
 
     ``frameworks`` (``"tensorflow"``, ``"torch"``) are started here if needed,
     before their pools are first used; one already imported is pinned too.
     TensorFlow's and torch's settings last for the process (a Dask worker runs
     one job after another with the same budget); BLAS limits and
-    ``SER_TORCH_THREADS`` (read by :func:`ser_utils.vision.set_threads`) are
+    ``SER_TORCH_THREADS`` (read by :func:`ser_utils.vision.set_threads`) and
+    ``LOKY_MAX_CPU_COUNT`` (joblib's ``n_jobs=-1``, e.g. the random forest) are
     restored afterwards.
     """
     from threadpoolctl import threadpool_limits

@@ -148,6 +148,7 @@ def test_job_threads_is_the_whole_machine_serially_and_the_variable_when_set(mon
 
 PIN_CHECK = """
 import os, json
+from joblib import effective_n_jobs
 from threadpoolctl import threadpool_info
 from ser_utils.grid import pinned_threads
 before = {i["user_api"]: i["num_threads"] for i in threadpool_info()}
@@ -156,22 +157,25 @@ with pinned_threads(1, ("tensorflow", "torch")):
     inside = {"tf": [tf.config.threading.get_intra_op_parallelism_threads(),
                      tf.config.threading.get_inter_op_parallelism_threads()],
               "torch": torch.get_num_threads(), "env": os.environ.get("SER_TORCH_THREADS"),
-              "pools": sorted({i["num_threads"] for i in threadpool_info()})}
+              "pools": sorted({i["num_threads"] for i in threadpool_info()}),
+              "joblib": effective_n_jobs(-1)}  # what the random forest's n_jobs=-1 becomes
 after = {i["user_api"]: i["num_threads"] for i in threadpool_info() if i["user_api"] in before}
-print(json.dumps({"inside": inside, "restored": after == before, "env_after": os.environ.get("SER_TORCH_THREADS")}))
+print(json.dumps({"inside": inside, "restored": after == before,
+                  "env_after": [os.environ.get("SER_TORCH_THREADS"), os.environ.get("LOKY_MAX_CPU_COUNT")]}))
 """
 
 
 @pytest.mark.slow
-def test_pinned_threads_sets_tensorflow_torch_and_blas_then_restores_what_it_can():
+def test_pinned_threads_sets_tensorflow_torch_blas_and_joblib_then_restores_what_it_can():
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("SER_TORCH_THREADS", None)
+    env.pop("LOKY_MAX_CPU_COUNT", None)
     out = subprocess.run([sys.executable, "-c", PIN_CHECK], capture_output=True, text=True, env=env, cwd=ROOT,
                          timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert got["inside"] == {"tf": [1, 1], "torch": 1, "env": "1", "pools": [1]}
-    assert got["restored"] and got["env_after"] is None
+    assert got["inside"] == {"tf": [1, 1], "torch": 1, "env": "1", "pools": [1], "joblib": 1}
+    assert got["restored"] and got["env_after"] == [None, None]
 
 
 def _seeded_draw(isolate: bool, wait: float) -> tuple[float, list[str]]:
