@@ -130,6 +130,26 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path, capsys):
     assert not (tmp_path / "o" / "results").exists()
 
 
+def test_the_command_runs_on_a_running_dask_cluster_given_its_scheduler(demo_dir, feature_cache, tmp_path, capsys):
+    """--scheduler ADDRESS: the jobs go to that cluster's workers (here a local one, as `dask scheduler` would be)."""
+    pytest.importorskip("distributed")
+    from distributed import Client, LocalCluster, get_task_stream
+
+    from ser_utils.cli import main
+
+    out = artifacts(tmp_path, "art", feature_cache)
+    args = ["grid", "--models", "logreg", "--protocols", "random", "--seeds", "0", "1", "--data-dir", str(demo_dir),
+            "--artifacts", str(out), "--quick"]
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client, get_task_stream(client) as stream:
+        assert main([*args, "--scheduler", cluster.scheduler_address]) == 0
+    ran_on_worker = [str(t["key"]) for t in stream.data if str(t["key"]).startswith("_attempt")]
+    assert "2 runs: 2 trained, 0 already done, 0 failed" in capsys.readouterr().out
+    assert sorted(p.name for p in (out / "results").glob("*.json")) == \
+        ["logreg__random__seed0.json", "logreg__random__seed1.json"]
+    assert len(ran_on_worker) == 3, ran_on_worker  # the preparation and the two runs, all on the cluster
+
+
 def test_a_job_is_a_small_picklable_description(tmp_path):
     (job,) = make_jobs(GridData(str(tmp_path), data_dir="/data/TESS", epochs=3, quick=True), ["cnn"], ["word"], [7])
     blob = pickle.dumps(job)
