@@ -119,6 +119,15 @@ def test_chapter_8_has_formulas_to_render(published_html, offline_browser, tmp_p
     offline_browser.screenshot(Path(os.environ.get("SER_SHOTS_DIR") or tmp_path) / "08_gradcam-formulas.png")
 
 
+def test_published_book_has_the_api_reference(published_html):
+    """The API page is in the built book (the build itself is warning-free: warnings fail it)."""
+    api = published_html / "book" / "api.html"
+    assert api.exists(), "book/api.html was not built"
+    html = api.read_text()
+    assert "ser_utils.device.torch_device" in html and "ser_utils.labels" in html
+    assert 'href="api.html"' in (published_html / "book" / "01_data.html").read_text()  # in the navigation
+
+
 def test_offline_probe_sees_raw_math_paths_and_wide_code(offline_browser, tmp_path):
     # The checks above must be able to fail: no MathJax, a local path, a line wider than its column.
     page = tmp_path / "bad.html"

@@ -90,3 +90,25 @@ def test_published_chapters_hold_no_local_path_and_no_injected_cell():
         assert not [c for c in code if "injected-parameters" in c.metadata.get("tags", [])], path.name
         found = [m for c in code for t in _texts(c) for m in pages._ABS_PATH.findall(t or "")]
         assert not found, f"{path.name}: {found[:3]}"
+
+
+def test_tables_drop_the_row_numbers_of_a_default_index_only():
+    import pandas as pd
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from ser_utils.course.chapter import _hide_default_index_in_html, frame_html
+
+    numbered = pd.DataFrame({"model": ["cnn", "hybrid"], "uar": [0.5, 0.6]})
+    assert "<th>0</th>" in numbered._repr_html_() and "<th>0</th>" not in frame_html(numbered)
+    assert "<td>hybrid</td>" in frame_html(numbered) and 'class="dataframe"' in frame_html(numbered)
+    by_model = numbered.set_index("model")
+    assert frame_html(by_model) == by_model._repr_html_()  # an index that is data stays
+    shifted = numbered.set_axis(pd.RangeIndex(1, 3))  # row 1, 2: a rank, kept
+    assert "<th>1</th>" in frame_html(shifted)
+    shell = InteractiveShell.instance()
+    try:
+        _hide_default_index_in_html()  # what page_theme does in a kernel
+        html = shell.display_formatter.format(numbered)[0]["text/html"]
+        assert "<th>0</th>" not in html and "model" in html
+    finally:
+        InteractiveShell.clear_instance()

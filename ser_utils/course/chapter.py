@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from ..data import FULL_TESS_SIZE, ManifestSummary
 from ..errors import ParameterError
@@ -25,6 +26,9 @@ from ..run_context import DataContext
 from ..settings import parse_int
 from ..splits import PROTOCOLS
 from ..workspace import RunMode, Workspace, open_workspace
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def provenance() -> str:
@@ -100,6 +104,36 @@ def page_theme() -> None:
     matplotlib.rcParams["figure.dpi"] = 90
     # Our tables carry sentences (how to produce a missing result, why a clip failed): show them whole.
     pd.set_option("display.max_colwidth", None)
+    _hide_default_index_in_html()
+
+
+def frame_html(frame: pd.DataFrame) -> str:
+    """A DataFrame's HTML as the page shows it: without the row numbers 0..n-1 of a default index.
+
+    A ``RangeIndex`` from 0 with no name says nothing and costs a column of the page's width; any
+    other index (models, emotions, speakers) is data and stays, as in pandas' own HTML.
+    """
+    import pandas as pd
+
+    index = frame.index
+    if isinstance(index, pd.RangeIndex) and (index.start, index.step, index.name) == (0, 1, None):
+        return frame.to_html(index=False, max_rows=pd.get_option("display.max_rows"),
+                             max_cols=pd.get_option("display.max_columns"),
+                             show_dimensions=pd.get_option("display.show_dimensions"))
+    return frame._repr_html_()
+
+
+def _hide_default_index_in_html() -> None:
+    """Show DataFrames through :func:`frame_html` in this kernel (text form: pandas' own)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return
+    shell = get_ipython()
+    if shell is not None:
+        import pandas as pd
+
+        shell.display_formatter.formatters["text/html"].for_type(pd.DataFrame, frame_html)
 
 
 def start_chapter(
