@@ -1,5 +1,5 @@
 """Teaching with the book: every chapter opens with objectives, prerequisites, time and exercise compute;
-the course pages (syllabus, assignments, running the course, glossary) are in the table of contents."""
+the course pages (syllabus, assignments, exercises, running the course, glossary) are in the table of contents."""
 
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ def test_the_check_catches_a_missing_row_and_a_missing_cell():
 def test_course_pages_are_in_the_toc_after_the_chapters():
     _, entries = read_toc(ROOT)
     docs = [e.docname for e in entries]
-    pages = ["book/course/syllabus", "book/course/assignments", "book/course/running", "book/course/glossary"]
+    pages = ["book/course/syllabus", "book/course/assignments", "book/course/exercises", "book/course/running",
+             "book/course/glossary"]
     assert all(p in docs for p in pages)
     assert docs.index(pages[0]) > max(docs.index(f"book/{c.stem}") for c in CHAPTERS)
 
