@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -297,3 +298,13 @@ def test_key_findings_apply_the_paired_bootstrap_not_only_the_seed_spread():
     far = [_record(m, "speaker", seed=s, wrong=w, folds=2) for m, w in (("a", 5), ("b", 40)) for s in range(3)]
     assert "the best is `a`" in "\n".join(comparison.key_findings(far))
     assert comparison.rule_verdict(far[:3], far[3:]) == "a" and comparison.rule_verdict(close[:3], close[3:]) == "tie"
+
+
+def test_the_committed_results_page_is_what_report_writes_from_the_reference_files():
+    """results/README.md's block is generated from results/reference/ (`report --results results/reference`), never
+    typed: a reference file added, remade or removed without regenerating the page fails here."""
+    root = Path(__file__).resolve().parents[1]
+    page = (root / "results" / "README.md").read_text(encoding="utf-8")
+    _, block = comparison.build_report(root / "results" / "reference")
+    start, end = page.index(comparison.README_START), page.index(comparison.README_END)
+    assert page[start + len(comparison.README_START):end].strip() == block.strip()

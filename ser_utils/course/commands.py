@@ -71,7 +71,7 @@ def _report(args: argparse.Namespace) -> int:
         if not readme.is_file():
             raise UserError(f"--readme {readme} does not exist; give an existing README with the results markers")
     elif args.results and not args.no_readme:
-        readme = project_root() / "README.md"
+        readme = project_root() / "results" / "README.md"  # the reference results page (README.md links to it)
     results = Path(args.results) if args.results else default_results_dir()
     if results is not None and results.exists() and not results.is_dir():
         raise UserError(f"--results {results} is a file; give the folder that holds the results JSON files")
@@ -91,7 +91,8 @@ def _report(args: argparse.Namespace) -> int:
     if readme is None:
         if not args.no_readme and not args.results:
             # The default folder may hold demo or quick results: the README's table is only rewritten on request.
-            print("\nREADME not updated (no --results given); pass --readme README.md to write this table there.",
+            print("\nREADME not updated (no --results given); pass --readme results/README.md to write this table "
+                  "there.",
                   file=sys.stderr)
         return 0
     if update_readme(readme, block):
@@ -154,11 +155,11 @@ def _parsers(sub: argparse._SubParsersAction) -> None:
                    help="write _build/ (executed copies, html, timings) under DIR (default: the book root)")
     p.add_argument("--book-root", help=argparse.SUPPRESS)
 
-    p = sub.add_parser("report", help="results table from the results JSON files; rewrites README's results block")
+    p = sub.add_parser("report", help="results table from the results JSON files; rewrites results/README.md's block")
     p.add_argument("--results", metavar="DIR",
                    help="folder of results JSON (default: artifacts/tess/results, else demo, else demo-quick)")
     p.add_argument("--readme", metavar="README.md", help="README to update between the results markers "
-                   "(default: the project's README.md when --results is given; never without --results)")
+                   "(default: the project's results/README.md when --results is given; never without --results)")
     p.add_argument("--no-readme", action="store_true", help="only print the table")
     p.add_argument("--figure", metavar="FILE.png", help="also draw UAR by model and protocol into FILE.png")
 
