@@ -244,6 +244,16 @@ def test_compact_drops_a_single_dataset_column(records):
                                                     "demo corpus (synthetic, not TESS), 140 clips, quick mode"]
 
 
+def test_runs_on_half_and_all_of_tess_are_never_pooled(records):
+    """Seeds made on TESS's 1400-clip half and on all 2800 clips are two datasets, not one mean."""
+    half = _record("hybrid", protocol="speaker", seed=2, dataset={"name": "tess", "synthetic": False, "n_clips": 1400,
+                                                                   "partial": True, "quick": False})
+    table = comparison.comparison_table([*records, half])
+    rows = table[(table.model == "hybrid") & (table.protocol == "speaker")]
+    assert sorted(rows["dataset"]) == ["TESS, 1400 of 2800 clips (partial)", "TESS, 2800 clips"]
+    assert sorted(rows["seeds"]) == ["0", "2"]
+
+
 def test_select_records_keeps_one_dataset_and_mode(records):
     demo = _record("hybrid", dataset={"name": "demo", "synthetic": True, "n_clips": 140, "quick": True})
     quick_tess = _record("cnn", dataset={"name": "tess", "synthetic": False, "n_clips": 2800, "quick": True})

@@ -68,10 +68,14 @@ def _protocol_key(protocol: str) -> int:
     return PROTOCOL_ORDER.index(protocol) if protocol in PROTOCOL_ORDER else len(PROTOCOL_ORDER)
 
 
-def dataset_key(record: dict) -> tuple[str, bool]:
-    """(dataset name, quick mode): records sharing it are comparable."""
+def dataset_key(record: dict) -> tuple[str, bool, int]:
+    """(dataset name, quick mode, clip count): records sharing it are comparable.
+
+    The clip count keeps runs on different parts of one corpus apart (TESS's
+    1400-clip half and all 2800 clips): their seeds are never pooled.
+    """
     d = record.get("dataset", {})
-    return d.get("name", "?"), bool(d.get("quick", False))
+    return d.get("name", "?"), bool(d.get("quick", False)), int(d.get("n_clips") or 0)
 
 
 def dataset_label(records: Sequence[dict]) -> str:
