@@ -313,7 +313,24 @@ def library_versions() -> dict:
 
 
 def git_commit() -> str | None:
-    """The current git commit of the project (with ``-dirty`` if it has local changes), if any."""
+    """The project's git commit (with ``-dirty`` if it had local changes) when this process loaded the package.
+
+    Read once per process, at the first call (this module calls it when it is
+    imported): a long run records the code it imported, not a commit checked
+    out while it ran (a grid of many runs once recorded four commits and a
+    ``-dirty`` tree for code loaded at one commit).
+    """
+    global _PROCESS_COMMIT
+    if _PROCESS_COMMIT is _UNREAD:
+        _PROCESS_COMMIT = _read_git_commit()
+    return _PROCESS_COMMIT
+
+
+_UNREAD = object()
+_PROCESS_COMMIT: object = _UNREAD
+
+
+def _read_git_commit() -> str | None:
     from .run_context import project_root
 
     try:
@@ -325,6 +342,9 @@ def git_commit() -> str | None:
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+git_commit()  # at import: the commit of the code this process runs
 
 
 # --- paired comparisons of two models on the same test clips ----------------------------------

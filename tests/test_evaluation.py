@@ -66,3 +66,14 @@ def test_bootstrap_interval_covers_zero_for_equal_models_and_excludes_it_for_a_c
     # paired resampling: the same seed gives the same interval
     assert evaluation.bootstrap_difference(TRUTH, _noisy(0.8, 3), _noisy(0.7, 4), n_boot=100, seed=5) == \
         evaluation.bootstrap_difference(TRUTH, _noisy(0.8, 3), _noisy(0.7, 4), n_boot=100, seed=5)
+
+
+def test_git_commit_is_read_once_per_process(monkeypatch):
+    """A long run records the commit of the code it loaded, not one checked out while it ran."""
+    from ser_utils import evaluation
+
+    reads = iter(["aaa111", "bbb222-dirty"])
+    monkeypatch.setattr(evaluation, "_read_git_commit", lambda: next(reads))
+    monkeypatch.setattr(evaluation, "_PROCESS_COMMIT", evaluation._UNREAD)
+    assert evaluation.git_commit() == "aaa111"
+    assert evaluation.git_commit() == "aaa111"  # HEAD moved since: still the commit first read
