@@ -42,3 +42,26 @@ def test_comparison_lines_quote_each_read_out_with_its_seeds_and_data(tmp_path):
     assert "layer chosen on CREMA-D's actors: 71.9 % (one run: deterministic) [tess, 2800 clips]" in text
     assert "fine-tuned with attentive pooling (10.8): 55.0 % ± 2.0 (3 seeds) [tess, 2800 clips]" in text
     assert "30-s padded" not in text  # a read-out without records is not listed
+
+
+def test_the_from_scratch_line_uses_only_runs_on_the_same_clips_and_the_books_rule(tmp_path):
+    """The best from-scratch model is quoted only from runs on the probe's clips (never TESS's 1400-clip half),
+    with the verdict of the book's inference rule on the same test clips."""
+    from ser_utils.encoder_runs import comparison_lines
+    from ser_utils.evaluation import FoldResult, make_record, save_record
+
+    ids = [f"c{i}" for i in range(60)]
+    truth = [i % 3 for i in range(60)]
+
+    def rec(model, wrong, seed, n_clips):
+        pred = [(t + 1) % 3 if i < wrong else t for i, t in enumerate(truth)]
+        fold = FoldResult("f0", ids, truth, pred, 100, 10, classes=[0, 1, 2])
+        return make_record(model, "speaker", seed, [fold], dataset={"name": "tess", "n_clips": n_clips}, wall_time=1.0)
+
+    probe = [rec("whisper-probe-crema", 3, 0, 2800)]
+    for seed, wrong in enumerate((25, 27, 26)):
+        save_record(rec("hybrid-frames", wrong, seed, 2800), tmp_path)
+    save_record(rec("hybrid", 0, 0, 1400), tmp_path)  # a perfect score, but on other clips: never quoted
+    text = "\n".join(comparison_lines(probe, tmp_path / "results"))
+    assert "hybrid-frames:" in text and "[tess, 2800 clips]" in text and "hybrid:" not in text
+    assert "by the book's rule: whisper-probe-crema beats hybrid-frames" in text
