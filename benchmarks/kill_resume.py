@@ -46,7 +46,7 @@ def command(name: str, data: Path, art: Path) -> list[str]:
         return [*py, "train", "cnn", "--data-dir", str(data), "--quick", "--seeds", "0", "--artifacts", str(art)]
     if name == "book":
         return [*py, "book", "--quick", "--dataset", "demo", "--only", "01,02", "--no-html",
-                "--path-output", str(art / "out"), "--artifacts-dir", str(art / "a")]
+                "--path-output", str(art / "out"), "--artifacts", str(art / "a")]
     raise ValueError(name)
 
 
@@ -209,7 +209,9 @@ def main() -> int:
     ap.add_argument("--work", default=None, help="working folder (default: a temporary one, removed afterwards)")
     ap.add_argument("--commands", default="features,train,book")
     ap.add_argument("--budget-s", type=float, default=None,
-                    help="stop starting new kill points after this many seconds (the final runs still happen)")
+                    help="seconds of kill points in all, shared equally among the commands (counted from the end "
+                         "of each command's reference run): no new kill point starts after its share; the final "
+                         "runs still happen")
     ap.add_argument("--no-repeat-check", action="store_true",
                     help="skip the second reference training that tells whether predictions must match exactly")
     args = ap.parse_args()
@@ -236,7 +238,7 @@ def main() -> int:
             print(f"{name:8s} reference run: {ref['wall']:.1f} s"
                   + ("" if ref["deterministic"] else " (training not repeatable here: predictions not compared)"),
                   flush=True)
-            deadline = None if args.budget_s is None else t_all + args.budget_s
+            deadline = None if args.budget_s is None else time.perf_counter() + args.budget_s / len(names)
             k, f = run_points(name, n, rng, work, ref, deadline)
             total += k
             failures += f
