@@ -739,3 +739,21 @@ def test_sigkill_at_random_points_never_leaves_a_state_reused_wrongly(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "all kill points recovered" in proc.stdout
+
+
+def test_resumed_features_equal_uninterrupted_ones_to_the_bit(tmp_path, monkeypatch):
+    """A chunk computed in this process (what is left after a kill, or ``jobs=1``) equals one from a pool worker.
+
+    The SIGKILL loop found a resumed ``features`` differing from an uninterrupted run in the last bit:
+    BLAS summed the mel projection on all cores in-process and on one core in a worker.
+    """
+    import ser_utils.features as features
+
+    data = small_corpus(tmp_path / "data")
+    m = build_manifest(data, progress=False)
+    monkeypatch.setattr(features, "_CHUNK", 4)  # several chunks: a pool of two workers
+    pooled = features.ensure_features(m, tmp_path / "a", features.quick_config(), jobs=2, progress=False)
+    here = features.ensure_features(m, tmp_path / "b", features.quick_config(), jobs=1, progress=False)
+    assert pooled.chunks_computed == here.chunks_computed == len(list(pooled.cache_dir.glob("chunk_*.npz"))) > 1
+    for name in ("vectors", "frames", "images"):
+        assert np.array_equal(getattr(pooled, name), getattr(here, name)), name
