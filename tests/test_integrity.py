@@ -731,14 +731,19 @@ def test_case23_ctrl_c_in_book_prints_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_sigkill_at_random_points_never_leaves_a_state_reused_wrongly(tmp_path):
-    """A few kill points of ``benchmarks/kill_resume.py`` (the full 20 over features, train and book run by hand)."""
+    """Two kill points in each of ``features``, ``train`` and ``book --quick`` (chapter 01) of ``benchmarks/kill_resume.py``.
+
+    The full 20 points (book on chapters 01 and 02) run by hand: ``python benchmarks/kill_resume.py``.
+    """
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "kill_resume.py"), "--work", str(tmp_path),
-                           "--points", "4", "--seed", "1", "--budget-s", "60", "--no-repeat-check",
-                           "--commands", "features,train"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=1200,
+                           "--points", "6", "--seed", "1", "--budget-s", "90", "--no-repeat-check",
+                           "--commands", "features,train,book", "--book-only", "01"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1500,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "all kill points recovered" in proc.stdout
+    for command in ("features", "train", "book"):  # every command was killed at least once in the middle of work
+        assert f"{command:8s} point  1: killed at" in proc.stdout, proc.stdout
 
 
 def test_resumed_features_equal_uninterrupted_ones_to_the_bit(tmp_path, monkeypatch):
