@@ -182,7 +182,10 @@ def accept_audio(path: str | os.PathLike) -> AcceptedAudio:
     if float(np.max(np.abs(mono))) < SILENCE_PEAK:
         why = " after mixing its channels to mono (they cancel out)" if info.channels > 1 and \
             float(np.max(np.abs(audio))) >= SILENCE_PEAK else ""
-        raise AudioFileError(f"silent (peak amplitude below 1e-4){why}")
+        # The level rounded down, so the figure shown is always below the limit (as for "too short").
+        level = np.floor(20 * np.log10(max(float(np.max(np.abs(mono))), 1e-12)) * 10) / 10
+        raise AudioFileError(f"silent (peak {level:.1f} dBFS, below {20 * np.log10(SILENCE_PEAK):.0f} dBFS = "
+                             f"amplitude 1e-4){why}; if it holds speech, normalise its level")
     if float(np.max(np.abs(mono - mono.mean()))) < SILENCE_PEAK:
         raise AudioFileError(f"silent: a constant signal (DC offset {float(mono.mean()):+.3g}) with no sound in it")
     return AcceptedAudio(mono.astype(np.float32, copy=False), int(info.samplerate), int(info.channels),

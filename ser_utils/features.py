@@ -314,12 +314,20 @@ def _extract_chunk(chunk: pd.DataFrame, cfg: FeatureConfig, out: Path, parent: i
     """Worker: extract one chunk and save it atomically (tmp file, then rename).
 
     Stops at once, writing nothing, when the process that asked for it has died.
+    BLAS runs on one thread, so a chunk's bytes do not depend on where it was
+    computed: in a pool worker (loky gives each a share of the cores) or in this
+    process (one chunk left, ``jobs=1``: all cores), where the summation order of
+    the mel projection otherwise differs in the last bit (7.6e-6 at most in the
+    vectors) and a resumed extraction differed from an uninterrupted one.
     """
+    from threadpoolctl import threadpool_limits
+
     vecs, frames, images, raw, ids, failed = [], [], [], [], [], []
     for cid, path in zip(chunk["clip_id"], chunk["path"], strict=True):
         stop_if_orphaned(parent)
         try:
-            f = extract_clip(path, cfg)
+            with threadpool_limits(limits=1, user_api="blas"):
+                f = extract_clip(path, cfg)
         except Exception as exc:  # one bad clip must not stop a 2800-clip run
             failed.append((cid, f"{type(exc).__name__}: {exc}"[:200]))
             continue

@@ -53,7 +53,6 @@ def ensure_model(ws: Workspace, model: str, protocol: str, seed: int, *,
     when the saved model was trained on other features. Returns the model with
     its fold's test clips standardised as in training (train-only statistics).
     """
-    from .evaluation import result_path
     from .experiments import run_grid, saved_records
     from .registry import ModelSpec
     from .keras_io import bundle_problem, load_model_bundle, model_path, prepare_inputs
@@ -61,13 +60,12 @@ def ensure_model(ws: Workspace, model: str, protocol: str, seed: int, *,
     name = ModelSpec.parse(model).with_options(options).name
     split = ws.splits(protocol, seed)[fold]
     path = model_path(ws.models_dir, name, split, seed)
-    rec_path = result_path(ws.artifacts_dir, name, protocol, seed)
     # Reused only when whole (not cut short by a kill) and trained on these features of this data.
     problem = bundle_problem(path, feature_key=ws.feature_config.key(), data_key=ws.features.data_key)
-    fresh = problem is None
-    trained_now = not (fresh and rec_path.exists())
     # The canonical variant name carries the options, so the results file and the model file agree.
-    saved = saved_records(ws, [name], [protocol], [seed]) if fresh else ()
+    # A results file that fails its check is left out by saved_records (with a warning) and trained again.
+    saved = saved_records(ws, [name], [protocol], [seed]) if problem is None else ()
+    trained_now = not saved
     record = run_grid(ws, [name], [protocol], [seed], done=saved, progress=False)[0]
     net, sidecar = load_model_bundle(path)
     fs = ws.features

@@ -237,6 +237,40 @@ def test_ensure_model_trains_once_then_loads(quick_chapter):
     assert cams.shape == (len(again.x_test), N_FEATURES) and np.isfinite(cams).all()
 
 
+def test_case02_03_18_ensure_model_retrains_a_cut_foreign_or_unscored_model(quick_chapter):
+    """Issue #24, cases 2, 3 and 18 where chapter 8 and ``gradcam-reference`` meet them (``ensure_model``).
+
+    A ``.keras`` cut short by a kill (13,186 bytes beside the old sidecar: "File not found" on every rerun;
+    0 bytes is checked in tests/test_integrity.py without training), a model trained on another corpus (reused with ``trained_now`` false) and a truncated results
+    file (a traceback) are each trained again, with a warning where a file was bad, and then load.
+    """
+    import json
+    import warnings
+
+    from ser_utils.evaluation import result_path
+
+    pytest.importorskip("ser_utils.training")
+    em = gradcam_reference.ensure_model(quick_chapter, "cnn", "random", 0)
+    side = em.path.with_suffix(".json")
+    rec_path = result_path(quick_chapter.artifacts_dir, "cnn", "random", 0)
+    damages = {
+        "cut at 13186 bytes": lambda: em.path.write_bytes(em.path.read_bytes()[:13186]),
+        "trained on other data": lambda: side.write_text(json.dumps({**json.loads(side.read_text()),
+                                                                     "data_key": "another-corpus"})),
+        "truncated results": lambda: rec_path.write_text(rec_path.read_text()[:200]),
+    }
+    for what, damage in damages.items():
+        damage()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            again = gradcam_reference.ensure_model(quick_chapter, "cnn", "random", 0)
+        assert again.trained_now, what
+        assert again.record["model"] == "cnn" and json.loads(rec_path.read_text())["model"] == "cnn", what
+        if what == "truncated results":
+            assert any("results file" in str(w.message) for w in caught), what
+        assert not gradcam_reference.ensure_model(quick_chapter, "cnn", "random", 0).trained_now, what
+
+
 # --- the randomised-weights control and the reference run ---------------------------------------------
 
 

@@ -306,38 +306,61 @@ def test_case08_a_bad_feature_chunk_is_recomputed_with_a_warning(tmp_path, damag
 # --- 9, 13, 15, 16: environment and parameters --------------------------------------------------
 
 
+def train_or_book(command: str, tmp_path: Path) -> list[str]:
+    """``train`` or ``book`` in quick mode (the two commands of cases 9 and 13); book's _build/ under ``tmp_path``."""
+    if command == "train":
+        return ["train", "duration", "--quick"]
+    return ["book", "--quick", "--only", "01", "--no-html", "--path-output", str(tmp_path / "book-out")]
+
+
+def run_cli(argv: list[str]) -> int:
+    """The whole program (library and course commands), as ``python -m ser_utils`` runs it."""
+    from ser_utils.course.commands import main as program
+
+    return program(argv)
+
+
+COMMANDS = pytest.mark.parametrize("command", ["train", "book"])
+
+
+@COMMANDS
 @pytest.mark.parametrize("value, expected", [("{file}", "is a file"), ("/proc/ser-x", "cannot"),
                                              ("{file}/sub", "is a file, not a folder")])
-def test_case09_a_bad_artifacts_dir_is_one_line(clean_env, tmp_path, capsys, value, expected):
+def test_case09_a_bad_artifacts_dir_is_one_line(clean_env, tmp_path, capsys, value, expected, command):
     if value.startswith("/proc") and not Path("/proc").is_dir():
         pytest.skip("no /proc")
     (tmp_path / "f.txt").write_text("x")
     clean_env.setenv("SER_ARTIFACTS_DIR", value.format(file=tmp_path / "f.txt"))
-    assert main(["train", "duration", "--quick"]) == 2
+    assert run_cli(train_or_book(command, tmp_path)) == 2
     assert expected in one_error_line(capsys)
     assert (tmp_path / "f.txt").read_text() == "x"
+    assert not (tmp_path / "book-out").exists()  # refused before a chapter started
 
 
+@COMMANDS
 @pytest.mark.parametrize("value, rc, expected", [("garbage", 2, "SER_DATASET='garbage' is not a dataset"),
                                                  ("TESS", 2, "no TESS audio found")])
-def test_case09_ser_dataset_is_checked(clean_env, capsys, value, rc, expected, tmp_path):
+def test_case09_ser_dataset_is_checked(clean_env, capsys, value, rc, expected, tmp_path, command):
     clean_env.setenv("SER_DATASET", value)
     clean_env.chdir(tmp_path)
-    assert main(["train", "duration", "--quick"]) == rc
+    assert run_cli(train_or_book(command, tmp_path)) == rc
     assert expected in one_error_line(capsys)
+    assert not (tmp_path / "book-out").exists()
 
 
+@COMMANDS
 @pytest.mark.parametrize("kind", ["file", "empty", "missing"])
-def test_case13_a_bad_ser_tess_dir_is_an_error_not_the_demo_corpus(clean_env, tmp_path, capsys, kind):
+def test_case13_a_bad_ser_tess_dir_is_an_error_not_the_demo_corpus(clean_env, tmp_path, capsys, kind, command):
     target = {"file": tmp_path / "f.wav", "empty": tmp_path / "empty", "missing": tmp_path / "nope"}[kind]
     if kind == "file":
         write_wav(target, tone(0.5))
     elif kind == "empty":
         target.mkdir()
     clean_env.setenv("SER_TESS_DIR", str(target))
-    assert main(["train", "duration", "--quick"]) == 2
+    assert run_cli(train_or_book(command, tmp_path)) == 2
     assert "SER_TESS_DIR=" in one_error_line(capsys)
     assert not (tmp_path / "art" / "demo-quick").exists()  # no silent fall-back to the demo corpus
+    assert not (tmp_path / "book-out").exists()
 
 
 @pytest.mark.parametrize("value, expected", [("no", False), ("0", False), ("off", False), ("FALSE", False),
@@ -463,12 +486,16 @@ def wav_header(path: Path, *, channels: int, rate: int, seconds: float) -> Path:
     return path
 
 
-def test_case12_samples_times_channels_are_bounded_before_reading(tmp_path):
-    wav = wav_header(tmp_path / "OAF_back_angry.wav", channels=16, rate=384_000, seconds=59)
+@pytest.mark.parametrize("channels, seconds", [(16, 59), (1024, 5)])
+def test_case12_samples_times_channels_are_bounded_before_reading(tmp_path, channels, seconds):
+    # 16 x 384 kHz x 59 s took 13 s and 1.9 GB to probe; 1024 channels (5 s, under the duration limit) needed 16 GiB
+    wav = wav_header(tmp_path / "OAF_back_angry.wav", channels=channels, rate=384_000, seconds=seconds)
     t0 = time.perf_counter()
     probe = probe_audio(wav)
-    assert time.perf_counter() - t0 < 2  # was 13 s and 1.9 GB
+    assert time.perf_counter() - t0 < 2
     assert not probe.ok and "too large to decode" in probe.reason
+    with pytest.raises(AudioFileError, match="too large to decode"):
+        accept_audio(wav)
 
 
 def test_case12_a_valid_long_high_rate_mono_clip_is_still_accepted(tmp_path):
@@ -489,6 +516,29 @@ def test_case17_a_very_quiet_clip_is_accepted_with_a_note(tmp_path, capsys):
     assert summary.n_ok == 2 and "very quiet" in str(summary)  # listed among the handled quirks
     assert main(["manifest", str(data)]) == 0
     assert "very quiet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("dbfs", [-79.9, -80.0, -90.0])
+def test_case17_predict_at_minus_80_dbfs_warns_or_refuses_never_silently(tmp_path, capsys, dbfs):
+    """The issue's clip: the same waveform at -80 dBFS (the prediction flipped with no warning).
+
+    Down to the silence line (peak amplitude 1e-4 = -80 dBFS) it is accepted with a warning printed first;
+    below it, one error line that gives the level and says to normalise it.
+    """
+    loud = tone(0.8) / np.max(np.abs(tone(0.8)))
+    clip = tmp_path / "quiet.wav"
+    sf.write(str(clip), (loud * 10 ** (dbfs / 20) * (1 + 1e-6)).astype(np.float32), 24414, subtype="FLOAT")
+    before = clip.read_bytes()
+    assert main(["predict", str(clip), "--model", str(tmp_path / "none.keras")]) == 2  # no such model
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err and err.count("error: ") == 1, err
+    warning = [line for line in err.splitlines() if line.startswith("warning:")]
+    if dbfs >= -80:
+        assert len(warning) == 1 and f"very quiet (peak {dbfs:.0f} dBFS" in warning[0]
+        assert err.index("warning:") < err.index("error:") and "none.keras" in err  # said before the model is read
+    else:
+        assert not warning and f"silent (peak {dbfs:.1f} dBFS, below -80 dBFS" in err and "normalise" in err
+    assert clip.read_bytes() == before
 
 
 def test_case23_streaming_wav_is_read_not_called_truncated(tmp_path):
@@ -681,11 +731,34 @@ def test_case23_ctrl_c_in_book_prints_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_sigkill_at_random_points_never_leaves_a_state_reused_wrongly(tmp_path):
-    """A few kill points of ``benchmarks/kill_resume.py`` (the full 20 over features, train and book run by hand)."""
+    """Two kill points in each of ``features``, ``train`` and ``book --quick`` (chapter 01) of ``benchmarks/kill_resume.py``.
+
+    The full 20 points (book on chapters 01 and 02) run by hand: ``python benchmarks/kill_resume.py``.
+    """
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "kill_resume.py"), "--work", str(tmp_path),
-                           "--points", "4", "--seed", "1", "--budget-s", "60", "--no-repeat-check",
-                           "--commands", "features,train"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=1200,
+                           "--points", "6", "--seed", "1", "--budget-s", "90", "--no-repeat-check",
+                           "--commands", "features,train,book", "--book-only", "01"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1500,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "all kill points recovered" in proc.stdout
+    for command in ("features", "train", "book"):  # every command was killed at least once in the middle of work
+        assert f"{command:8s} point  1: killed at" in proc.stdout, proc.stdout
+
+
+def test_resumed_features_equal_uninterrupted_ones_to_the_bit(tmp_path, monkeypatch):
+    """A chunk computed in this process (what is left after a kill, or ``jobs=1``) equals one from a pool worker.
+
+    The SIGKILL loop found a resumed ``features`` differing from an uninterrupted run in the last bit:
+    BLAS summed the mel projection on all cores in-process and on one core in a worker.
+    """
+    import ser_utils.features as features
+
+    data = small_corpus(tmp_path / "data")
+    m = build_manifest(data, progress=False)
+    monkeypatch.setattr(features, "_CHUNK", 4)  # several chunks: a pool of two workers
+    pooled = features.ensure_features(m, tmp_path / "a", features.quick_config(), jobs=2, progress=False)
+    here = features.ensure_features(m, tmp_path / "b", features.quick_config(), jobs=1, progress=False)
+    assert pooled.chunks_computed == here.chunks_computed == len(list(pooled.cache_dir.glob("chunk_*.npz"))) > 1
+    for name in ("vectors", "frames", "images"):
+        assert np.array_equal(getattr(pooled, name), getattr(here, name)), name
