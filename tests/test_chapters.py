@@ -201,3 +201,62 @@ def test_api_page_lists_every_library_module():
     listed = set(re.findall(r"\{autodoc2-object\} ser_utils\.(\w+)", page))
     modules = {p.stem for p in (BOOK.parent / "ser_utils").glob("*.py") if not p.stem.startswith("_")}
     assert listed == modules, f"missing: {sorted(modules - listed)}; not modules: {sorted(listed - modules)}"
+
+
+def _assigned_names(source: str) -> set[str]:
+    """Names a cell binds in the notebook's namespace: assignments, for/with targets and imports at its top
+    level or inside if/for/while/with/try blocks (not inside functions, classes or comprehensions)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # IPython magics: not a parameter reassignment
+        return set()
+    names: set[str] = set()
+
+    def targets(node):
+        for n in ast.walk(node):
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+                names.add(n.id)
+
+    def visit(statements):
+        for st in statements:
+            if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(st.name)
+                continue
+            if isinstance(st, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+                for t in (st.targets if isinstance(st, ast.Assign) else [st.target]):
+                    targets(t)
+            elif isinstance(st, (ast.For, ast.AsyncFor)):
+                targets(st.target)
+            elif isinstance(st, (ast.With, ast.AsyncWith)):
+                for item in st.items:
+                    if item.optional_vars is not None:
+                        targets(item.optional_vars)
+            elif isinstance(st, (ast.Import, ast.ImportFrom)):
+                names.update((a.asname or a.name).split(".")[0] for a in st.names)
+            for field in ("body", "orelse", "finalbody"):
+                visit(getattr(st, field, []))
+            for handler in getattr(st, "handlers", []):
+                visit(handler.body)
+        for st in statements:  # walrus targets anywhere at this level bind in the namespace too
+            for n in ast.walk(st):
+                if isinstance(n, ast.NamedExpr):
+                    names.add(n.target.id)
+
+    visit(tree.body)
+    return names
+
+
+# Parameters a chapter deliberately normalises in place (same meaning, a list instead of None).
+NORMALISED_PARAMETERS = {"07": {"protocols", "seeds"}}
+
+
+@pytest.mark.parametrize("path", CHAPTERS.values(), ids=CHAPTERS.keys())
+def test_no_cell_rebinds_a_papermill_parameter(path):
+    """A parameter (``full``, ``quick``, ``seed``...) keeps the value papermill gave it: chapter 10 once reused
+    ``full`` for a model output, which made every default run fine-tune Whisper for an hour."""
+    nb = nbformat.read(str(path), as_version=4)
+    at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    params = _assigned_names(nb.cells[at].source) - NORMALISED_PARAMETERS.get(path.name[:2], set())
+    later = {(i, name) for i, c in enumerate(nb.cells[at + 1:], at + 1) if c.cell_type == "code"
+             for name in _assigned_names(c.source) & params}
+    assert not later, f"cells rebinding a parameter: {sorted(later)}"
