@@ -222,7 +222,12 @@ def test_offline_whisper_matches_ctranslate2(tmp_path):
 
 def test_a_hub_id_without_network_is_one_clear_error(monkeypatch):
     """No hub access (HF_HUB_OFFLINE, as in CI): the message names the offline alternative."""
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads the variable when it is imported (earlier in this process): set what it sets, or
+    # the hub is tried over the network with retries (23 s here) before the same error.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(EncoderError, match="offline Whisper tiny.en"):
         load_encoder("openai/whisper-tiny.en-not-cached-here")
 
