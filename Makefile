@@ -59,8 +59,14 @@ test: $(STAMP) browser-deps
 TEST_JOBS ?= auto
 XDIST := $(if $(filter 1,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile -p tests.parallel)
 
+# The longest test files go first (explicit files keep their order; a folder would be collected alphabetically):
+# xdist hands out files in that order, so a long file no longer starts last and runs alone at the end.
+UNIT_FIRST := tests/test_solutions.py tests/test_integrity.py tests/test_grading.py tests/test_browser.py \
+	tests/test_encoder_family.py tests/test_browser_published.py
+UNIT_FILES := $(UNIT_FIRST) $(filter-out $(UNIT_FIRST),$(sort $(wildcard tests/test_*.py)))
+
 unit: $(STAMP)
-	SER_QUICK=1 SER_ARTIFACTS_DIR=$(TEST_ARTIFACTS) $(BIN)/python -m pytest $(XDIST) tests $(PYTEST_ARGS)
+	SER_QUICK=1 SER_ARTIFACTS_DIR=$(TEST_ARTIFACTS) $(BIN)/python -m pytest $(XDIST) $(UNIT_FILES) $(PYTEST_ARGS)
 
 # nbval re-runs each chapter in quick mode on the demo corpus and fails on any error.
 notebooks: $(STAMP)
