@@ -1,6 +1,8 @@
 # ser-book: two commands on a fresh machine.
 #   make book   set up .venv, execute every chapter with papermill, build the Jupyter Book into _build/html
 #   make test   set up .venv, run the unit/integration tests, then nbval over the chapters in quick mode
+#   make test-slow  the end-to-end tests make test leaves out (solutions executed, SIGKILL loop, grading,
+#                   browser); CI (.ci/run) runs make test, then make test-slow
 #   make publish  execute every chapter on real TESS and record the executed chapters in published/
 #
 # Options: make book BOOK_ARGS="--dataset tess --data-dir /path/to/TESS"   (see python -m ser_utils book --help)
@@ -16,7 +18,7 @@ BOOK_ARGS ?=
 PYTEST_ARGS ?=
 TEST_ARTIFACTS := $(CURDIR)/_build/test-artifacts
 
-.PHONY: book test install unit notebooks browser-deps clean publish
+.PHONY: book test test-slow install unit slow notebooks browser-deps clean publish
 
 install: $(STAMP)
 
@@ -50,6 +52,13 @@ publish: $(STAMP)
 test: $(STAMP) browser-deps
 	$(MAKE) unit notebooks
 
+# The end-to-end tier (pytest markers `slow` and `browser`, about 8 min on 2 cores): each test executes
+# a notebook, kills a command at random points, grades a student notebook or drives Chromium over a
+# built book, 10-150 s apiece. Split off so that make test stays a loop a developer runs (<= 8 min
+# with the install); CI runs both, so nothing goes untested.
+test-slow: $(STAMP) browser-deps
+	$(MAKE) slow
+
 # Both test runs spread over every core (pytest-xdist; a file's tests stay on one worker, so module
 # fixtures are built once): TEST_JOBS=1 runs them in one process. They stay two runs: nbval reuses the
 # demo corpus and feature caches the unit tests left in TEST_ARTIFACTS (one run of both, tried at
@@ -66,7 +75,12 @@ UNIT_FIRST := tests/test_solutions.py tests/test_integrity.py tests/test_grading
 UNIT_FILES := $(UNIT_FIRST) $(filter-out $(UNIT_FIRST),$(sort $(wildcard tests/test_*.py)))
 
 unit: $(STAMP)
-	SER_QUICK=1 SER_ARTIFACTS_DIR=$(TEST_ARTIFACTS) $(BIN)/python -m pytest $(XDIST) $(UNIT_FILES) $(PYTEST_ARGS)
+	SER_QUICK=1 SER_ARTIFACTS_DIR=$(TEST_ARTIFACTS) $(BIN)/python -m pytest $(XDIST) -m "not slow and not browser" \
+		$(UNIT_FILES) $(PYTEST_ARGS)
+
+slow: $(STAMP)
+	SER_QUICK=1 SER_ARTIFACTS_DIR=$(TEST_ARTIFACTS) $(BIN)/python -m pytest $(XDIST) -m "slow or browser" \
+		$(UNIT_FILES) $(PYTEST_ARGS)
 
 # nbval re-runs each chapter in quick mode on the demo corpus and fails on any error.
 notebooks: $(STAMP)

@@ -108,6 +108,7 @@ def test_a_probe_runs_across_corpora_through_transfer(demo_dir, tiny_encoder, tm
     assert set(fold["predictions"]["y_pred"]) <= {0, 1, 2, 3, 4, 6}  # the probe never saw ps: it cannot answer it
 
 
+@pytest.mark.slow  # about 40 s: Whisper over 30-s inputs
 def test_the_reference_run_with_30s_padding_scores_both_corpora(tiny_encoder, tmp_path):
     """``pretrained-reference --padding-30s``: the padded read-outs of CREMA-D and of TESS's speaker protocol,
     TESS's layer chosen on CREMA-D's padded actors; every file names its padding."""

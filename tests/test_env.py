@@ -86,8 +86,12 @@ def test_make_installs_the_extras_the_targets_need():
     assert "compileall -q -j0" in makefile  # compiled at install all the same: see the Makefile
 
 
-def test_ci_runs_make_test():
-    assert "make test" in (ROOT / ".ci" / "run").read_text()
+def test_ci_runs_make_test_and_the_slow_tier():
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert "make test" in ci and "make test-slow" in ci  # make test leaves the end-to-end tier to test-slow
+    makefile = (ROOT / "Makefile").read_text()
+    # the two tiers split the tests by marker, and nothing falls between them
+    assert '-m "not slow and not browser"' in makefile and '-m "slow or browser"' in makefile
     readme = (ROOT / "README.md").read_text()
     assert readme.index("make book") < readme.index("## Using real TESS")
     assert readme.index("make test") < readme.index("## Using real TESS")
