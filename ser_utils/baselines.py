@@ -23,18 +23,7 @@ from .labels import EMOTIONS
 from .registry import BASELINE_BASES, BASELINE_INPUTS, FoldJob, ModelFamily, ModelSpec
 from .splits import Split
 from .standardise import standardise_per_speaker
-
-
-def one_blas_thread():
-    """A context in which NumPy's BLAS uses one thread.
-
-    The baselines' problems are small (hundreds of clips x 187 values): extra BLAS
-    threads only wait on each other, and on a busy 2-core machine one logistic
-    regression fit went from 0.35 s (one thread) to 30 s (default threads).
-    """
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1, user_api="blas")
+from .workers import one_blas_thread  # the baselines fit on one BLAS thread; chapter 9 imports it from here
 
 
 def make_classifier(kind: str, seed: int = 0):

@@ -51,7 +51,7 @@ from .cache import cache_key, check, read_valid, write_json
 from .labels import EMOTIONS
 from .outputs import atomic_write
 from .quiet import bar_hidden
-from .workers import stop_if_orphaned, worker_pool
+from .workers import one_blas_thread, stop_if_orphaned, worker_pool
 
 N_CHROMA, N_MELS, N_CONTRAST, N_MFCC = 12, 128, 7, 40
 #: Column slices of the 187-d vector (and of each frame), by feature group.
@@ -320,13 +320,11 @@ def _extract_chunk(chunk: pd.DataFrame, cfg: FeatureConfig, out: Path, parent: i
     the mel projection otherwise differs in the last bit (7.6e-6 at most in the
     vectors) and a resumed extraction differed from an uninterrupted one.
     """
-    from threadpoolctl import threadpool_limits
-
     vecs, frames, images, raw, ids, failed = [], [], [], [], [], []
     for cid, path in zip(chunk["clip_id"], chunk["path"], strict=True):
         stop_if_orphaned(parent)
         try:
-            with threadpool_limits(limits=1, user_api="blas"):
+            with one_blas_thread():
                 f = extract_clip(path, cfg)
         except Exception as exc:  # one bad clip must not stop a 2800-clip run
             failed.append((cid, f"{type(exc).__name__}: {exc}"[:200]))

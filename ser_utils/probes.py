@@ -71,7 +71,7 @@ def probe_fold(emb: EmbeddingSet, split: Split, readout: Readout, emotions: Sequ
 
     The scaler's statistics come from the training clips only (strict).
     """
-    from .baselines import one_blas_thread
+    from .workers import one_blas_thread
 
     tr, te = _rows(emb, split.train, emotions), _rows(emb, split.test, emotions)
     x = emb.layer(readout.layer, with_std=readout.with_std)
@@ -90,7 +90,7 @@ def fit_readout(emb: EmbeddingSet, ids: Sequence[str], layer: int, emotions: Seq
     Returns the classifier (its ``classes_`` are emotion names, as a saved
     probe's are) and the rows it was fitted on.
     """
-    from .baselines import one_blas_thread
+    from .workers import one_blas_thread
 
     rows = _rows(emb, ids, emotions)
     with one_blas_thread():
@@ -131,7 +131,7 @@ def select_layer(emb: EmbeddingSet, split: Split, emotions: Sequence[str] = EMOT
     """
     from sklearn.model_selection import GroupKFold
 
-    from .baselines import one_blas_thread
+    from .workers import one_blas_thread
 
     idx = _rows(emb, tuple(split.train) + tuple(split.val), emotions)
     speakers = emb.meta["speaker"].astype(str).to_numpy()[idx]

@@ -79,6 +79,21 @@ def _armed_now() -> dict:
     return {"initializer": stop_if_orphaned, "initargs": (os.getpid(),)}
 
 
+def one_blas_thread():
+    """A context in which NumPy's BLAS uses one thread (threadpoolctl).
+
+    Two reasons. Small problems (a logistic regression on hundreds of clips x 187
+    values): extra BLAS threads only wait on each other, and on a busy 2-core machine
+    one fit went from 0.35 s (one thread) to 30 s (default threads). Reproducible
+    bytes: a feature chunk computed in this process (all cores) summed the mel
+    projection in another order than one from a pool worker, so results differed in
+    the last bit depending on where they were computed.
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 @contextlib.contextmanager
 def worker_pool() -> Iterator[None]:
     """Run the ``joblib.Parallel`` calls inside on loky workers that die with this process from their first moment.
