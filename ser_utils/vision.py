@@ -469,8 +469,10 @@ def vision_fold(fs: FeatureSet, split: Split, job: FoldJob) -> FoldResult:
 
     set_seed(seed)  # Python, NumPy and torch
     rng = np.random.default_rng(seed)  # shuffling and augmentation
-    net = build_model(family, fs.config.image_size, pretrained=pretrained, quick=quick,
-                      config_overrides=options.get("config"))
+    config = dict(options.get("config") or {})
+    if "patch8" in job.spec.flags:  # exercise 6.2's variant: 8-pixel patches, four times the tokens
+        config.setdefault("patch_size", 8)
+    net = build_model(family, fs.config.image_size, pretrained=pretrained, quick=quick, config_overrides=config)
     net.to(torch_device(options.get("device")))  # CUDA when available (ser_utils.device)
     source = str(Path(pretrained).expanduser()) if pretrained and Path(pretrained).expanduser().is_dir() else None
     prep = Preprocess.for_model(net, source)
@@ -529,7 +531,7 @@ class VisionFamily(ModelFamily):
 
     name = "vision"
     bases = VISION_MODELS
-    suffixes = {"pretrained": ("pretrained", True), "specaug": ("augment", True)}
+    suffixes = {"pretrained": ("pretrained", True), "specaug": ("augment", True), "patch8": ("flag", "patch8")}
     options = frozenset({"pretrained", "augment", "threads", "lr", "batch_size", "patience", "weight_decay",
                          "warmup_epochs", "epochs", "config"})
     cli_flags = ("pretrained", "augment")

@@ -1,0 +1,100 @@
+"""Exercise solutions on real data: each solution's time, printed output and target check, recorded.
+
+Executes a chapter on real TESS (``--data-dir`` or ``SER_TESS_DIR``; chapters 9 and 10 also read
+CREMA-D from ``SER_CREMA_DIR``) up to its first exercise, then each solution verbatim and the same
+target check as ``tests/test_solutions.py`` (its ``with_solutions``), and writes what happened to
+``results/reference/solutions/<chapter>.json``; ``book/course/exercises.md`` quotes those files.
+
+    python benchmarks/solutions.py 08_gradcam [--skip 8.4] [--artifacts DIR] [-o FILE]
+
+The chapter's own cells reuse the models and results already in ``--artifacts`` (a folder a
+real-data ``book`` run left; otherwise they train them first). ``--skip`` leaves out exercises
+that take hours (the record lists them as skipped). A solution that raises is recorded with its
+error and the next one still runs. Times are wall-clock seconds on this machine: say in the
+record (``--note``) if other jobs were running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ser_utils.cache import write_json  # noqa: E402
+from ser_utils.data import build_manifest  # noqa: E402
+from tests.test_solutions import execute_with_solutions, exercises, printed, with_solutions  # noqa: E402
+
+
+def _error(cell) -> str | None:
+    """The cell's error as one line ("Name: message"), or None."""
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "error":
+            return f"{out['ename']}: {out['evalue']}"[:500]
+    return None
+
+
+def record(chapter: str, data_dir: Path, artifacts: Path, skip: tuple[str, ...], note: str) -> dict:
+    """Execute ``chapter`` with its solutions on ``data_dir``; the record of each exercise."""
+    from ser_utils.evaluation import git_commit
+
+    with tempfile.TemporaryDirectory(prefix="ser-solutions-") as tmp:
+        done = execute_with_solutions(with_solutions(chapter, skip=skip, keep_going=True), Path(tmp) / chapter,
+                                      {"dataset": "tess", "quick": False, "data_dir": str(data_dir),
+                                       "artifacts_dir": str(artifacts)})
+    cells = {t: c for c in done.cells for t in c.metadata.get("tags", [])}
+    runs = {}
+    for number in exercises(chapter):
+        if number in skip:
+            runs[number] = {"skipped": "left out of this run (--skip): see the chapter's compute estimate"}
+            continue
+        solution, target = cells[f"solution-{number}"], cells[f"target-{number}"]
+        error = _error(solution)
+        runs[number] = {"wall_s": round(solution.metadata.get("papermill", {}).get("duration") or 0.0, 1),
+                        "output": printed(solution)[-4000:], "error": error,
+                        "target_check": "not run" if error else ("failed: " + _error(target) if _error(target)
+                                                                 else "passed")}
+    n_clips = len(build_manifest(data_dir, progress=False))
+    return {"kind": "exercise-solutions", "chapter": chapter,
+            "dataset": {"name": "tess", "data_dir_name": data_dir.name, "synthetic": False, "quick": False,
+                        "n_clips": n_clips},
+            "how": "benchmarks/solutions.py: the chapter up to its first exercise, then each solution's code "
+                   "verbatim and its target check (tests/test_solutions.py's with_solutions), executed with papermill",
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "git_commit": git_commit(),
+            "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "note": note},
+            "exercises": runs}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("chapter", help="notebook stem, e.g. 08_gradcam")
+    ap.add_argument("--data-dir", default=os.environ.get("SER_TESS_DIR"), help="real TESS (default: SER_TESS_DIR)")
+    ap.add_argument("--artifacts", default=os.environ.get("SER_ARTIFACTS_DIR", "artifacts"))
+    ap.add_argument("--skip", nargs="*", default=[], help="exercise numbers left out, e.g. 5.1 5.3")
+    ap.add_argument("--note", default="", help="about the machine, e.g. 'other jobs running: times are upper bounds'")
+    ap.add_argument("-o", "--output", help="default: results/reference/solutions/<chapter>.json")
+    args = ap.parse_args()
+    if not args.data_dir or not Path(args.data_dir).is_dir():
+        sys.exit("solutions.py: real TESS is needed: pass --data-dir DIR or set SER_TESS_DIR.")
+    if not (ROOT / "book" / f"{args.chapter}.ipynb").is_file():
+        sys.exit(f"solutions.py: no chapter book/{args.chapter}.ipynb.")
+    rec = record(args.chapter, Path(args.data_dir).resolve(), Path(args.artifacts).resolve(), tuple(args.skip),
+                 args.note)
+    out = Path(args.output or ROOT / "results" / "reference" / "solutions" / f"{args.chapter}.json")
+    write_json(out, rec, what="solutions record")
+    for number, run in rec["exercises"].items():
+        print(f"{number}: " + (run.get("skipped") or f"{run['wall_s']:.1f} s, target {run['target_check']}"
+                                                     + (f", {run['error']}" if run["error"] else "")))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
