@@ -376,9 +376,14 @@ def test_published_copy_has_no_injected_cell_and_no_local_path():
         nbformat.v4.new_code_cell('data_dir = "/home/me/data/TESS"', metadata={"tags": ["injected-parameters"]}),
         nbformat.v4.new_code_cell("print(ch)", outputs=[nbformat.v4.new_output(
             "stream", name="stdout", text="Data: /home/me/data/TESS (2800 clips)\n")])])
+    nb.metadata["papermill"] = {"input_path": "/home/me/ser-book/book/01_data.ipynb",
+                                "output_path": "/home/me/ser-book/_build/src/book/01_data.ipynb",
+                                "parameters": {"data_dir": "/home/me/data/TESS", "quick": False, "seed": 0}}
     published_copy(nb)
     assert [c.source for c in nb.cells] == ["data_dir = None", "print(ch)"]
     assert nb.cells[1].outputs[0]["text"] == "Data: …/data/TESS (2800 clips)\n"
+    assert "/home/me" not in json.dumps(nb.metadata)
+    assert nb.metadata["papermill"]["parameters"] == {"data_dir": "TESS", "quick": False, "seed": 0}
 
 
 def test_published_chapters_lose_audio_and_build_without_execution(tmp_path):
@@ -394,6 +399,7 @@ def test_published_chapters_lose_audio_and_build_without_execution(tmp_path):
     assert "<audio" not in text and "not redistributed" in text and "after the clip" in text
     run = json.loads((folder / "run.json").read_text())
     assert run["data_dir_name"] == "TESS" and run["chapters"][0]["chapter"] == "01_a"
+    assert str(tmp_path) not in json.dumps(run) and str(tmp_path) not in json.dumps(published.metadata)
     assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]  # no temp files left behind
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where the folder should be")

@@ -51,6 +51,17 @@ def published_copy(nb) -> None:
     strip_audio(nb)
     nb.cells = [c for c in nb.cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
     prepare_page(nb)
+    papermill = nb.metadata.get("papermill", {})
+    for key in ("input_path", "output_path"):  # where the runner's copies were, on the machine that ran it
+        if papermill.get(key):
+            papermill[key] = Path(papermill[key]).name
+    if "parameters" in papermill:
+        papermill["parameters"] = without_local_paths(papermill["parameters"])
+
+
+def without_local_paths(parameters: dict) -> dict:
+    """``parameters`` with every absolute path cut to its last part (``/home/me/TESS`` -> ``TESS``)."""
+    return {k: Path(v).name if isinstance(v, str) and os.path.isabs(v) else v for k, v in parameters.items()}
 
 
 def require_clean_checkout() -> str:
@@ -92,7 +103,8 @@ def publish_chapters(notebooks: Sequence[TocEntry], build: Path, folder: Path, r
     run = {"commit": git_commit(), "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "dataset": report.dataset, "data_dir_name": Path(data_dir).name if data_dir else None,
            "execute_s": report.execute_s, "machine": report.machine,
-           "chapters": [asdict(c) for c in report.chapters]}
+           "chapters": [dict(c, parameters=without_local_paths(c.get("parameters") or {}))
+                        for c in map(asdict, report.chapters)]}
     with atomic_write(folder / "run.json", what="published run record") as tmp:
         tmp.write_text(json.dumps(run, indent=2), encoding="utf-8")
     return folder
