@@ -52,10 +52,10 @@ publish: $(STAMP)
 test: $(STAMP) browser-deps
 	$(MAKE) unit notebooks
 
-# The end-to-end tier (pytest markers `slow` and `browser`, about 8 min on 2 cores): each test executes
+# The end-to-end tier (pytest markers `slow` and `browser`, about 13 min on 2 cores): each test executes
 # a notebook, kills a command at random points, grades a student notebook or drives Chromium over a
-# built book, 10-150 s apiece. Split off so that make test stays a loop a developer runs (<= 8 min
-# with the install); CI runs both, so nothing goes untested.
+# built book, 10-270 s apiece. Split off so that make test stays a loop a developer runs (6.4 min with
+# the install from a fresh clone); CI runs both, so nothing goes untested.
 test-slow: $(STAMP) browser-deps
 	$(MAKE) slow
 
