@@ -73,6 +73,12 @@ def record(chapter: str, data_dir: Path, artifacts: Path, skip: tuple[str, ...],
             "exercises": runs}
 
 
+def _fail(message: str) -> None:
+    """A user error: one line on stderr, exit status 2 (as the ``ser_utils`` commands do)."""
+    print(f"solutions.py: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("chapter", help="notebook stem, e.g. 08_gradcam")
@@ -83,9 +89,13 @@ def main() -> None:
     ap.add_argument("-o", "--output", help="default: results/reference/solutions/<chapter>.json")
     args = ap.parse_args()
     if not args.data_dir or not Path(args.data_dir).is_dir():
-        sys.exit("solutions.py: real TESS is needed: pass --data-dir DIR or set SER_TESS_DIR.")
+        _fail("real TESS is needed: pass --data-dir DIR or set SER_TESS_DIR.")
     if not (ROOT / "book" / f"{args.chapter}.ipynb").is_file():
-        sys.exit(f"solutions.py: no chapter book/{args.chapter}.ipynb.")
+        _fail(f"no chapter book/{args.chapter}.ipynb.")
+    unknown = sorted(set(args.skip) - set(exercises(args.chapter)))
+    if unknown:
+        _fail(f"{args.chapter} has no exercise {', '.join(unknown)}: "
+                 f"its exercises are {', '.join(exercises(args.chapter))}.")
     rec = record(args.chapter, Path(args.data_dir).resolve(), Path(args.artifacts).resolve(), tuple(args.skip),
                  args.note)
     out = Path(args.output or ROOT / "results" / "reference" / "solutions" / f"{args.chapter}.json")

@@ -173,6 +173,15 @@ def test_vision_fold_on_the_quick_chapter(quick_chapter, tmp_path, model):
     json.dumps(res.as_dict())  # the results file must be able to hold it
 
 
+def test_the_patch8_variant_trains_with_8_pixel_patches(quick_chapter, tmp_path):
+    """``vit-patch8`` (exercise 6.2) is a registry name, and the name alone sets the patch size."""
+    split = quick_chapter.splits("random", 0)[0]
+    res = vision.vision_fold(quick_chapter.features, split, fold_job("vit-patch8", seed=0, epochs=1, quick=True,
+                                                                     options={}, model_dir=tmp_path, progress=False))
+    net, _ = vision.load_model(res.extra["model_path"])
+    assert net.config.patch_size == 8
+
+
 def test_vision_fold_is_reproducible_by_seed(quick_chapter, tmp_path):
     fs = quick_chapter.features
     split = quick_chapter.splits("random", 0)[0]

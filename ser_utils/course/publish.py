@@ -52,9 +52,8 @@ def published_copy(nb) -> None:
     nb.cells = [c for c in nb.cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
     prepare_page(nb)
     papermill = nb.metadata.get("papermill", {})
-    for key in ("input_path", "output_path"):  # where the runner's copies were, on the machine that ran it
-        if papermill.get(key):
-            papermill[key] = Path(papermill[key]).name
+    # where the runner's copies were and the data folders, on the machine that ran it
+    papermill.update(without_local_paths({k: papermill[k] for k in ("input_path", "output_path") if k in papermill}))
     if "parameters" in papermill:
         papermill["parameters"] = without_local_paths(papermill["parameters"])
 
