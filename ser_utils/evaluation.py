@@ -241,6 +241,22 @@ def load_records(results_dir: str | os.PathLike) -> list[dict]:
 SUMMARY_METRICS = ("accuracy", "f1_macro", "uar")
 
 
+def dataset_key(record: dict) -> tuple[str, bool, int]:
+    """(dataset name, quick mode, clip count): records sharing it are comparable.
+
+    The clip count keeps runs on different parts of one corpus apart (TESS's
+    1400-clip half and all 2800 clips): their seeds are never pooled.
+    """
+    d = record.get("dataset") or {}
+    return d.get("name", "?"), bool(d.get("quick", False)), int(d.get("n_clips") or 0)
+
+
+def data_name(record: dict) -> str:
+    """Short name of a record's comparable dataset, e.g. ``"tess (2800 clips)"`` or ``"demo (120 clips, quick)"``."""
+    name, quick, n = dataset_key(record)
+    return f"{name} ({n} clips{', quick' if quick else ''})"
+
+
 def score_summary(
     records: Sequence[dict],
     metrics: Sequence[str] = SUMMARY_METRICS,
@@ -249,7 +265,8 @@ def score_summary(
 ) -> pd.DataFrame:
     """The one score table: a row per dataset x model x protocol, metrics in %, mean and sd over seeds.
 
-    Columns: ``dataset`` (``dataset(record)``, default the dataset name),
+    Columns: ``dataset`` (``dataset(record)``, default :func:`data_name`: runs on
+    different data, e.g. TESS's 1400-clip half and all 2800 clips, are never pooled),
     ``model``, ``protocol``, ``<metric>_mean`` and ``<metric>_sd`` (sd over
     seeds, NaN for one seed) for each metric, ``seeds`` (e.g. ``"0,1,2"``),
     ``n_seeds``, ``n_params`` (Int64), ``wall_time_s`` (mean per seed),
@@ -261,7 +278,7 @@ def score_summary(
     for r in sorted(records, key=lambda r: r["seed"]):
         epochs = [f.get("epochs") for f in r.get("folds", []) if f.get("epochs")]
         rows.append({
-            "dataset": dataset(r) if dataset else r["dataset"]["name"], "model": r["model"],
+            "dataset": (dataset or data_name)(r), "model": r["model"],
             "protocol": r["protocol"], "seed": r["seed"], **{m: 100 * r["metrics"].get(m, np.nan) for m in metrics},
             "n_params": r.get("n_params"), "wall_time_s": r.get("wall_time_s"),
             "n_test": sum(f.get("n_test", 0) for f in r.get("folds", [])),
@@ -271,7 +288,7 @@ def score_summary(
         return pd.DataFrame()
     df = pd.DataFrame(rows)
     # Seeds are listed in order ("0,1,2"); rows keep the order of the input records.
-    order = pd.DataFrame([{"dataset": dataset(r) if dataset else r["dataset"]["name"], "model": r["model"],
+    order = pd.DataFrame([{"dataset": (dataset or data_name)(r), "model": r["model"],
                            "protocol": r["protocol"]} for r in records]).drop_duplicates()
     g = df.groupby(["dataset", "model", "protocol"], sort=False)
     out = g.agg(**{f"{m}_{stat}": (m, "mean" if stat == "mean" else "std") for m in metrics

@@ -145,8 +145,7 @@ def scores_table(records: list[dict], paper: dict[str, float] | None = None) -> 
     for metric, label in (("accuracy", "accuracy %"), ("f1_macro", "macro-F1 %"), ("uar", "UAR %")):
         out[label] = [fmt(m, s) for m, s in zip(table[f"{metric}_mean"], table[f"{metric}_sd"], strict=True)]
     out["seeds"] = table["n_seeds"]
-    datasets = {f"{r['dataset']['name']} ({r['dataset']['n_clips']} clips)" for r in records}
-    out["data"] = ", ".join(sorted(datasets))
+    out["data"] = table["dataset"]  # one row per dataset: runs on different data are never pooled
     if paper is not None:
         out["paper accuracy %"] = [
             # exact model name only: a variant (hybrid-frames) is not what the paper measured

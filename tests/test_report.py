@@ -10,7 +10,7 @@ import pytest
 
 from ser_utils.course import comparison
 from ser_utils.__main__ import main
-from ser_utils.evaluation import FoldResult, make_record, save_record
+from ser_utils.evaluation import FoldResult, make_record, save_record, save_record_in
 
 IDS = [f"SYN_w{i}_x" for i in range(70)]
 TRUTH = np.arange(70) % 7
@@ -252,6 +252,31 @@ def test_runs_on_half_and_all_of_tess_are_never_pooled(records):
     rows = table[(table.model == "hybrid") & (table.protocol == "speaker")]
     assert sorted(rows["dataset"]) == ["TESS, 1400 of 2800 clips (partial)", "TESS, 2800 clips"]
     assert sorted(rows["seeds"]) == ["0", "2"]
+
+
+def test_chapter_tables_and_quoted_references_never_pool_half_and_all_of_tess(records, tmp_path, monkeypatch, capsys):
+    """The chapters' protocol table, the runner's score table and the quoted reference runs keep datasets apart."""
+    from ser_utils.course import display, plan
+    from ser_utils.experiments import scores_table
+
+    half_meta = {"name": "tess", "synthetic": False, "n_clips": 1400, "partial": True, "quick": False}
+    half = [_record("hybrid", "speaker", seed=s, wrong=20, folds=2, dataset=half_meta) for s in (1, 2)]
+    mixed = [*records, *half]
+    table = display.protocol_table(mixed)
+    rows = table[(table.model == "hybrid") & (table.protocol == "speaker")]
+    assert sorted(rows["dataset"]) == ["tess (1400 clips)", "tess (2800 clips)"] and sorted(rows["seeds"]) == [1, 2]
+    assert "dataset" not in display.protocol_table(records).columns  # one dataset: no column needed
+    assert sorted(scores_table(mixed).query("model == 'hybrid' and protocol == 'speaker'")["data"]) == [
+        "tess (1400 clips)", "tess (2800 clips)"]
+
+    folder = tmp_path / "results" / "reference"
+    for r in mixed:
+        save_record_in(r, folder)
+    monkeypatch.setattr("ser_utils.run_context.project_root", lambda: tmp_path)
+    quoted = plan.reference_records(["hybrid"], ["speaker"])
+    out = capsys.readouterr().out
+    assert [r["dataset"]["n_clips"] for r in quoted] == [2800]
+    assert "TESS, 2800 clips" in out and "Left out, not pooled with those: 2 run(s) on TESS, 1400 of 2800" in out
 
 
 def test_select_records_keeps_one_dataset_and_mode(records):

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..data import FULL_TESS_SIZE
-from ..evaluation import load_records, mcnemar, score_summary, seeded_comparison
+from ..evaluation import dataset_key, load_records, mcnemar, score_summary, seeded_comparison
 from ..paper import PAPER_ACCURACY, PAPER_PROTOCOL
 from ..registry import BASELINES, KERAS_MODELS, VISION_MODELS, ModelSpec
 from ..splits import PROTOCOLS
@@ -66,16 +66,6 @@ def _model_key(model: str) -> tuple[int, str]:
 
 def _protocol_key(protocol: str) -> int:
     return PROTOCOL_ORDER.index(protocol) if protocol in PROTOCOL_ORDER else len(PROTOCOL_ORDER)
-
-
-def dataset_key(record: dict) -> tuple[str, bool, int]:
-    """(dataset name, quick mode, clip count): records sharing it are comparable.
-
-    The clip count keeps runs on different parts of one corpus apart (TESS's
-    1400-clip half and all 2800 clips): their seeds are never pooled.
-    """
-    d = record.get("dataset", {})
-    return d.get("name", "?"), bool(d.get("quick", False)), int(d.get("n_clips") or 0)
 
 
 def dataset_label(records: Sequence[dict]) -> str:

@@ -45,7 +45,9 @@ def protocol_table(records: Sequence[dict], paper: dict[str, float] = PAPER_ACCU
     table = score_summary(list(records))
     if table.empty:
         return table
-    out = table[["model", "protocol", *(f"{m}_{s}" for m in SUMMARY_METRICS for s in ("mean", "sd"))]].round(2)
+    # Runs on different data (e.g. TESS's 1400-clip half and all 2800 clips) are separate rows, named.
+    keys = (["dataset"] if table["dataset"].nunique() > 1 else []) + ["model", "protocol"]
+    out = table[[*keys, *(f"{m}_{s}" for m in SUMMARY_METRICS for s in ("mean", "sd"))]].round(2)
     out["seeds"] = table["n_seeds"]
     out["wall_time_s"] = table["wall_time_s"].round(1)
     # NaN (not None) where the paper has no figure, so every table shows a missing value the same way.

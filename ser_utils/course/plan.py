@@ -71,19 +71,29 @@ def reference_records(models: Sequence[str], protocols: Sequence[str], *, corpus
     What a chapter's default run quotes instead of training the expensive
     variants itself (``full=True`` trains them); prints where they come from.
     """
-    from ..evaluation import load_records
+    from ..evaluation import dataset_key, load_records
     from ..run_context import project_root
 
-    folder = project_root() / "results" / "reference" / corpus
-    records = [r for r in load_records(folder) if r["model"] in set(models) and r["protocol"] in set(protocols)]
-    if not records:
-        print(f"No reference runs of {', '.join(models)} in {folder}: set full = True to train them here.")
-        return records
-    commits = sorted({(r.get("git_commit") or "unknown")[:10] for r in records})
-    dates = sorted({(r.get("created") or "")[:10] for r in records})
     from .comparison import dataset_label
 
+    folder = project_root() / "results" / "reference" / corpus
+    found = [r for r in load_records(folder) if r["model"] in set(models) and r["protocol"] in set(protocols)]
+    if not found:
+        print(f"No reference runs of {', '.join(models)} in {folder}: set full = True to train them here.")
+        return found
+    # One dataset only: runs on different data (TESS's 1400-clip half, all 2800 clips) are never pooled.
+    # The largest full-mode dataset is quoted; the others are named as left out.
+    groups: dict[tuple, list[dict]] = {}
+    for r in found:
+        groups.setdefault(dataset_key(r), []).append(r)
+    best = max(groups, key=lambda k: (not k[1], k[2], len(groups[k])))
+    records = groups.pop(best)
+    commits = sorted({(r.get("git_commit") or "unknown")[:10] for r in records})
+    dates = sorted({(r.get("created") or "")[:10] for r in records})
     print(f"Quoted, not trained here: {len(records)} committed reference runs from results/reference/{corpus} "
           f"({dataset_label(records)}; seeds "
           f"{sorted({r['seed'] for r in records})}; commit {', '.join(commits)}; {', '.join(dates)}).")
+    for rest in groups.values():
+        runs = ", ".join(f"{r['model']} {r['protocol']} seed {r['seed']}" for r in rest)
+        print(f"Left out, not pooled with those: {len(rest)} run(s) on {dataset_label(rest)} ({runs}).")
     return records
