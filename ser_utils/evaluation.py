@@ -468,6 +468,30 @@ def bootstrap_difference(y_true, pred_a, pred_b, score: Callable = uar, *, n_boo
     return float(diff(np.arange(len(y_true)))), float(low), float(high)
 
 
+def uar_interval(record: dict, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """One run's UAR with a percentile bootstrap interval over its test clips: ``(uar, low, high)``.
+
+    Clips are resampled within each fold and the fold UARs averaged, as the record's own UAR
+    is. The interval covers test-set sampling only: a single run (a deterministic model, one
+    cross-corpus split) has no seed spread to add.
+    """
+    folds = [(np.asarray(f["predictions"]["y_true"]), np.asarray(f["predictions"]["y_pred"])) for f in record["folds"]]
+    if not folds or any(len(y) == 0 for y, _ in folds):
+        raise ValueError(f"{record.get('model')}: the record has a fold without test predictions")
+    rng = np.random.default_rng(seed)
+
+    def score(draw: bool) -> float:
+        out = []
+        for y, p in folds:
+            idx = rng.integers(0, len(y), len(y)) if draw else np.arange(len(y))
+            out.append(uar(y[idx], p[idx]))
+        return float(np.mean(out))
+
+    boots = [score(True) for _ in range(n_boot)]
+    low, high = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
+    return score(False), float(low), float(high)
+
+
 # --- the book's one inference rule ----------------------------------------------------------------
 
 #: The rule every comparison of the book states (chapter 7.7): A beats B when, on every seed both were

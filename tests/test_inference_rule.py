@@ -47,3 +47,16 @@ def test_a_single_run_pairs_with_every_seed_only_on_the_same_test_clips():
         seeded_comparison(model, moved)
     with pytest.raises(ValueError, match="one protocol"):
         seeded_comparison(model, [_record("x", 0, 0.5, protocol="random")])
+
+
+def test_a_single_runs_interval_covers_its_uar_and_narrows_with_more_clips():
+    """uar_interval: the record's own UAR inside a test-set interval that shrinks as the test set grows."""
+    from ser_utils.evaluation import uar_interval
+
+    widths = []
+    for n in (70, 700):
+        rec = _record("logreg", 0, 0.6, n=n)
+        u, lo, hi = uar_interval(rec, n_boot=500)
+        assert u == pytest.approx(rec["metrics"]["uar"]) and lo < u < hi
+        widths.append(hi - lo)
+    assert widths[1] < widths[0] / 2
