@@ -343,3 +343,15 @@ def test_the_committed_results_page_is_what_report_writes_from_the_reference_fil
     _, block = comparison.build_report(root / "results" / "reference")
     start, end = page.index(comparison.README_START), page.index(comparison.README_END)
     assert page[start + len(comparison.README_START):end].strip() == block.strip()
+
+
+def test_per_emotion_tables_refuse_mixed_data_and_largest_dataset_picks_all_of_tess(records):
+    half = _record("hybrid", "speaker", seed=2, folds=2, dataset={"name": "tess", "synthetic": False, "n_clips": 1400,
+                                                                  "partial": True, "quick": False})
+    with pytest.raises(ValueError, match="never pooled"):
+        comparison.recall_by_direction([*records, half])
+    with pytest.raises(ValueError, match="never pooled"):
+        comparison.confusions([*records, half], "speaker")
+    kept = comparison.largest_dataset([*records, half])
+    assert half not in kept and len(kept) == len(records)
+    assert set(comparison.recall_by_direction(kept)["seeds"]) == {1}

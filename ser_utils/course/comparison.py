@@ -278,11 +278,33 @@ def reference_stand_ins(records: Sequence[dict], *, protocols: Iterable[str], se
 
 def confusions(records: Sequence[dict], protocol: str) -> dict[str, np.ndarray]:
     """Confusion matrix per model under ``protocol``, summed over seeds and folds (rows: true)."""
+    _one_dataset([r for r in records if r["protocol"] == protocol], "confusions")
     out: dict[str, np.ndarray] = {}
     for r in sorted(records, key=lambda r: _model_key(r["model"])):
         if r["protocol"] == protocol:
             out[r["model"]] = out.get(r["model"], 0) + np.asarray(r["confusion"], dtype=int)
     return out
+
+
+def largest_dataset(records: Sequence[dict]) -> list[dict]:
+    """The records of one dataset: full mode before quick, then the most clips, then the most records.
+
+    Runs on different data (TESS's 1400-clip half and all 2800 clips) are never pooled; a
+    folder holding both is read one dataset at a time.
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault(dataset_key(r), []).append(r)
+    if not groups:
+        return []
+    return groups[max(groups, key=lambda k: (not k[1], k[2], len(groups[k])))]
+
+
+def _one_dataset(records: Sequence[dict], what: str) -> None:
+    keys = {dataset_key(r) for r in records}
+    if len(keys) > 1:
+        raise ValueError(f"{what}: the records come from {len(keys)} datasets ({', '.join(sorted(map(str, keys)))}); "
+                         "select one (comparison.largest_dataset): runs on different data are never pooled")
 
 
 def recall_by_direction(records: Sequence[dict], protocol: str = "speaker") -> pd.DataFrame:
@@ -295,6 +317,7 @@ def recall_by_direction(records: Sequence[dict], protocol: str = "speaker") -> p
     """
     from ..labels import EMOTIONS
 
+    _one_dataset([r for r in records if r["protocol"] == protocol], "recall_by_direction")
     pooled: dict[tuple[str, str], np.ndarray] = {}
     seeds: dict[tuple[str, str], set] = {}
     for r in sorted(records, key=lambda r: _model_key(r["model"])):

@@ -74,7 +74,7 @@ def reference_records(models: Sequence[str], protocols: Sequence[str], *, corpus
     from ..evaluation import dataset_key, load_records
     from ..run_context import project_root
 
-    from .comparison import dataset_label
+    from .comparison import dataset_label, largest_dataset
 
     folder = project_root() / "results" / "reference" / corpus
     found = [r for r in load_records(folder) if r["model"] in set(models) and r["protocol"] in set(protocols)]
@@ -83,11 +83,11 @@ def reference_records(models: Sequence[str], protocols: Sequence[str], *, corpus
         return found
     # One dataset only: runs on different data (TESS's 1400-clip half, all 2800 clips) are never pooled.
     # The largest full-mode dataset is quoted; the others are named as left out.
+    records = largest_dataset(found)
     groups: dict[tuple, list[dict]] = {}
     for r in found:
-        groups.setdefault(dataset_key(r), []).append(r)
-    best = max(groups, key=lambda k: (not k[1], k[2], len(groups[k])))
-    records = groups.pop(best)
+        if dataset_key(r) != dataset_key(records[0]):
+            groups.setdefault(dataset_key(r), []).append(r)
     commits = sorted({(r.get("git_commit") or "unknown")[:10] for r in records})
     dates = sorted({(r.get("created") or "")[:10] for r in records})
     print(f"Quoted, not trained here: {len(records)} committed reference runs from results/reference/{corpus} "
