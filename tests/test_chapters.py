@@ -115,6 +115,14 @@ def test_all_ten_chapters_are_checked():
 
 
 @pytest.mark.parametrize("number", _cases(ALL))
+def test_sections_are_numbered_in_order_without_gaps(number):
+    """"## N.k" headings run N.1, N.2, ... so a cross-reference such as "chapter 5.7" finds its section."""
+    found = [int(m[1]) for c in _cells(number) if c.cell_type == "markdown"
+             for m in re.finditer(rf"^#+ {int(number)}\.(\d+)\b", c.source, flags=re.M)]
+    assert found == list(range(1, len(found) + 1)), found
+
+
+@pytest.mark.parametrize("number", _cases(ALL))
 def test_no_code_cell_is_longer_than_25_lines(number):
     assert not long_code_cells(_cells(number)), long_code_cells(_cells(number))
 
