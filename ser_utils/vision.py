@@ -461,7 +461,12 @@ def vision_fold(fs: FeatureSet, split: Split, job: FoldJob) -> FoldResult:
     """
     options = dict(job.options)
     family, model, seed, quick, epochs = job.spec.base, job.spec.name, job.seed, job.mode.quick, job.mode.epochs
+    # The name's variant words count, explicit options on top: ``vit-specaug`` masks without
+    # ``options["augment"]`` (the grid passes none), and ``vit-pretrained`` never trains from scratch.
+    spec = job.spec.with_options(options)
     pretrained = options.get("pretrained") or None
+    if spec.pretrained and not pretrained:
+        raise ValueError(f"{model} needs weights to start from: options={{'pretrained': HUB_ID_OR_FOLDER}}")
     set_threads(options.get("threads"))
     from transformers import set_seed
 
@@ -478,7 +483,7 @@ def vision_fold(fs: FeatureSet, split: Split, job: FoldJob) -> FoldResult:
     prep = Preprocess.for_model(net, source)
 
     defaults = TRAIN_DEFAULTS["pretrained" if pretrained else "scratch"]
-    tc = TrainConfig(**{k: options.get(k, v) for k, v in defaults.items()}, augment=bool(options.get("augment")))
+    tc = TrainConfig(**{k: options.get(k, v) for k, v in defaults.items()}, augment=spec.augment)
     if epochs is not None:
         tc.epochs = int(epochs)
     elif quick:

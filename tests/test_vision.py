@@ -158,8 +158,8 @@ def test_rollout_of_one_layer_matches_the_hand_computation():
 def test_vision_fold_on_the_quick_chapter(quick_chapter, tmp_path, model):
     fs = quick_chapter.features
     split = quick_chapter.splits("random", 0)[0]
-    res = vision.vision_fold(fs, split, fold_job(model, seed=0, epochs=2, quick=True,
-                             options={"pretrained": None, "augment": model.endswith("specaug")},
+    # the name alone sets the variant (the grid passes no options): beit-specaug masks
+    res = vision.vision_fold(fs, split, fold_job(model, seed=0, epochs=2, quick=True, options={},
                              model_dir=tmp_path, progress=False))
     assert isinstance(res, FoldResult)
     assert len(res.y_pred) == len(res.y_true) == len(split.test)
@@ -171,6 +171,15 @@ def test_vision_fold_on_the_quick_chapter(quick_chapter, tmp_path, model):
     saved = tmp_path / f"{model}__random__seed0__random"
     assert (saved / "model.safetensors").is_file() and res.extra["model_path"] == str(saved)
     json.dumps(res.as_dict())  # the results file must be able to hold it
+
+
+def test_options_override_the_name_and_a_pretrained_name_needs_weights(quick_chapter, tmp_path):
+    split = quick_chapter.splits("random", 0)[0]
+    kw = dict(seed=0, epochs=1, quick=True, model_dir=None, progress=False)
+    res = vision.vision_fold(quick_chapter.features, split, fold_job("vit", options={"augment": True}, **kw))
+    assert res.extra["augment"] is True
+    with pytest.raises(ValueError, match="needs weights to start from"):
+        vision.vision_fold(quick_chapter.features, split, fold_job("vit-pretrained", options={}, **kw))
 
 
 def test_the_patch8_variant_trains_with_8_pixel_patches(quick_chapter, tmp_path):
