@@ -93,6 +93,9 @@ class BaselineFamily(ModelFamily):
     def suffixes_for(self, base: str):
         return {} if base == "duration" else self.suffixes
 
+    def is_deterministic(self, spec: ModelSpec) -> bool:
+        return spec.base != "rf"  # the logistic regressions (lbfgs); the forest draws with its seed
+
     def check(self, spec: ModelSpec, options) -> None:
         super().check(spec, options)
         if spec.input != "vector":

@@ -65,6 +65,9 @@ class EncoderFamily(ModelFamily):
             raise ValueError(f"{spec.name!r} must name one read-out and one layer rule, "
                              "e.g. whisper-probe-layer2 or whisper-probe30s-select")
 
+    def is_deterministic(self, spec: ModelSpec) -> bool:
+        return bool(spec.flags & {"probe", "probe30s"})  # logistic regression on frozen embeddings
+
     @staticmethod
     def padding(spec: ModelSpec) -> str:
         """The embedding's padding a name asks for (:data:`~ser_utils.encoders.PADDINGS`)."""

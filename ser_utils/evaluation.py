@@ -498,7 +498,8 @@ def uar_interval(record: dict, *, n_boot: int = 2000, level: float = 0.95, seed:
 #: run with, the paired bootstrap interval of UAR(A) - UAR(B) over the test clips lies above 0 (test-set
 #: sampling), and the mean difference over seeds exceeds twice the larger seed sd (training randomness).
 INFERENCE_RULE = ("A beats B when every seed's 95 % paired-bootstrap interval of the UAR difference lies above 0 "
-                  "and the mean difference exceeds twice the larger of their seed sds")
+                  "and the mean difference exceeds twice the larger of their seed sds; a trained model run with "
+                  "one seed has no seed sd, so against it nothing is told apart")
 
 
 @dataclass
@@ -514,15 +515,17 @@ class SeededComparison:
     sd_a: float
     sd_b: float
     verdict: str  # "a", "b" or "tie"
+    one_seed: tuple[str, ...] = ()  # trained models run with one seed: their seed spread is unmeasured
 
     def sentence(self) -> str:
         """One line: the verdict with the numbers it rests on."""
         who = {"a": f"{self.model_a} beats {self.model_b}", "b": f"{self.model_b} beats {self.model_a}",
                "tie": f"{self.model_a} and {self.model_b} are not told apart"}[self.verdict]
         intervals = ", ".join(f"[{lo:+.1f}, {hi:+.1f}]" for _, lo, hi in self.per_seed)
+        sds = (f"seed sd of {' and '.join(self.one_seed)} unmeasured (one seed)" if self.one_seed
+               else f"seed sds {self.sd_a:.1f} and {self.sd_b:.1f}")
         return (f"{who} ({self.protocol}): mean UAR difference {self.mean_difference:+.1f} points over "
-                f"{len(self.seeds)} seed(s), seed sds {self.sd_a:.1f} and {self.sd_b:.1f}, paired-bootstrap "
-                f"95 % intervals {intervals}")
+                f"{len(self.seeds)} seed(s), {sds}, paired-bootstrap 95 % intervals {intervals}")
 
 
 def seeded_comparison(records_a: Sequence[dict], records_b: Sequence[dict], *, n_boot: int = 2000,
@@ -532,9 +535,13 @@ def seeded_comparison(records_a: Sequence[dict], records_b: Sequence[dict], *, n
     Records are paired by seed. A side with a single record (a deterministic
     model, run once) is paired with every seed of the other, provided its test
     clips are the other's (true of the speaker and actor protocols, whose test
-    sets do not depend on the seed); otherwise ``ValueError``.
+    sets do not depend on the seed); otherwise ``ValueError``. A trained model
+    (not deterministic by its family, :meth:`~ser_utils.registry.ModelFamily.is_deterministic`)
+    with a single seed has no measured seed sd: the verdict is then a tie.
     """
     by_a, by_b = ({int(r["seed"]): r for r in recs} for recs in (records_a, records_b))
+    one_seed = tuple(next(iter(by.values()))["model"] for by in (by_a, by_b)
+                     if len(by) == 1 and not _deterministic(next(iter(by.values()))["model"]))
     protocols = {r["protocol"] for r in (*records_a, *records_b)}
     if len(protocols) != 1 or not by_a or not by_b:
         raise ValueError(f"seeded_comparison needs records of one protocol on both sides, not {sorted(protocols)}")
@@ -561,12 +568,22 @@ def seeded_comparison(records_a: Sequence[dict], records_b: Sequence[dict], *, n
     sd = lambda v: float(np.std(v, ddof=1)) if len(set(v)) > 1 else 0.0  # noqa: E731
     mean = float(np.mean(ua) - np.mean(ub))
     margin = 2 * max(sd(ua), sd(ub))
-    if all(lo > 0 for _, lo, _ in per_seed) and mean > margin:
+    if one_seed:
+        verdict = "tie"
+    elif all(lo > 0 for _, lo, _ in per_seed) and mean > margin:
         verdict = "a"
     elif all(hi < 0 for _, _, hi in per_seed) and -mean > margin:
         verdict = "b"
     else:
         verdict = "tie"
     return SeededComparison(by_a[seeds[0]]["model"], by_b[seeds[0]]["model"], protocols.pop(), seeds, per_seed,
-                            mean, sd(ua), sd(ub), verdict)
+                            mean, sd(ua), sd(ub), verdict, one_seed)
+
+
+def _deterministic(model: str) -> bool:
+    """True when the registry says training ``model`` involves no randomness (unknown names: False)."""
+    from .registry import ModelSpec
+
+    spec = ModelSpec.parse_or_none(model)
+    return spec is not None and spec.family.is_deterministic(spec)
 

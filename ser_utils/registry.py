@@ -106,6 +106,11 @@ class ModelFamily:
         """The suffixes ``base`` accepts (all of the family's unless a base says otherwise)."""
         return self.suffixes
 
+    def is_deterministic(self, spec: ModelSpec) -> bool:
+        """True when training ``spec`` gives the same model at every seed (nothing random in it), so one
+        run has no seed spread to measure; the inference rule needs two seeds of anything else."""
+        return False
+
     def check(self, spec: ModelSpec, options: Mapping) -> None:
         """Raise ValueError for options this family does not accept (or a spec it cannot train here)."""
         unknown = set(options) - set(self.options)

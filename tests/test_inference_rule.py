@@ -49,6 +49,17 @@ def test_a_single_run_pairs_with_every_seed_only_on_the_same_test_clips():
         seeded_comparison(model, [_record("x", 0, 0.5, protocol="random")])
 
 
+def test_one_seed_of_a_trained_model_is_never_a_finding():
+    """A trained model run once has no seed sd: a clear interval alone does not rank it (a deterministic one may)."""
+    one = seeded_comparison([_record("hybrid", 0, 0.80)], [_record("cnn", 0, 0.60)])
+    assert all(lo > 0 for _, lo, _ in one.per_seed) and one.verdict == "tie"
+    assert one.one_seed == ("hybrid", "cnn") and "unmeasured (one seed)" in one.sentence()
+    against_logreg = seeded_comparison([_record("hybrid", 0, 0.80)], [_record("logreg", 0, 0.60)])
+    assert against_logreg.verdict == "tie" and against_logreg.one_seed == ("hybrid",)
+    deterministic = seeded_comparison([_record("logreg-spknorm", 0, 0.80)], [_record("logreg", 0, 0.60)])
+    assert deterministic.verdict == "a" and deterministic.one_seed == ()
+
+
 def test_a_single_runs_interval_covers_its_uar_and_narrows_with_more_clips():
     """uar_interval: the record's own UAR inside a test-set interval that shrinks as the test set grows."""
     from ser_utils.evaluation import uar_interval
