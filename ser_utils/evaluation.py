@@ -372,7 +372,7 @@ def paired_predictions(rec_a: dict, rec_b: dict) -> tuple[np.ndarray, np.ndarray
 
     Clips are matched by (fold, clip id). Raises ``ValueError`` when the records
     differ in protocol or seed, share no clip, or disagree on a true label.
-    Saved from chapter 7, section 7.6 (book/07_comparison.ipynb).
+    Saved from chapter 7, section 7.7 (book/07_comparison.ipynb).
     """
     if (rec_a["protocol"], rec_a["seed"]) != (rec_b["protocol"], rec_b["seed"]):
         raise ValueError("a paired comparison needs two records of the same protocol and seed")
@@ -392,7 +392,7 @@ def paired_predictions(rec_a: dict, rec_b: dict) -> tuple[np.ndarray, np.ndarray
 class McNemarResult:
     """Exact McNemar test of two models on the same clips: counts, accuracies and the p-value.
 
-    Saved from chapter 7, section 7.6 (book/07_comparison.ipynb).
+    Saved from chapter 7, section 7.7 (book/07_comparison.ipynb).
     """
 
     model_a: str
@@ -417,7 +417,7 @@ def mcnemar(rec_a: dict, rec_b: dict) -> McNemarResult:
 
     Only the discordant clips count: under equal error rates each is a fair coin,
     so the p-value is the two-sided binomial test of ``only_a`` of them at 0.5.
-    Saved from chapter 7, section 7.6 (book/07_comparison.ipynb).
+    Saved from chapter 7, section 7.7 (book/07_comparison.ipynb).
     """
     from scipy.stats import binomtest
 
@@ -439,7 +439,7 @@ def uar(y_true, y_pred, n_classes: int = len(EMOTIONS)) -> float:
     The mean recall over the classes present in ``y_true``, as ``compute_metrics`` does for a
     corpus with fewer emotions. The bootstrap scores thousands of resamples, where input checks
     would dominate.
-    Saved from chapter 7, section 7.6 (book/07_comparison.ipynb).
+    Saved from chapter 7, section 7.7 (book/07_comparison.ipynb).
     """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     support = np.bincount(y_true, minlength=n_classes)
@@ -455,7 +455,7 @@ def bootstrap_difference(y_true, pred_a, pred_b, score: Callable = uar, *, n_boo
     Resamples the clips with replacement ``n_boot`` times (the same resample for
     both models, so clip difficulty cancels) and returns the difference on all
     clips with the percentile interval at ``level``: ``(difference, low, high)``.
-    Saved from chapter 7, section 7.6 (book/07_comparison.ipynb).
+    Saved from chapter 7, section 7.7 (book/07_comparison.ipynb).
     """
     y_true, pred_a, pred_b = (np.asarray(v) for v in (y_true, pred_a, pred_b))
     rng = np.random.default_rng(seed)

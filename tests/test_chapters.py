@@ -268,3 +268,18 @@ def test_no_cell_rebinds_a_papermill_parameter(path):
     later = {(i, name) for i, c in enumerate(nb.cells[at + 1:], at + 1) if c.cell_type == "code"
              for name in _assigned_names(c.source) & params}
     assert not later, f"cells rebinding a parameter: {sorted(later)}"
+
+
+@pytest.mark.parametrize("number", _cases(ALL))
+def test_saved_code_names_the_section_it_is_saved_from(number):
+    """A ``#@save`` cell's "Saved from chapter N, section N.M" names the section the cell sits in."""
+    section, wrong = None, []
+    for i, cell in enumerate(_cells(number)):
+        text = "".join(cell["source"])
+        heading = re.search(r"^## (\d+\.\d+) ", text, re.M)
+        if cell["cell_type"] == "markdown" and heading:
+            section = heading[1]
+        for said in re.findall(r"Saved from chapter \d+, section (\d+\.\d+)", text):
+            if said != section:
+                wrong.append(f"cell {i}: says section {said}, sits in {section}")
+    assert not wrong, wrong
