@@ -116,6 +116,8 @@ CLAIMS = {
         lambda q: f"{q.mean_sd('vit', 'speaker')} % UAR (ViT: {', '.join(q._fmt('vit', 'speaker'))}) and "
                   f"{q.mean_sd('beit', 'speaker')} % (BEiT: {', '.join(q._fmt('beit', 'speaker'))})",
         lambda q: f"against the logistic regression's {q.one('logreg', 'speaker')} %",
+        lambda q: f"`vit-specaug` {q.mean_sd('vit-specaug', 'random', 'accuracy')} % and `beit-specaug` "
+                  f"{q.mean_sd('beit-specaug', 'random', 'accuracy')} % over seeds 0-2",
         lambda q: f"(ViT {q.mean_sd('vit', 'speaker')} and BEiT {q.mean_sd('beit', 'speaker')} % UAR over three seeds, "
                   f"against {q.one('logreg', 'speaker')} %)",
     ],
