@@ -62,7 +62,7 @@ from .evaluation import FoldResult
 from .features import FeatureSet, as_rgb
 from .labels import EMOTIONS
 from .quiet import bar_hidden
-from .registry import VISION_MODELS, FoldJob, ModelFamily
+from .registry import VISION_MODELS, FoldJob, ModelFamily, ModelSpec
 from .splits import Split
 
 #: The checkpoints the paper's family of models starts from (ImageNet-21k / -22k pre-training).
@@ -444,6 +444,13 @@ def load_model(folder: str | os.PathLike):
     return model, Preprocess.for_model(model, str(folder))
 
 
+def _require_weights(spec, options) -> None:
+    """ValueError when a ``-pretrained`` name comes without weights to start from (never train it from scratch)."""
+    if spec.with_options(options).pretrained and not options.get("pretrained"):
+        raise ValueError(f"{spec.name} needs weights to start from: --pretrained ID_OR_FOLDER "
+                         "(options={'pretrained': ...})")
+
+
 def vision_fold(fs: FeatureSet, split: Split, job: FoldJob) -> FoldResult:
     """Train ViT or BEiT on ``split.train`` images, early-stop on ``split.val``, predict ``split.test``.
 
@@ -464,9 +471,8 @@ def vision_fold(fs: FeatureSet, split: Split, job: FoldJob) -> FoldResult:
     # The name's variant words count, explicit options on top: ``vit-specaug`` masks without
     # ``options["augment"]`` (the grid passes none), and ``vit-pretrained`` never trains from scratch.
     spec = job.spec.with_options(options)
+    _require_weights(job.spec, options)
     pretrained = options.get("pretrained") or None
-    if spec.pretrained and not pretrained:
-        raise ValueError(f"{model} needs weights to start from: options={{'pretrained': HUB_ID_OR_FOLDER}}")
     set_threads(options.get("threads"))
     from transformers import set_seed
 
@@ -547,6 +553,10 @@ class VisionFamily(ModelFamily):
         if flags.get("pretrained"):
             out["pretrained"] = flags["pretrained"]
         return out
+
+    def check(self, spec: ModelSpec, options) -> None:
+        super().check(spec, options)
+        _require_weights(spec, options)  # before any work: train and run_experiment refuse in one line
 
     def train_fold(self, ws, split: Split, job: FoldJob) -> FoldResult:
         return vision_fold(ws.features, split, job)

@@ -180,6 +180,8 @@ def test_options_override_the_name_and_a_pretrained_name_needs_weights(quick_cha
     assert res.extra["augment"] is True
     with pytest.raises(ValueError, match="needs weights to start from"):
         vision.vision_fold(quick_chapter.features, split, fold_job("vit-pretrained", options={}, **kw))
+    with pytest.raises(ValueError, match="needs weights to start from"):  # refused before any work
+        vision.FAMILY.check(vision.ModelSpec.parse("vit-pretrained"), {})
 
 
 def test_the_patch8_variant_trains_with_8_pixel_patches(quick_chapter, tmp_path):
