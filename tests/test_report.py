@@ -362,3 +362,14 @@ def test_per_emotion_tables_refuse_mixed_data_and_largest_dataset_picks_all_of_t
     kept = comparison.largest_dataset([*records, half])
     assert half not in kept and len(kept) == len(records)
     assert set(comparison.recall_by_direction(kept)["seeds"]) == {1}
+
+
+def test_committed_tess_references_are_all_2800_clips():
+    """Every TESS file in results/reference/ is a full-corpus run: 2800 clips, 2 speakers, no ``partial`` flag."""
+    folder = Path(__file__).resolve().parents[1] / "results" / "reference"
+    files = sorted(folder.glob("*.json"))
+    assert len(files) >= 70, "the reference grid is missing"
+    wrong = [(f.name, d["dataset"].get("n_clips"), d["dataset"].get("partial"))
+             for f in files if (d := json.loads(f.read_text()))["dataset"].get("n_clips") != 2800
+             or d["dataset"].get("partial") or d["dataset"].get("quick")]
+    assert not wrong, f"reference files not on all 2800 TESS clips: {wrong}"
