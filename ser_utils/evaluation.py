@@ -153,8 +153,26 @@ def make_record(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": library_versions(),
         "git_commit": git_commit(),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "machine": machine_info(),
     }
+
+
+def machine_info() -> dict:
+    """Where a run was made: OS platform, core count, CPU model and its widest SIMD instruction set.
+
+    The CPU model matters for reproducing a run: the same code, seed and library versions can
+    flip a few test predictions on another CPU, whose BLAS kernels sum in a different order.
+    """
+    cpu, flags = platform.processor() or "", set()
+    try:  # Linux names the model and its instruction sets in /proc/cpuinfo; platform.processor() is often empty
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            first = f.read().split("\n\n")[0]  # the first core's block
+        info = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first.splitlines() if ":" in line)}
+        cpu, flags = info.get("model name", cpu), set(info.get("flags", "").split())
+    except (OSError, ValueError):
+        pass
+    simd = next((f for f in ("avx512f", "avx2", "avx", "neon", "asimd") if f in flags), "unknown")
+    return {"platform": platform.platform(), "cpus": os.cpu_count(), "cpu": cpu or "unknown", "simd": simd}
 
 
 def dataset_info(data, *, n_clips: int, quick: bool, n_speakers: int | None = None) -> dict:

@@ -373,3 +373,12 @@ def test_committed_tess_references_are_all_2800_clips():
              for f in files if (d := json.loads(f.read_text()))["dataset"].get("n_clips") != 2800
              or d["dataset"].get("partial") or d["dataset"].get("quick")]
     assert not wrong, f"reference files not on all 2800 TESS clips: {wrong}"
+
+
+def test_records_name_the_cpu_they_ran_on():
+    """A record says which CPU made it: the same seed can flip a few predictions on another CPU model."""
+    from ser_utils.evaluation import machine_info
+
+    info = machine_info()
+    assert set(info) == {"platform", "cpus", "cpu", "simd"} and info["cpu"] and info["simd"]
+    assert _record("logreg")["machine"] == info

@@ -256,13 +256,13 @@ def reference_stand_ins(records: Sequence[dict], *, protocols: Iterable[str], se
     """Committed reference runs standing in for the deep runs this run did not train, on the same data only.
 
     A default book run trains the LSTM and the hybrid on the random split only and quotes their
-    other protocols (chapters 4 and 5). Training is deterministic, so a reference record of the
-    same model, protocol and seed, made on the same dataset (name, clip count, mode) with the same
-    feature settings, is the record this run would have written. Each is returned marked
+    other protocols (chapters 4 and 5). Training is deterministic on one CPU model, so a reference
+    record of the same model, protocol and seed, made on the same dataset (name, clip count, mode)
+    with the same feature settings, is the record this run would have written there (on another
+    CPU model a few test predictions can flip: ARCHITECTURE.md). Each is returned marked
     ``"quoted": True``; nothing is quoted without a real-data record of this run to match.
     The Keras models and ViT/BEiT by default: their reference runs on all 2800 clips come from the
-    current training code, and the published book run reproduced every one it retrained (ViT's
-    random split included) prediction for prediction.
+    current training code (chapter 6's own ViT follows a shorter schedule: its record is this run's).
     """
     from ..run_context import project_root
 

@@ -355,6 +355,8 @@ def run_book(
     if from_published is not None and not Path(from_published).is_dir():
         raise BookSetupError(f"no published run at {from_published}; make one with `make publish`")
     require_book_root(book_root)
+    from ..evaluation import machine_info
+
     with build_lock(output_root / "_build"):
         forget()  # code and data are looked at afresh by every run
         quiet_environment()
@@ -364,7 +366,7 @@ def run_book(
         report = BookReport(
             chapters=[], dataset=parameters["dataset"], quick=bool(parameters.get("quick")),
             started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            machine={"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},
+            machine={"python": platform.python_version(), **machine_info()},
         )
         if from_published is not None:
             echo(f"Book: {len(notebooks)} chapter(s) in _toc.yml; executing none, building the HTML from the "
