@@ -198,6 +198,18 @@ def test_chapter_opens_with_the_colab_cell_and_collapsed_parameters(number):
     assert not problems, problems
 
 
+@pytest.mark.parametrize("number", _cases(sorted(CHAPTERS)))
+def test_papermill_reads_every_parameter_of_the_chapter(number):
+    """papermill's parameter inspection skips (with a warning in every run) a line holding two ``=``, e.g. in its comment."""
+    import papermill
+
+    nb = nbformat.read(CHAPTERS[number], as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assigned = [ln.split("=")[0].strip() for ln in cell.source.splitlines() if "=" in ln and not ln.lstrip().startswith("#")]
+    found = list(papermill.inspect_notebook(str(CHAPTERS[number])))
+    assert found == assigned, f"papermill cannot parse {sorted(set(assigned) - set(found))}: one '=' per line"
+
+
 def test_the_check_counter_counts_asserts_and_checked_outputs_only():
     cells = [nbformat.v4.new_code_cell("x = 1\nassert x == 1"), nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nx"),
              nbformat.v4.new_code_cell("def f():\n    assert True"), nbformat.v4.new_markdown_cell("assert 1")]
