@@ -74,7 +74,7 @@ def trajectory_table(record: dict) -> "pd.DataFrame":  # noqa: F821
 def main(argv: list[str] | None = None) -> int:
     from ..workspace import RunMode, open_workspace
     from ..evaluation import git_commit
-    from ..outputs import atomic_write
+    from ..cache import write_json
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True)
@@ -96,9 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     record = {"model": args.model, "protocol": "speaker", "epoch_cap": args.epochs, "every": args.every,
               "dataset": {"name": "tess", "n_clips": int(len(ch.features))}, "git_commit": git_commit(),
               "note": "test UAR along training, for analysis only: never used to stop or select", "runs": runs}
-    out = Path(args.out) / f"{args.model}__speaker.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(out, json.dumps(record, indent=1))
+    write_json(Path(args.out) / f"{args.model}__speaker.json", record, what="convergence record")
     print(trajectory_table(record).to_string())
     return 0
 
