@@ -382,3 +382,13 @@ def test_records_name_the_cpu_they_ran_on():
     info = machine_info()
     assert set(info) == {"platform", "cpus", "cpu", "simd"} and info["cpu"] and info["simd"]
     assert _record("logreg")["machine"] == info
+
+
+def test_committed_crema_references_name_their_actors():
+    """Every CREMA-D file in results/reference/crema-d-dev/ names the 12 actors of the subset it ran on."""
+    folder = Path(__file__).resolve().parents[1] / "results" / "reference" / "crema-d-dev"
+    files = sorted(folder.glob("*.json"))
+    assert files, "the CREMA-D reference runs are missing"
+    named = {f.name: (d := json.loads(f.read_text())["dataset"]).get("actors") or d.get("crema_actors") for f in files}
+    assert all(a and len(a) == 12 for a in named.values()), {n: a for n, a in named.items() if not a or len(a) != 12}
+    assert len({tuple(a) for a in named.values()}) == 1, "the files ran on different actor subsets"
