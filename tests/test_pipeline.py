@@ -427,3 +427,24 @@ def test_progress_bars_obey_the_kernels_tqdm_disable(monkeypatch, capsys):
     assert bar_hidden(True)
     run_folds(["a", "b"], lambda s: s, progress=True)
     assert capsys.readouterr().err == ""
+
+
+def test_run_json_names_the_data_the_run_read(tmp_path, monkeypatch):
+    """run.json's data block: the TESS dataset of the results files written, and CREMA-D's folder, clips and actors."""
+    from ser_utils.course.publish import data_record
+    from ser_utils.evaluation import FoldResult, make_record, save_record
+
+    results = tmp_path / "results"
+    fold = FoldResult(fold="f0", test_ids=[f"OAF_w{k}" for k in range(7)], y_true=list(range(7)), y_pred=list(range(7)),
+                      n_train=1, n_val=1, epochs=1)
+    dataset = {"name": "tess", "n_clips": 2800, "n_speakers": 2, "synthetic": False, "quick": False}
+    for seed in (0, 1):  # two records of one dataset: one block
+        save_record(make_record("logreg", "random", seed, [fold], dataset=dataset, wall_time=0.1), tmp_path)
+    crema = tmp_path / "crema-d-dev"
+    crema.mkdir()
+    for name in ("1004_DFA_ANG_XX.wav", "1004_IEO_SAD_LO.wav", "1088_DFA_HAP_XX.wav", "notes.wav"):
+        (crema / name).write_bytes(b"RIFF")
+    monkeypatch.delenv("SER_CREMA_DIR", raising=False)
+    assert data_record(results) == {"tess": [dataset], "crema_d": None}
+    monkeypatch.setenv("SER_CREMA_DIR", str(crema))
+    assert data_record(results)["crema_d"] == {"folder": "crema-d-dev", "n_clips": 3, "actors": ["1004", "1088"]}

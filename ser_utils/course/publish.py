@@ -81,8 +81,42 @@ def require_clean_checkout() -> str:
     return commit
 
 
+def data_record(results_dir: str | os.PathLike | None, crema_dir: str | os.PathLike | None = None) -> dict:
+    """What a book run ran on, for ``run.json``: the datasets of the results files it wrote, and CREMA-D.
+
+    ``tess``: each distinct dataset block (corpus, clip and speaker counts) of the records in
+    ``results_dir``; ``crema_d``: the folder chapters 9 and 10 read (``crema_dir``, else
+    ``SER_CREMA_DIR``), its clip count and the actors its file names give, or ``None`` when
+    neither is set (those chapters then make a synthetic stand-in, as their banners say).
+    """
+    from ..corpora import UnknownLabelError, parse_crema_name
+    from ..data import find_audio_files
+    from ..evaluation import load_records
+    from ..run_context import crema_candidates
+
+    blocks = []
+    if results_dir and Path(results_dir).is_dir():
+        for rec in load_records(results_dir):
+            ds = rec.get("dataset") or {}
+            block = {k: ds.get(k) for k in ("name", "n_clips", "n_speakers", "synthetic", "quick")}
+            if block not in blocks:
+                blocks.append(block)
+    crema = None
+    folder = next((f for f in crema_candidates(crema_dir) if f.is_dir()), None)
+    if folder is not None:
+        actors, n = set(), 0
+        for path in find_audio_files(folder):
+            try:
+                actors.add(parse_crema_name(path.name).speaker)
+                n += 1
+            except UnknownLabelError:
+                continue
+        crema = {"folder": folder.name, "n_clips": n, "actors": sorted(actors)}
+    return {"tess": blocks, "crema_d": crema}
+
+
 def publish_chapters(notebooks: Sequence[TocEntry], build: Path, folder: Path, report: BookReport, *,
-                     data_dir: str | None = None) -> Path:
+                     data_dir: str | None = None, results_dir: str | None = None) -> Path:
     """Copy the executed chapters of ``build`` into ``folder`` (:func:`published_copy`) with a ``run.json``.
 
     ``run.json`` names the commit, the date, the data and the timing rows, so a
@@ -101,6 +135,7 @@ def publish_chapters(notebooks: Sequence[TocEntry], build: Path, folder: Path, r
             nbformat.write(nb, tmp)
     run = {"commit": git_commit(), "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "dataset": report.dataset, "data_dir_name": Path(data_dir).name if data_dir else None,
+           "data": data_record(results_dir),
            "execute_s": report.execute_s, "machine": report.machine,
            "chapters": [dict(c, parameters=without_local_paths(c.get("parameters") or {}))
                         for c in map(asdict, report.chapters)]}

@@ -402,7 +402,8 @@ def run_book(
         report.total_s = round(time.perf_counter() - t_start, 2)
         if publish is not None:
             report.published = str(publish_chapters(notebooks, output_root / "_build", Path(publish), report,
-                                                    data_dir=parameters.get("data_dir")))
+                                                    data_dir=parameters.get("data_dir"),
+                                                    results_dir=parameters.get("results_dir")))
             echo(f"Published the executed chapters to {report.published}")
         _write_report(report, report_path(output_root))
     echo(format_report(report))
