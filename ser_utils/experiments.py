@@ -19,6 +19,7 @@ import pandas as pd
 from .cache import read_valid
 from .evaluation import dataset_info, load_record, make_record, result_path, run_folds, save_record, score_summary
 from .registry import FoldJob, ModelSpec
+from .settings import parse_epochs
 from .workspace import Workspace
 
 
@@ -57,7 +58,7 @@ def run_experiment(
     if trained is not None and (score_trained is None or options):
         raise ValueError(f"trained= records a plain Keras model the chapter trained itself, not {model!r} "
                          f"with options {options}")
-    mode = ws.mode if epochs is None else replace(ws.mode, epochs=int(epochs))
+    mode = ws.mode if epochs is None else replace(ws.mode, epochs=parse_epochs(epochs))  # at least 1, or one line
     job = FoldJob(spec, seed=seed, mode=mode, options=options, model_dir=ws.models_dir if save else None,
                   progress=progress)
     splits = ws.splits(protocol, seed)

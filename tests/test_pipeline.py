@@ -448,3 +448,16 @@ def test_run_json_names_the_data_the_run_read(tmp_path, monkeypatch):
     assert data_record(results) == {"tess": [dataset], "crema_d": None}
     monkeypatch.setenv("SER_CREMA_DIR", str(crema))
     assert data_record(results)["crema_d"] == {"folder": "crema-d-dev", "n_clips": 3, "actors": ["1004", "1088"]}
+
+
+def test_run_experiment_refuses_a_bad_epoch_cap_before_any_work():
+    """``epochs=-1`` (e.g. a chapter's ``vision_epochs``) is one line naming the parameter, not a crash inside training."""
+    from types import SimpleNamespace
+
+    from ser_utils.experiments import run_experiment
+    from ser_utils.settings import ParameterError
+
+    ws = SimpleNamespace(mode=None)  # never reached: the cap is checked first
+    for bad in (-1, 0, "many"):
+        with pytest.raises(ParameterError, match="epochs must be"):
+            run_experiment(ws, "vit", "random", 0, epochs=bad)
