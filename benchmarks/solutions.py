@@ -5,13 +5,15 @@ CREMA-D from ``SER_CREMA_DIR``) up to its first exercise, then each solution ver
 target check as ``tests/test_solutions.py`` (its ``with_solutions``), and writes what happened to
 ``results/reference/solutions/<chapter>.json``; ``book/course/exercises.md`` quotes those files.
 
-    python benchmarks/solutions.py 08_gradcam [--skip 8.4] [--artifacts DIR] [-o FILE]
+    python benchmarks/solutions.py 08_gradcam [--skip 8.4] [--artifacts DIR] [-o FILE] [--merge]
 
 The chapter's own cells reuse the models and results already in ``--artifacts`` (a folder a
 real-data ``book`` run left; otherwise they train them first). ``--skip`` leaves out exercises
 that take hours (the record lists them as skipped). A solution that raises is recorded with its
 error and the next one still runs. Times are wall-clock seconds on this machine: say in the
-record (``--note``) if other jobs were running.
+record (``--note``) if other jobs were running. ``--merge`` adds this run's exercises to the chapter's
+existing record: an exercise this run skips keeps its earlier result, which names the run it comes from
+(its commit, date and machine note), so the hours-long exercises can be recorded one session at a time.
 """
 
 from __future__ import annotations
@@ -73,10 +75,44 @@ def record(chapter: str, data_dir: Path, artifacts: Path, skip: tuple[str, ...],
             "exercises": runs}
 
 
+def merge(earlier: dict, new: dict) -> dict:
+    """``new``, with each exercise it skipped taken from ``earlier`` where that record ran it.
+
+    A kept exercise carries ``run``: the commit, date and machine note of the record it comes from, so a
+    merged file never passes one run's result off as another's. Both records must be of the same chapter on
+    the same data (same clip count), else ``ValueError``.
+    """
+    same = ("chapter", "dataset")
+    if any(earlier.get(k) != new.get(k) for k in same):
+        raise ValueError(f"the earlier record is of {earlier.get('chapter')} on {earlier.get('dataset')}, this run of "
+                         f"{new.get('chapter')} on {new.get('dataset')}: merge only runs of one chapter on the same data")
+    merged = {**new, "exercises": dict(new["exercises"])}
+    for number, run in new["exercises"].items():
+        kept = earlier["exercises"].get(number)
+        if "skipped" in run and kept is not None and "skipped" not in kept:
+            provenance = kept.get("run") or {"git_commit": earlier["git_commit"], "created": earlier["created"],
+                                             "note": earlier["machine"].get("note", "")}
+            merged["exercises"][number] = {**kept, "run": provenance}
+    return merged
+
+
 def _fail(message: str) -> None:
     """A user error: one line on stderr, exit status 2 (as the ``ser_utils`` commands do)."""
     print(f"solutions.py: {message}", file=sys.stderr)
     sys.exit(2)
+
+
+def _earlier_record(path: Path) -> dict | None:
+    """The record already at ``path`` (None when there is none); one line and exit 2 when it is unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+        if rec.get("kind") != "exercise-solutions":
+            raise ValueError("not a solutions record")
+        return rec
+    except (ValueError, OSError) as err:
+        _fail(f"--merge: {path} is not a readable solutions record ({err}); remove it or drop --merge.")
 
 
 def main() -> None:
@@ -87,6 +123,8 @@ def main() -> None:
     ap.add_argument("--skip", nargs="*", default=[], help="exercise numbers left out, e.g. 5.1 5.3")
     ap.add_argument("--note", default="", help="about the machine, e.g. 'other jobs running: times are upper bounds'")
     ap.add_argument("-o", "--output", help="default: results/reference/solutions/<chapter>.json")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the exercises the existing output file recorded and this run skips")
     args = ap.parse_args()
     if not args.data_dir or not Path(args.data_dir).is_dir():
         _fail("real TESS is needed: pass --data-dir DIR or set SER_TESS_DIR.")
@@ -96,13 +134,21 @@ def main() -> None:
     if unknown:
         _fail(f"{args.chapter} has no exercise {', '.join(unknown)}: "
                  f"its exercises are {', '.join(exercises(args.chapter))}.")
+    out = Path(args.output or ROOT / "results" / "reference" / "solutions" / f"{args.chapter}.json")
+    earlier = _earlier_record(out) if args.merge else None  # read first: a bad file fails before hours of training
     rec = record(args.chapter, Path(args.data_dir).resolve(), Path(args.artifacts).resolve(), tuple(args.skip),
                  args.note)
-    out = Path(args.output or ROOT / "results" / "reference" / "solutions" / f"{args.chapter}.json")
+    if earlier is not None:
+        try:
+            rec = merge(earlier, rec)
+        except ValueError as err:
+            _fail(str(err))
     write_json(out, rec, what="solutions record")
     for number, run in rec["exercises"].items():
         print(f"{number}: " + (run.get("skipped") or f"{run['wall_s']:.1f} s, target {run['target_check']}"
-                                                     + (f", {run['error']}" if run["error"] else "")))
+                                                     + (f", {run['error']}" if run["error"] else "")
+                                                     + (f" (kept from {run['run']['git_commit']})" if "run" in run
+                                                        else "")))
     print(f"wrote {out}")
 
 

@@ -297,3 +297,36 @@ def test_the_exercises_page_lists_every_exercise_and_what_was_executed():
             assert run["error"] is None and run["target_check"] == "passed", (number, run)
             recorded[number] = run
     assert {n for n, how in rows.items() if "real TESS" in how} == set(recorded)
+
+
+def _recorder():
+    """benchmarks/solutions.py, imported as a module (it is a script, not part of the package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("solutions_recorder", ROOT / "benchmarks" / "solutions.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_merged_solutions_record_keeps_earlier_results_with_the_run_they_come_from():
+    """--merge: an exercise this run skipped keeps the earlier record's result, marked with that run's commit and
+    note; one this run executed replaces the earlier one; records of another chapter or other data are refused."""
+    recorder = _recorder()
+    data = {"name": "tess", "data_dir_name": "tess-dev", "synthetic": False, "quick": False, "n_clips": 2800}
+    ran = {"wall_s": 1.0, "output": "", "error": None, "target_check": "passed"}
+    skipped = {"skipped": "left out"}
+    earlier = {"chapter": "04_lstm", "dataset": data, "git_commit": "aaa", "created": "2026-12-01",
+               "machine": {"note": "busy"}, "exercises": {"4.1": ran, "4.2": skipped, "4.3": {**ran, "wall_s": 9.0}}}
+    new = {"chapter": "04_lstm", "dataset": data, "git_commit": "bbb", "created": "2026-12-07",
+           "machine": {"note": "idle"}, "exercises": {"4.1": skipped, "4.2": {**ran, "wall_s": 2.0}, "4.3": ran}}
+    merged = recorder.merge(earlier, new)
+    assert merged["exercises"]["4.1"] == {**ran, "run": {"git_commit": "aaa", "created": "2026-12-01", "note": "busy"}}
+    assert merged["exercises"]["4.2"] == {**ran, "wall_s": 2.0} and merged["exercises"]["4.3"] == ran
+    assert merged["git_commit"] == "bbb" and new["exercises"]["4.1"] == skipped  # the inputs are left as they were
+    again = recorder.merge(merged, {**new, "git_commit": "ccc", "exercises": {n: skipped for n in new["exercises"]}})
+    assert again["exercises"]["4.1"]["run"]["git_commit"] == "aaa" and again["exercises"]["4.2"]["run"]["git_commit"] == "bbb"
+    with pytest.raises(ValueError, match="same data"):
+        recorder.merge(earlier, {**new, "dataset": {**data, "n_clips": 1400}})
+    with pytest.raises(ValueError, match="one chapter"):
+        recorder.merge(earlier, {**new, "chapter": "05_hybrid"})
