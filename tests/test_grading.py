@@ -6,6 +6,7 @@ with its reason) through ``python -m ser_utils grade``, in quick mode on the dem
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -183,6 +184,17 @@ def test_grade_list_and_usage_errors(capsys, tmp_path):
     assert junk.read_text(encoding="utf-8") == "not json"
 
 
+def test_real_data_grading_needs_real_crema_and_probes_a_pretrained_encoder(capsys, monkeypatch):
+    """corpus-change on real TESS without SER_CREMA_DIR is refused before the notebook runs (it once graded real
+    TESS against the synthetic CREMA-D); the probe on real data defaults to the pretrained Whisper tiny.en, whose
+    layers its threshold (the logistic regression's score) assumes; the demo corpus keeps the stand-in."""
+    monkeypatch.delenv("SER_CREMA_DIR", raising=False)
+    starter = str(ROOT / "assignments" / "corpus-change.ipynb")
+    assert main(["grade", "corpus-change", starter, "--data-dir", str(ROOT)]) == 2
+    assert "corpus-change on real TESS needs real CREMA-D: set SER_CREMA_DIR" in capsys.readouterr().err
+    assert grading.default_encoder("/data/tess") == "whisper-tiny" and grading.default_encoder(None) == "stand-in"
+
+
 @pytest.fixture(scope="module")
 def grade_artifacts(tmp_path_factory) -> Path:
     """One artifacts folder for every grading run of this module (demo corpus and features built once)."""
@@ -222,3 +234,23 @@ def test_the_untouched_starter_fails_at_its_todo(grade_artifacts, capsys):
                  "--artifacts", str(grade_artifacts)]) == 1
     out = capsys.readouterr().out
     assert "[FAIL] notebook runs" in out and "NotImplementedError" in out
+
+
+def test_a_grader_that_crashes_writes_a_failing_report(tmp_path, monkeypatch):
+    """A grader error after the first checks passed (a missing encoder, a bad CREMA-D folder) is a failed check in
+    the written report, never a pass: the report once held only 'reads only its arguments: pass' and graded PASSED."""
+    def fit_predict(clips, test_speaker):
+        return np.zeros(len(clips), int)
+
+    def broken_grader(fn, ch, report, params):
+        raise RuntimeError("no encoder weights here")
+
+    monkeypatch.setitem(grading.ASSIGNMENTS, "speakers", dataclasses.replace(
+        grading.ASSIGNMENTS["speakers"], grade=broken_grader))
+    path = tmp_path / "report.json"
+    with pytest.raises(RuntimeError, match="no encoder weights"):
+        grading.hidden_tests("speakers", {"fit_predict": fit_predict}, str(path),
+                             {"dataset": "demo", "artifacts_dir": str(tmp_path / "art"), "quick": True})
+    report = Report.from_json(json.loads(path.read_text(encoding="utf-8")))
+    assert not report.passed and report.checks[-1].name == "grader ran"
+    assert "RuntimeError: no encoder weights here" in report.checks[-1].detail

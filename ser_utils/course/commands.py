@@ -173,7 +173,8 @@ def _parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", help="grade on this real TESS folder (full sizes) instead of the demo corpus (quick)")
     p.add_argument("--artifacts", help="artifacts folder to reuse (default: a temporary one)")
     p.add_argument("--report", metavar="FILE.json", help="also write the report here")
-    p.add_argument("--encoder", help="probe assignment: the embedding function (stand-in, whisper-tiny)")
+    p.add_argument("--encoder", help="probe assignment: the embedding function, stand-in or whisper-tiny (default: "
+                   "stand-in on the demo corpus, whisper-tiny with --data-dir)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
