@@ -45,7 +45,7 @@ def _error(cell) -> str | None:
 
 def record(chapter: str, data_dir: Path, artifacts: Path, skip: tuple[str, ...], note: str) -> dict:
     """Execute ``chapter`` with its solutions on ``data_dir``; the record of each exercise."""
-    from ser_utils.evaluation import git_commit
+    from ser_utils.evaluation import git_commit, machine_info
 
     with tempfile.TemporaryDirectory(prefix="ser-solutions-") as tmp:
         done = execute_with_solutions(with_solutions(chapter, skip=skip, keep_going=True), Path(tmp) / chapter,
@@ -71,7 +71,8 @@ def record(chapter: str, data_dir: Path, artifacts: Path, skip: tuple[str, ...],
                    "verbatim and its target check (tests/test_solutions.py's with_solutions), executed with papermill",
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "git_commit": git_commit(),
-            "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "note": note},
+            # the CPU model and SIMD level: a retraining on another CPU can change a few predictions (ARCHITECTURE.md)
+            "machine": {"python": platform.python_version(), **machine_info(), "note": note},
             "exercises": runs}
 
 
