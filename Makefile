@@ -32,6 +32,9 @@ EXTRAS ?= book,test,pretrained,grid
 # be faster still, but where PYTHONDONTWRITEBYTECODE is set (as on this machine) no process ever
 # caches what it compiles, and each of the tests' ~50 fresh interpreters recompiles TensorFlow and
 # torch on import: the unit tests took 10.9 min instead of about 7.6.
+# ser_utils.warmup then compiles librosa's numba helpers in one process: two processes compiling them at
+# once (grid workers, test workers, a grader beside a chapter) can write mismatched cache files, and every
+# later pitch track segfaults (numba issue 10128); it also rebuilds a cache that already crashes.
 # Re-install whenever the dependency list changes. torch==2.13.0 is whatever build pip finds first:
 # install it from PyTorch's CPU or CUDA index before running make on a new machine (README, "Run it").
 $(STAMP): pyproject.toml
@@ -39,6 +42,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install --quiet --no-compile -e ".[$(EXTRAS)]"
 	$(BIN)/python -m compileall -q -j0 $$($(BIN)/python -c "import sysconfig; print(sysconfig.get_path('purelib'))") >/dev/null || true
+	$(BIN)/python -m ser_utils.warmup
 	@touch $@
 
 book: $(STAMP) browser-deps

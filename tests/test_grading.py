@@ -254,3 +254,18 @@ def test_a_grader_that_crashes_writes_a_failing_report(tmp_path, monkeypatch):
     report = Report.from_json(json.loads(path.read_text(encoding="utf-8")))
     assert not report.passed and report.checks[-1].name == "grader ran"
     assert "RuntimeError: no encoder weights here" in report.checks[-1].detail
+
+
+@pytest.mark.slow
+def test_a_notebook_whose_kernel_dies_fails_with_the_reason(tmp_path, capsys):
+    """A kernel that dies (a segfault in a compiled library, out of memory) is a failed 'notebook runs' check with
+    what to do, not a traceback of the grader."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")]  # no kernelspec: python3
+    path = tmp_path / "dies.ipynb"
+    nbformat.write(nb, str(path))
+    assert main(["grade", "speakers", str(path), "--artifacts", str(tmp_path / "art")]) == 1
+    out = capsys.readouterr().out
+    assert "[FAIL] notebook runs: the notebook's kernel died" in out and "numba issue 10128" in out

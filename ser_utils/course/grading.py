@@ -621,6 +621,19 @@ def _hidden_cell(name: str, report_path: Path, params: dict) -> str:
             "print(_report.text())")
 
 
+def _kernel_failure(exc: Exception, timeout: int) -> str:
+    """Why a notebook's kernel stopped, for the report: a cell over the time limit, or a dead kernel."""
+    from nbclient.exceptions import CellTimeoutError
+
+    if isinstance(exc, CellTimeoutError):
+        return (f"a cell ran longer than {timeout} s and was stopped; make the notebook faster (quick mode on "
+                "the demo corpus takes about a minute)")
+    return ("the notebook's kernel died (a crash such as a segfault, or out of memory) before the hidden tests "
+            "finished; run the notebook in Jupyter to see where. A segfault in librosa's pitch tracking (yin, pyin) "
+            "usually means numba's cache was written by two processes at once (numba issue 10128): delete the "
+            "*.nbi and *.nbc files under librosa's __pycache__ folders and grade again")
+
+
 def default_encoder(data_dir: str | os.PathLike | None) -> str:
     """The probe assignment's encoder when none is named: the pretrained Whisper tiny.en on real data (its threshold,
     the logistic regression's score, assumes pretrained layers), the seconds-fast stand-in on the demo corpus."""
@@ -638,6 +651,7 @@ def grade_notebook(name: str, notebook: str | os.PathLike, *, data_dir: str | No
     """
     import nbformat
     import papermill
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
     from .runner import _kernel_config, _source_cell_number, kernel_environment, quiet_environment
@@ -672,6 +686,7 @@ def grade_notebook(name: str, notebook: str | os.PathLike, *, data_dir: str | No
                     mock.patch.dict(os.environ, kernel_environment(), clear=True):
                 papermill.execute_notebook(str(graded), str(executed), parameters={k: v for k, v in params.items()
                                                                                    if k in declared},
+                                           kernel_name=nb.metadata.get("kernelspec", {}).get("name") or "python3",
                                            cwd=str(path.resolve().parent), progress_bar=False, log_output=False,
                                            execution_timeout=timeout, config=_kernel_config(sockets))
         except PapermillExecutionError as exc:
@@ -685,6 +700,9 @@ def grade_notebook(name: str, notebook: str | os.PathLike, *, data_dir: str | No
                 pass
             report.add("notebook runs", False, f"cell {where} raised {exc.ename}: {exc.evalue}".rstrip(": "))
             return report
+        except (DeadKernelError, CellTimeoutError) as exc:  # no traceback: the reason, and what to do
+            return Report(name, [Check("notebook runs", False, _kernel_failure(exc, timeout))],
+                          dataset=params["dataset"])
         if not report_path.exists():
             return Report(name, [Check("notebook runs", False, "the hidden tests wrote no report")])
         return Report.from_json(json.loads(report_path.read_text(encoding="utf-8")))
