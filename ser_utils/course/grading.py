@@ -558,7 +558,7 @@ ASSIGNMENTS: dict[str, Assignment] = {a.name: a for a in [
                "between the curves above 0 and a relative gain of at least 0.05, chapter 8's rule)",
                _grade_faithful),
     Assignment("probe", "A probe on a pretrained encoder", "probe",
-               "a probe on per-layer embeddings, its layer chosen without the test speaker: UAR above chance + 5 "
+               "a probe on per-layer embeddings, any choice of layer made without the test speaker: UAR above chance + 5 "
                "(demo corpus, stand-in encoder) or at least the logistic regression on the 187 values on the same folds "
                "(real data, Whisper tiny.en by default)", _grade_probe),
 ]}
