@@ -621,17 +621,15 @@ def _hidden_cell(name: str, report_path: Path, params: dict) -> str:
             "print(_report.text())")
 
 
-def _kernel_failure(exc: Exception, timeout: int) -> str:
+def _kernel_failure(timed_out: bool, timeout: int) -> str:
     """Why a notebook's kernel stopped, for the report: a cell over the time limit, or a dead kernel."""
-    from nbclient.exceptions import CellTimeoutError
-
-    if isinstance(exc, CellTimeoutError):
+    if timed_out:
         return (f"a cell ran longer than {timeout} s and was stopped; make the notebook faster (quick mode on "
                 "the demo corpus takes about a minute)")
     return ("the notebook's kernel died (a crash such as a segfault, or out of memory) before the hidden tests "
             "finished; run the notebook in Jupyter to see where. A segfault in librosa's pitch tracking (yin, pyin) "
-            "usually means numba's cache was written by two processes at once (numba issue 10128): delete the "
-            "*.nbi and *.nbc files under librosa's __pycache__ folders and grade again")
+            "usually means numba's cache was written by two processes at once (numba issue 10128): "
+            "`python -m ser_utils.warmup` rebuilds it; then grade again")
 
 
 def default_encoder(data_dir: str | os.PathLike | None) -> str:
@@ -701,7 +699,8 @@ def grade_notebook(name: str, notebook: str | os.PathLike, *, data_dir: str | No
             report.add("notebook runs", False, f"cell {where} raised {exc.ename}: {exc.evalue}".rstrip(": "))
             return report
         except (DeadKernelError, CellTimeoutError) as exc:  # no traceback: the reason, and what to do
-            return Report(name, [Check("notebook runs", False, _kernel_failure(exc, timeout))],
+            return Report(name, [Check("notebook runs", False,
+                                       _kernel_failure(isinstance(exc, CellTimeoutError), timeout))],
                           dataset=params["dataset"])
         if not report_path.exists():
             return Report(name, [Check("notebook runs", False, "the hidden tests wrote no report")])
